@@ -1,0 +1,302 @@
+"""Strict configuration dataclasses and named presets.
+
+A preset is a YAML file with the sections of :class:`PipelineConf`. The named presets ship
+in ``global_loc/presets/``; a user may pass the path of their own. A preset may start with
+``inherit: NAME`` to change only some keys of another preset. Every key is checked: an
+unknown key raises :class:`~global_loc.errors.ConfigError` naming the key and the keys that
+exist, as PixLoc's ``BaseModel`` does for its strict configuration merge.
+
+The ``features`` and ``global_descriptor`` sections hold ``name`` plus the options of that
+model; the model's own ``Conf`` dataclass checks them (see :mod:`global_loc.features` and
+:mod:`global_loc.retrieval`).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+DEFAULT_PRESET = "sift"
+
+
+@dataclass
+class MatchingConf:
+    """Descriptor matching: mutual nearest neighbour with Lowe's ratio test.
+
+    Attributes:
+        ratio_threshold: max ratio of the distances to the best and to the second-best
+            candidate (Lowe, IJCV 2004); 1.0 disables the test.
+        mutual: keep only mutual nearest neighbours.
+        max_candidates: neighbours looked at per query descriptor when candidates are grouped
+            by 3D point (the second-best must belong to another point).
+    """
+
+    ratio_threshold: float = 0.8
+    mutual: bool = True
+    max_candidates: int = 16
+
+
+@dataclass
+class MappingConf:
+    """Map building from keyframes with known poses.
+
+    Attributes:
+        keyframe_min_distance_m, keyframe_min_rotation_deg: a frame becomes a keyframe when
+            it moved at least this far *or* turned at least this much since the last keyframe
+            (0 and 0 keep every frame).
+        num_pairs_pose: covisible partners per keyframe chosen from the poses (nearest camera
+            centres among those looking in a similar direction).
+        num_pairs_retrieval: partners per keyframe chosen by global-descriptor similarity.
+        pair_max_angle_deg: max angle between the optical axes of a pose-based pair.
+        pair_max_distance_m: max distance between camera centres of a pose-based pair
+            (0: no limit).
+        epipolar_max_error_px: max Sampson distance of a match to the epipolar geometry
+            given by the known poses.
+        max_reprojection_error_px: max reprojection error of an observation of a point.
+        min_triangulation_angle_deg: min largest angle between two rays of a point.
+        min_track_length: min number of keyframes observing a point.
+        colmap_association_max_px: importing a COLMAP model, max distance between a
+            COLMAP observation and the extracted keypoint that takes its 3D point.
+    """
+
+    keyframe_min_distance_m: float = 0.0
+    keyframe_min_rotation_deg: float = 0.0
+    num_pairs_pose: int = 8
+    num_pairs_retrieval: int = 5
+    pair_max_angle_deg: float = 70.0
+    pair_max_distance_m: float = 0.0
+    epipolar_max_error_px: float = 4.0
+    max_reprojection_error_px: float = 2.0
+    min_triangulation_angle_deg: float = 1.5
+    min_track_length: int = 2
+    colmap_association_max_px: float = 2.0
+
+
+@dataclass
+class LocalizationConf:
+    """The Localizer (HF-Net's hierarchical localization).
+
+    Attributes:
+        num_retrieved: keyframes retrieved by global descriptor (top-k).
+        max_places: covisibility clusters tried, best-ranked first.
+        min_covisible_points: 3D points two retrieved keyframes must share to fall in the
+            same place.
+        ransac_max_error_px: PnP-RANSAC inlier threshold, pixels.
+        ransac_max_iterations: upper bound of RANSAC iterations.
+        ransac_seed: seed of RANSAC's random sampling (-1: random), for repeatable runs.
+        min_inliers: a place must give at least this many PnP inliers...
+        min_inlier_ratio: ...and at least this fraction of its 2D-3D matches as inliers.
+        max_position_std_m: ...and a position standard deviation (largest axis, from the
+            pose covariance) no larger than this (0: no check).
+        max_rotation_std_deg: ...and a rotation standard deviation no larger than this
+            (0: no check).
+    """
+
+    num_retrieved: int = 10
+    max_places: int = 5
+    min_covisible_points: int = 10
+    ransac_max_error_px: float = 8.0
+    ransac_max_iterations: int = 10000
+    ransac_seed: int = 0
+    min_inliers: int = 15
+    min_inlier_ratio: float = 0.15
+    max_position_std_m: float = 0.0
+    max_rotation_std_deg: float = 0.0
+
+
+@dataclass
+class PipelineConf:
+    """A whole preset.
+
+    Attributes:
+        name: the preset's name.
+        device: ``auto``, ``cpu`` or ``cuda`` (``auto``: CUDA where available).
+        features: ``{name: <extractor>, ...options}`` (see :mod:`global_loc.features`).
+        global_descriptor: ``{name: <model>, ...options}`` (see :mod:`global_loc.retrieval`).
+    """
+
+    name: str = DEFAULT_PRESET
+    device: str = "auto"
+    features: dict = field(default_factory=lambda: {"name": "sift"})
+    global_descriptor: dict = field(default_factory=lambda: {"name": "vlad"})
+    matching: MatchingConf = field(default_factory=MatchingConf)
+    mapping: MappingConf = field(default_factory=MappingConf)
+    localization: LocalizationConf = field(default_factory=LocalizationConf)
+
+
+# --------------------------------------------------------------------------------------------
+def _check_type(value, tp, where: str):
+    origin = typing.get_origin(tp)
+    if tp is typing.Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _check_type(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} is not one of {tp}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: expected null, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if args and args[-1] is not Ellipsis and origin is tuple:
+            return tuple(_check_type(v, a, where) for v, a in zip(value, args))
+        if args:
+            return type(value)(_check_type(v, args[0], where) for v in value)
+        return value
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def from_dict(cls, data: dict | None, where: str = ""):
+    """Build the dataclass ``cls`` from ``data``, checking every key and type.
+
+    Keys missing from ``data`` keep their defaults; nested dataclasses are merged the same way.
+
+    Raises:
+        ConfigError: for an unknown key (the message names it and lists the known keys) or a
+            value of the wrong type.
+    """
+    if data is None:
+        data = {}
+    if is_dataclass(data) and isinstance(data, cls):
+        return copy.deepcopy(data)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls) if f.init}
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown configuration key '{(where + '.') if where else ''}{unknown[0]}'; "
+            f"known keys of {cls.__name__}: {', '.join(known)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        sub = f"{where}.{name}" if where else name
+        if is_dataclass(tp):
+            kwargs[name] = from_dict(tp, value, sub)
+        else:
+            kwargs[name] = _check_type(value, tp, sub)
+    return cls(**kwargs)
+
+
+def to_dict(conf) -> dict:
+    """The plain-dict form of a configuration dataclass (for YAML, JSON and the map)."""
+    return dataclasses.asdict(conf)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``base`` updated recursively with ``override`` (neither is modified)."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def available_presets() -> list[str]:
+    """Names of the presets shipped with global_loc."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def _read_preset_dict(name_or_path: str, seen: tuple = ()) -> dict:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        source = path
+    elif (PRESETS_DIR / f"{name_or_path}.yaml").exists():
+        source = PRESETS_DIR / f"{name_or_path}.yaml"
+    else:
+        raise ConfigError(
+            f"unknown preset '{name_or_path}': it is neither a YAML file nor one of the "
+            f"presets {', '.join(available_presets())}"
+        )
+    if str(source) in seen:
+        raise ConfigError(f"preset {source} inherits from itself")
+    try:
+        data = yaml.safe_load(source.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"preset {source} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset {source} must be a mapping of sections")
+    parent = data.pop("inherit", None)
+    name = data.get("name", source.stem)
+    if parent is not None:
+        base = _read_preset_dict(str(parent), seen + (str(source),))
+        data = deep_merge(base, data)
+    data["name"] = name
+    return data
+
+
+def parse_override(text: str) -> dict:
+    """``"localization.min_inliers=20"`` -> ``{"localization": {"min_inliers": 20}}``.
+
+    The value is parsed as YAML (numbers, booleans, lists); anything else stays a string.
+    """
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, value = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        parsed = value
+    out: dict = {}
+    cur = out
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = parsed
+    return out
+
+
+def load_preset(name_or_path: str | None = None, overrides: list[str] | None = None) -> PipelineConf:
+    """Load a named preset or a YAML file, apply ``key=value`` overrides, and check it.
+
+    Raises:
+        ConfigError: unknown preset, unknown key, or a value of the wrong type.
+    """
+    data = _read_preset_dict(name_or_path or DEFAULT_PRESET)
+    for o in overrides or []:
+        data = deep_merge(data, parse_override(o))
+    conf = from_dict(PipelineConf, data)
+    for section in ("features", "global_descriptor"):
+        if "name" not in getattr(conf, section):
+            raise ConfigError(f"preset section '{section}' needs a 'name'")
+    return conf

@@ -1,0 +1,1 @@
+"""Transforms, camera models, triangulation, PnP and covisibility clustering."""

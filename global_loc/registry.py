@@ -1,0 +1,59 @@
+"""Registries of models by name, with strict per-model configuration.
+
+Each model is one class in one file with a ``Conf`` dataclass whose defaults are its
+``default_conf``; the registry builds it from ``{"name": ..., **options}`` and rejects unknown
+options by name (see :func:`global_loc.config.from_dict`).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Generic, TypeVar
+
+from .config import from_dict
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Named model classes of one kind (local features, global descriptors).
+
+    Args:
+        kind: what the models are, for error messages.
+        modules: module paths imported on first use so that their classes register.
+    """
+
+    def __init__(self, kind: str, modules: dict[str, str]):
+        self.kind = kind
+        self._modules = dict(modules)
+        self._classes: dict[str, type] = {}
+
+    def register(self, cls):
+        """Class decorator: register ``cls`` under ``cls.name``."""
+        self._classes[cls.name] = cls
+        return cls
+
+    def names(self) -> list[str]:
+        return sorted(set(self._modules) | set(self._classes))
+
+    def get(self, name: str) -> type:
+        if name not in self._classes:
+            if name not in self._modules:
+                raise ConfigError(
+                    f"unknown {self.kind} '{name}'; available: {', '.join(self.names())}"
+                )
+            importlib.import_module(self._modules[name])
+        return self._classes[name]
+
+    def conf_from_dict(self, conf: dict):
+        """``(cls, Conf instance)`` from ``{"name": ..., **options}``, strictly checked."""
+        if "name" not in conf:
+            raise ConfigError(f"a {self.kind} configuration needs a 'name'")
+        options = {k: v for k, v in conf.items() if k != "name"}
+        cls = self.get(conf["name"])
+        return cls, from_dict(cls.Conf, options, where=conf["name"])
+
+    def create(self, conf: dict, **kwargs) -> T:
+        """Build the model named by ``conf["name"]`` with the other keys as options."""
+        cls, c = self.conf_from_dict(conf)
+        return cls(c, **kwargs)

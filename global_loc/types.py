@@ -1,0 +1,162 @@
+"""Data types shared by the pipeline: features, keyframes and localization results.
+
+Poses and cameras live in :mod:`global_loc.geometry` and are re-exported here.
+Pixel coordinates follow OpenCV (top-left pixel centre at (0, 0)); see
+:mod:`global_loc.geometry.camera`.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .geometry.camera import Camera
+from .geometry.transforms import Pose
+
+__all__ = [
+    "Camera",
+    "Pose",
+    "LocalFeatures",
+    "Keyframe",
+    "Status",
+    "LocalizationResult",
+]
+
+
+@dataclass
+class LocalFeatures:
+    """Local features of one image.
+
+    Attributes:
+        keypoints: (N, 2) float32, pixels of the original image, OpenCV convention.
+        descriptors: (N, D) float32, each row L2-normalised.
+        scores: (N,) float32 detection scores (larger is better).
+        image_size: ``(width, height)`` of the image they were extracted from.
+        colors: (N, 3) uint8 RGB colour of the image at each keypoint, or None.
+    """
+
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+    scores: np.ndarray
+    image_size: tuple[int, int]
+    colors: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.keypoints = np.asarray(self.keypoints, dtype=np.float32).reshape(-1, 2)
+        n = len(self.keypoints)
+        self.descriptors = np.asarray(self.descriptors, dtype=np.float32)
+        if self.descriptors.ndim != 2 or len(self.descriptors) != n:
+            raise ValueError(
+                f"descriptors must be (N={n}, D), got shape {self.descriptors.shape}"
+            )
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
+        if self.colors is not None:
+            self.colors = np.asarray(self.colors, dtype=np.uint8).reshape(n, 3)
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+    @property
+    def dim(self) -> int:
+        return self.descriptors.shape[1]
+
+    def subset(self, index) -> "LocalFeatures":
+        """The features selected by a boolean mask or an index array."""
+        return LocalFeatures(
+            self.keypoints[index],
+            self.descriptors[index],
+            self.scores[index],
+            self.image_size,
+            None if self.colors is None else self.colors[index],
+        )
+
+
+@dataclass
+class Keyframe:
+    """A mapping image with a known pose.
+
+    Attributes:
+        name: unique name (an image file name relative to the image folder, or a bag frame
+            name such as ``camera_1699999999.123456789``).
+        camera: its calibrated camera.
+        cam_from_world: pose of the world (map) frame in the camera frame.
+        stamp: acquisition time in seconds (ROS time), or NaN where unknown.
+    """
+
+    name: str
+    camera: Camera
+    cam_from_world: Pose
+    stamp: float = float("nan")
+
+
+class Status(str, enum.Enum):
+    """Outcome of one localization request."""
+
+    LOCALIZED = "localized"
+    NOT_LOCALIZED = "not_localized"
+    FAILED = "failed"  # the input could not be processed (unreadable image, wrong size, ...)
+
+
+@dataclass
+class LocalizationResult:
+    """What the localizer says about one query image.
+
+    Attributes:
+        status: :class:`Status`; only ``LOCALIZED`` carries a pose.
+        reason: why it is not localized (empty when localized), e.g.
+            ``"best place: 7 inliers < min_inliers 12"``.
+        cam_from_world: the estimated pose of the map frame in the camera frame, or None.
+        covariance: (6, 6) float64 covariance of ``cam_from_world``, or None. Parameter order
+            and frames follow pycolmap/COLMAP: ``[rotation (3), translation (3)]``, rotation as
+            a left-multiplied perturbation ``R' = exp([d]x) R`` in radians, translation in
+            metres, both in the camera frame.
+        num_inliers: PnP inliers of the winning place (or the best place when it failed).
+        inlier_ratio: ``num_inliers / num_matches`` of that place.
+        num_matches: 2D-3D matches of that place.
+        keyframes: names of the keyframes of that place, best retrieval rank first.
+        retrieved: names of all retrieved keyframes, best first.
+        timings: seconds spent in each stage (``decode``, ``local_features``,
+            ``global_descriptor``, ``retrieval``, ``clustering``, ``matching``, ``pnp``,
+            ``total``).
+        inlier_keypoints: (I, 2) float32 pixels of the inlier query keypoints, or None.
+        inlier_points3D: (I, 3) float64 world points matched to them, or None.
+    """
+
+    status: Status
+    reason: str = ""
+    cam_from_world: Pose | None = None
+    covariance: np.ndarray | None = None
+    num_inliers: int = 0
+    inlier_ratio: float = 0.0
+    num_matches: int = 0
+    keyframes: list[str] = field(default_factory=list)
+    retrieved: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    inlier_keypoints: np.ndarray | None = None
+    inlier_points3D: np.ndarray | None = None
+
+    @property
+    def success(self) -> bool:
+        return self.status == Status.LOCALIZED
+
+    def to_log(self) -> dict:
+        """A JSON-serialisable summary (no arrays)."""
+        out = {
+            "status": self.status.value,
+            "reason": self.reason,
+            "num_inliers": int(self.num_inliers),
+            "num_matches": int(self.num_matches),
+            "inlier_ratio": round(float(self.inlier_ratio), 4),
+            "keyframes": list(self.keyframes),
+            "retrieved": list(self.retrieved),
+            "timings_ms": {k: round(v * 1e3, 3) for k, v in self.timings.items()},
+        }
+        if self.cam_from_world is not None:
+            out["q_wxyz"] = self.cam_from_world.q_wxyz.tolist()
+            out["t"] = self.cam_from_world.t.tolist()
+        if self.covariance is not None:
+            sd = np.sqrt(np.clip(np.diag(self.covariance), 0, None))
+            out["std_rotation_deg"] = np.degrees(sd[:3]).round(5).tolist()
+            out["std_translation_m"] = sd[3:].round(6).tolist()
+        return out

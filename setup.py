@@ -1,0 +1,57 @@
+"""ament_python package setup for global_loc.
+
+`pip install -e .` works on a machine without ROS 2 (console scripts land in the
+environment's bin/); `colcon build` installs the same entry points under
+lib/global_loc, where `ros2 run` and launch files find them (see setup.cfg).
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "global_loc"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*", "benchmarks"]),
+    package_data={
+        "global_loc": ["presets/*.yaml"],
+        "global_loc.map": ["*.proto"],
+    },
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml")),
+        ("share/" + package_name + "/models", glob("models/*.md") + glob("models/*.yaml")),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "setuptools",
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "protobuf>=7.35,<8",
+        "pycolmap>=3.12",
+        "faiss-cpu>=1.8",
+        "PyYAML>=6",
+        "tqdm>=4.60",
+        "Pillow>=9",
+        "rosbags>=0.10",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "grpcio-tools==1.85.1"],
+        # GPU extras are opt-in: they pull CUDA libraries.
+        "gpu": ["onnxruntime-gpu>=1.18", "faiss-gpu-cu12>=1.8"],
+    },
+    zip_safe=True,
+    maintainer="global_loc maintainers",
+    maintainer_email="maintainers@global-loc.dev",
+    description="Visual global localization against a prebuilt map, for ROS 2.",
+    license="BSD-3-Clause",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "global-loc = global_loc.cli.main:main",
+        ],
+    },
+)

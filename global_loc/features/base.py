@@ -1,0 +1,128 @@
+"""The local feature extractor interface."""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import ClassVar
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ..types import LocalFeatures
+
+
+def to_grayscale(image: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 grey from an (H, W) grey or (H, W, 3) RGB uint8 image."""
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    raise InputError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
+
+
+def resize_to_max(image: np.ndarray, resize_max: int | None) -> tuple[np.ndarray, float, float]:
+    """Shrink ``image`` so that its longer side is at most ``resize_max`` pixels.
+
+    Returns:
+        ``(resized, scale_x, scale_y)`` with ``scale = original / resized`` size.
+    """
+    h, w = image.shape[:2]
+    if not resize_max or max(h, w) <= resize_max:
+        return image, 1.0, 1.0
+    s = resize_max / max(h, w)
+    nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+    out = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    return out, w / nw, h / nh
+
+
+def rescale_keypoints(kpts: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
+    """Keypoints (N, 2) of a resized image -> pixels of the original, OpenCV convention."""
+    if scale_x == 1.0 and scale_y == 1.0:
+        return kpts
+    out = kpts.astype(np.float64)
+    out[:, 0] = (out[:, 0] + 0.5) * scale_x - 0.5
+    out[:, 1] = (out[:, 1] + 0.5) * scale_y - 0.5
+    return out.astype(np.float32)
+
+
+def sample_colors(image: np.ndarray, kpts: np.ndarray) -> np.ndarray:
+    """(N, 3) uint8 RGB of ``image`` at the nearest pixel of each keypoint (grey repeated)."""
+    h, w = image.shape[:2]
+    if len(kpts) == 0:
+        return np.zeros((0, 3), np.uint8)
+    x = np.clip(np.round(kpts[:, 0]).astype(int), 0, w - 1)
+    y = np.clip(np.round(kpts[:, 1]).astype(int), 0, h - 1)
+    px = image[y, x]
+    return np.repeat(px[:, None], 3, axis=1) if image.ndim == 2 else px[:, :3]
+
+
+class LocalFeatureExtractor(abc.ABC):
+    """Detects keypoints and describes them.
+
+    Subclasses set ``name``, ``Conf`` (a dataclass whose defaults are the model's
+    ``default_conf``) and implement :meth:`_extract` on an image already converted and
+    resized; this base class handles grey conversion, ``resize_max`` and colours.
+
+    Args:
+        conf: a ``Conf`` instance, a dict of options (checked strictly), or None.
+    """
+
+    name: ClassVar[str]
+    Conf: ClassVar[type]
+
+    def __init__(self, conf=None, **kwargs):
+        from ..config import from_dict
+
+        self.conf = conf if isinstance(conf, self.Conf) else from_dict(self.Conf, conf, self.name)
+
+    @property
+    @abc.abstractmethod
+    def dim(self) -> int:
+        """Descriptor dimension D."""
+
+    def info(self) -> dict:
+        """Name, descriptor size and configuration, as recorded in a map."""
+        return {"name": self.name, "dim": self.dim, "conf": dataclasses.asdict(self.conf)}
+
+    @abc.abstractmethod
+    def _extract(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Extract from a prepared image.
+
+        Args:
+            image: (H, W) uint8 grey or (H, W, 3) uint8 RGB (as :attr:`wants_color`).
+        Returns:
+            keypoints (N, 2) float32 pixels of this image, descriptors (N, D) float32
+            L2-normalised, scores (N,) float32.
+        """
+
+    wants_color: ClassVar[bool] = False
+
+    def extract(self, image: np.ndarray) -> LocalFeatures:
+        """Local features of one image.
+
+        Args:
+            image: (H, W) uint8 grey or (H, W, 3) uint8 RGB.
+        Returns:
+            :class:`LocalFeatures` with keypoints in pixels of ``image``.
+        Raises:
+            InputError: for an image of another shape or dtype.
+        """
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise InputError(
+                "expected an (H, W) or (H, W, 3) uint8 image, got "
+                f"{getattr(image, 'shape', None)} {getattr(image, 'dtype', type(image))}"
+            )
+        prepared = image if self.wants_color else to_grayscale(image)
+        resize_max = getattr(self.conf, "resize_max", None)
+        prepared, sx, sy = resize_to_max(prepared, resize_max)
+        kpts, desc, scores = self._extract(prepared)
+        kpts = rescale_keypoints(np.asarray(kpts, np.float32).reshape(-1, 2), sx, sy)
+        h, w = image.shape[:2]
+        return LocalFeatures(
+            keypoints=kpts,
+            descriptors=np.asarray(desc, np.float32).reshape(len(kpts), self.dim),
+            scores=scores,
+            image_size=(w, h),
+            colors=sample_colors(image, kpts),
+        )

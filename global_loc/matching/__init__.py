@@ -1,0 +1,4 @@
+"""Descriptor matching."""
+from .nn import Matches, match_descriptors
+
+__all__ = ["Matches", "match_descriptors"]

@@ -1,0 +1,1 @@
+"""Reading what users already have: image folders, pose and camera files, COLMAP models, bags."""

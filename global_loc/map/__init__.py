@@ -1,0 +1,1 @@
+"""The map: its protobuf schema, storage, and the MapBuilder."""

@@ -1,0 +1,360 @@
+"""The MapBuilder: keyframes with known poses -> a map.
+
+Steps (hloc's triangulation from known poses, with HF-Net's map content):
+keyframe selection by travelled distance and rotation -> local features -> global descriptors
+(VLAD learns its vocabulary from the map's own descriptors) -> pairs of covisible keyframes
+from poses and from retrieval -> mutual-nearest-neighbour matching with the ratio test ->
+epipolar check with the known poses -> tracks -> triangulation with the poses fixed ->
+filtering by reprojection error, triangulation angle and track length -> :class:`MapIndex`.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from .. import __version__
+from ..config import PipelineConf, load_preset, to_dict
+from ..errors import EmptyMapError, ImageReadError, InputError
+from ..features import LocalFeatureExtractor, create_extractor
+from ..geometry.transforms import Pose, rotation_angle_deg
+from ..geometry.triangulation import build_tracks, epipolar_errors, triangulate_tracks
+from ..matching import match_descriptors
+from ..retrieval import GlobalDescriptorModel, create_global_model
+from ..types import Keyframe, LocalFeatures
+from .index import MapIndex
+from .pairs import pairs_from_poses, pairs_from_retrieval
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FixedPoints:
+    """3D points to keep as they are, e.g. the registered points of a COLMAP model.
+
+    Attributes:
+        ids: (P,) int64 point ids.
+        xyz: (P, 3) float64 metres, world frame.
+        rgb: (P, 3) uint8.
+        errors: (P,) float32 reprojection errors, pixels.
+        observations: keyframe name -> ``(xy (n, 2) float pixels in OpenCV convention,
+            point rows (n,) int64)``: where each keyframe observes them.
+    """
+
+    ids: np.ndarray
+    xyz: np.ndarray
+    rgb: np.ndarray
+    errors: np.ndarray
+    observations: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+@dataclass
+class _Entry:
+    keyframe: Keyframe
+    keyframe_id: int
+    features: LocalFeatures
+    global_raw: np.ndarray | None
+
+
+class MapBuilder:
+    """Builds a :class:`MapIndex` from keyframes with known poses.
+
+    Args:
+        conf: a :class:`PipelineConf` (or a preset name); its ``features``,
+            ``global_descriptor``, ``matching`` and ``mapping`` sections are used.
+        extractor, global_model: already-built models to use instead of the configured ones.
+        frame_id: name of the map frame, recorded in the map.
+
+    Example::
+
+        builder = MapBuilder(load_preset("sift"))
+        for kf, image in keyframes:
+            builder.add_keyframe(kf, image)
+        map_index = builder.build()
+    """
+
+    def __init__(
+        self,
+        conf: PipelineConf | str | None = None,
+        extractor: LocalFeatureExtractor | None = None,
+        global_model: GlobalDescriptorModel | None = None,
+        frame_id: str = "map",
+    ):
+        self.conf = conf if isinstance(conf, PipelineConf) else load_preset(conf)
+        self.extractor = extractor or create_extractor(self.conf.features, device=self.conf.device)
+        self.global_model = global_model or create_global_model(
+            self.conf.global_descriptor, device=self.conf.device
+        )
+        self.frame_id = frame_id
+        self._entries: list[_Entry] = []
+        self._names: set[str] = set()
+        self.skipped: dict[str, str] = {}  # name -> reason, for frames not taken as keyframes
+        self.source: dict = {}
+
+    # --- adding keyframes ---------------------------------------------------------------------
+    @property
+    def num_keyframes(self) -> int:
+        return len(self._entries)
+
+    @property
+    def keyframes(self) -> list[Keyframe]:
+        return [e.keyframe for e in self._entries]
+
+    def is_new_keyframe(self, cam_from_world: Pose) -> bool:
+        """Keyframe selection: True when the camera moved at least
+        ``keyframe_min_distance_m`` or turned at least ``keyframe_min_rotation_deg`` since
+        the last keyframe (always True for the first one, or with both thresholds at 0)."""
+        m = self.conf.mapping
+        if not self._entries or (m.keyframe_min_distance_m <= 0 and m.keyframe_min_rotation_deg <= 0):
+            return True
+        last = self._entries[-1].keyframe.cam_from_world
+        moved = np.linalg.norm(cam_from_world.center - last.center)
+        turned = rotation_angle_deg(cam_from_world.R @ last.R.T)
+        return (m.keyframe_min_distance_m > 0 and moved >= m.keyframe_min_distance_m) or (
+            m.keyframe_min_rotation_deg > 0 and turned >= m.keyframe_min_rotation_deg
+        )
+
+    def add_keyframe(
+        self,
+        keyframe: Keyframe,
+        image: np.ndarray | None = None,
+        features: LocalFeatures | None = None,
+        keyframe_id: int | None = None,
+        select: bool = True,
+    ) -> bool:
+        """Offer a frame; extract its features if it is selected as a keyframe.
+
+        Args:
+            keyframe: name, camera, cam_from_world, stamp.
+            image: (H, W) or (H, W, 3) uint8 RGB; needed unless ``features`` is given.
+            features: precomputed local features (then ``image`` may be None for models that
+                aggregate local features, like VLAD).
+            keyframe_id: id recorded in the map (default: the keyframe's row).
+            select: apply keyframe selection (False: always add).
+        Returns:
+            True when the frame was added, False when keyframe selection skipped it.
+        Raises:
+            InputError: a duplicate name; ImageReadError: an image whose size differs from
+                its camera's.
+        """
+        if keyframe.name in self._names:
+            raise InputError(f"keyframe name '{keyframe.name}' is used twice; names must be unique")
+        if select and not self.is_new_keyframe(keyframe.cam_from_world):
+            self.skipped[keyframe.name] = "keyframe selection: too close to the previous keyframe"
+            return False
+        cam = keyframe.camera
+        if image is not None:
+            h, w = image.shape[:2]
+            if (w, h) != (cam.width, cam.height):
+                raise ImageReadError(
+                    f"image '{keyframe.name}' is {w}x{h} but its camera is "
+                    f"{cam.width}x{cam.height}; check the camera file or the image folder"
+                )
+        if features is None:
+            if image is None:
+                raise InputError(f"keyframe '{keyframe.name}': give an image or its features")
+            features = self.extractor.extract(image)
+        global_raw = None
+        if not self.global_model.requires_fit:
+            global_raw = self.global_model.describe_raw(image, features)
+        kid = len(self._entries) if keyframe_id is None else int(keyframe_id)
+        self._entries.append(_Entry(keyframe, kid, features, global_raw))
+        self._names.add(keyframe.name)
+        return True
+
+    # --- building -------------------------------------------------------------------------------
+    def build(self, fixed_points: FixedPoints | None = None, progress: bool = False) -> MapIndex:
+        """Match, triangulate and assemble the map.
+
+        Args:
+            fixed_points: points kept as given (COLMAP import); extracted keypoints within
+                ``mapping.colmap_association_max_px`` of their observations take them.
+            progress: show progress bars.
+        Returns:
+            The :class:`MapIndex`.
+        Raises:
+            EmptyMapError: no keyframes, or too few descriptors to learn the vocabulary.
+        """
+        if not self._entries:
+            raise EmptyMapError("no keyframes were added; there is nothing to build a map from")
+        t0 = time.perf_counter()
+        mc = self.conf.mapping
+        entries = self._entries
+        n = len(entries)
+        feats = [e.features for e in entries]
+        poses = [e.keyframe.cam_from_world for e in entries]
+        cams = [e.keyframe.camera for e in entries]
+
+        # 1. global descriptors (learn the vocabulary and PCA from this map)
+        gm = self.global_model
+        if gm.requires_fit:
+            gm.fit(feats)
+            raw = np.stack([gm.describe_raw(None, f) for f in feats])
+        else:
+            raw = np.stack([e.global_raw for e in entries])
+        gm.fit_pca(raw)
+        gdesc = gm.pca.transform(raw) if gm.pca is not None else raw.astype(np.float32)
+
+        # 2. points that come with the keyframes (COLMAP import)
+        assigned = [np.full(len(f), -1, np.int64) for f in feats]
+        if fixed_points is not None:
+            self._associate(fixed_points, assigned)
+
+        # 3. pairs, matching, epipolar check
+        pairs = pairs_from_poses(poses, mc.num_pairs_pose, mc.pair_max_angle_deg, mc.pair_max_distance_m)
+        pairs |= pairs_from_retrieval(gdesc, mc.num_pairs_retrieval)
+        pairs = sorted(pairs)
+        mt = self.conf.matching
+        rays = [c.rays(f.keypoints) for c, f in zip(cams, feats)]
+        pair_matches: dict[tuple[int, int], np.ndarray] = {}
+        num_raw = num_verified = 0
+        for i, j in tqdm(pairs, desc="matching keyframe pairs", disable=not progress, unit="pair"):
+            m = match_descriptors(
+                feats[i].descriptors, feats[j].descriptors, mt.ratio_threshold, mt.mutual
+            )
+            if not len(m):
+                continue
+            num_raw += len(m)
+            err = epipolar_errors(rays[i][m.query], rays[j][m.db], poses[i], poses[j])
+            thr = mc.epipolar_max_error_px / min(cams[i].focal_length, cams[j].focal_length)
+            ok = err <= thr
+            ok &= (assigned[i][m.query] < 0) & (assigned[j][m.db] < 0)
+            if ok.any():
+                pair_matches[(i, j)] = np.stack([m.query[ok], m.db[ok]], axis=1)
+                num_verified += int(ok.sum())
+
+        # 4. tracks and triangulation
+        tracks = build_tracks([len(f) for f in feats], pair_matches)
+        if progress:
+            logger.info("triangulating %d tracks from %d pairs", len(tracks), len(pairs))
+        tri = triangulate_tracks(
+            tracks,
+            [f.keypoints for f in feats],
+            cams,
+            poses,
+            mc.max_reprojection_error_px,
+            mc.min_triangulation_angle_deg,
+            mc.min_track_length,
+        )
+
+        # 5. assemble: fixed points first, then the triangulated ones
+        n_fixed = 0 if fixed_points is None else len(fixed_points.ids)
+        n_new = len(tri.xyz)
+        obs_kf, obs_kp, obs_pt = [], [], []
+        for k in range(n):
+            kp = np.flatnonzero(assigned[k] >= 0)
+            obs_kf.append(np.full(len(kp), k))
+            obs_kp.append(kp)
+            obs_pt.append(assigned[k][kp])
+        for p, track in enumerate(tri.tracks):
+            obs_kf.append(track[:, 0])
+            obs_kp.append(track[:, 1])
+            obs_pt.append(np.full(len(track), n_fixed + p))
+        obs_kf = np.concatenate(obs_kf).astype(np.int64)
+        obs_kp = np.concatenate(obs_kp).astype(np.int64)
+        obs_pt = np.concatenate(obs_pt).astype(np.int64)
+        order = np.lexsort((obs_kp, obs_kf))
+        obs_kf, obs_kp, obs_pt = obs_kf[order], obs_kp[order], obs_pt[order]
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(np.bincount(obs_kf, minlength=n), out=offsets[1:])
+        kp_all = np.concatenate([f.keypoints for f in feats]) if n else np.zeros((0, 2), np.float32)
+        desc_all = np.concatenate([f.descriptors for f in feats])
+        feat_off = np.zeros(n + 1, np.int64)
+        np.cumsum([len(f) for f in feats], out=feat_off[1:])
+        flat = feat_off[obs_kf] + obs_kp
+
+        new_rgb = np.zeros((n_new, 3), np.uint8)
+        for p, track in enumerate(tri.tracks):
+            cols = [feats[k].colors[i] for k, i in track if feats[k].colors is not None]
+            if cols:
+                new_rgb[p] = np.mean(cols, axis=0).astype(np.uint8)
+        fp = fixed_points
+        point_ids = np.concatenate([
+            fp.ids.astype(np.int64) if fp is not None else np.zeros(0, np.int64),
+            (fp.ids.max() + 1 if fp is not None and n_fixed else 0) + np.arange(n_new, dtype=np.int64),
+        ])
+        points_xyz = np.concatenate([fp.xyz if fp is not None else np.zeros((0, 3)), tri.xyz])
+        points_rgb = np.concatenate([fp.rgb if fp is not None else np.zeros((0, 3), np.uint8), new_rgb])
+        points_err = np.concatenate([fp.errors if fp is not None else np.zeros(0, np.float32), tri.errors])
+
+        camera_list: list = []
+        cam_index = np.zeros(n, np.int32)
+        for k, c in enumerate(cams):
+            if c not in camera_list:
+                camera_list.append(c)
+            cam_index[k] = camera_list.index(c)
+
+        stats = {
+            "keyframes": n,
+            "pairs": len(pairs),
+            "raw_matches": num_raw,
+            "verified_matches": num_verified,
+            "tracks": len(tracks),
+            "triangulated_points": n_new,
+            "fixed_points": n_fixed,
+            "observations": int(len(obs_pt)),
+            "build_seconds": round(time.perf_counter() - t0, 3),
+        }
+        metadata = {
+            "created_by": f"global_loc {__version__}",
+            "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "preset": to_dict(self.conf),
+            "source": self.source,
+            "stats": stats,
+            "skipped": self.skipped,
+        }
+        m = MapIndex(
+            keyframe_ids=np.array([e.keyframe_id for e in entries], np.int64),
+            names=[e.keyframe.name for e in entries],
+            stamps=np.array([e.keyframe.stamp for e in entries], np.float64),
+            q_wxyz=np.array([p.q_wxyz for p in poses]).reshape(n, 4),
+            t=np.array([p.t for p in poses]).reshape(n, 3),
+            camera_index=cam_index,
+            cameras=camera_list,
+            global_descriptors=np.ascontiguousarray(gdesc, np.float32),
+            obs_offsets=offsets,
+            obs_keypoints=kp_all[flat].astype(np.float32),
+            obs_descriptors=desc_all[flat].astype(np.float32),
+            obs_point_index=obs_pt,
+            point_ids=point_ids,
+            points_xyz=points_xyz.astype(np.float64),
+            points_rgb=points_rgb.astype(np.uint8),
+            points_error=points_err.astype(np.float32),
+            local_features=self.extractor.info(),
+            global_descriptor=gm.info(),
+            global_state=gm.state(),
+            frame_id=self.frame_id,
+            metadata=metadata,
+        )
+        logger.info("built map: %s", m.summary())
+        return m
+
+    def _associate(self, fixed: FixedPoints, assigned: list[np.ndarray]) -> None:
+        """Give fixed points to the nearest extracted keypoints (one keypoint per point and
+        keyframe, within ``colmap_association_max_px``)."""
+        import faiss
+
+        r = self.conf.mapping.colmap_association_max_px
+        for k, e in enumerate(self._entries):
+            if e.keyframe.name not in fixed.observations:
+                continue
+            xy, pts = fixed.observations[e.keyframe.name]
+            kps = e.features.keypoints
+            if len(xy) == 0 or len(kps) == 0:
+                continue
+            d2, nn = faiss.knn(np.ascontiguousarray(xy, np.float32), np.ascontiguousarray(kps), 1)
+            d2, nn = d2[:, 0], nn[:, 0]
+            order = np.argsort(d2, kind="stable")
+            taken_pts: set[int] = set()
+            for o in order:
+                if d2[o] > r * r:
+                    break
+                kp, pt = int(nn[o]), int(pts[o])
+                if assigned[k][kp] >= 0 or pt in taken_pts:
+                    continue
+                assigned[k][kp] = pt
+                taken_pts.add(pt)

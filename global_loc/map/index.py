@@ -1,0 +1,168 @@
+"""The map in memory: the global-descriptor index of keyframes and the local map."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from ..geometry.camera import Camera
+from ..geometry.transforms import Pose
+from ..types import Keyframe
+
+
+@dataclass
+class MapIndex:
+    """A map: keyframes with poses and global descriptors, 3D points and their observations.
+
+    Keyframes are rows ``0..K-1``; the observations of keyframe ``i`` are rows
+    ``obs_offsets[i]:obs_offsets[i+1]`` of the ``obs_*`` arrays (compressed-row layout); only
+    keypoints that observe a 3D point are stored. Points are rows ``0..P-1``.
+
+    Attributes:
+        keyframe_ids: (K,) int64 ids (COLMAP image ids for an imported model).
+        names: K keyframe names.
+        stamps: (K,) float64 seconds, NaN where unknown.
+        q_wxyz: (K, 4) float64 and ``t``: (K, 3) float64: ``cam_from_world`` of each keyframe.
+        camera_index: (K,) int32 row in ``cameras``.
+        cameras: the distinct cameras.
+        global_descriptors: (K, Dg) float32, L2-normalised.
+        obs_offsets: (K + 1,) int64.
+        obs_keypoints: (O, 2) float32 pixels, OpenCV convention.
+        obs_descriptors: (O, Dl) float16 (or float32) local descriptors, L2-normalised.
+        obs_point_index: (O,) int64 row of the observed point.
+        point_ids: (P,) int64; points_xyz: (P, 3) float64 metres in the map frame;
+        points_rgb: (P, 3) uint8; points_error: (P,) float32 mean reprojection error, px.
+        local_features, global_descriptor: ``{"name", "dim", "conf"}`` of the models that made
+            the descriptors.
+        global_state: learned arrays of the global descriptor (VLAD vocabulary, PCA).
+        frame_id: name of the map frame.
+        metadata: free-form build information (configuration, source, statistics).
+    """
+
+    keyframe_ids: np.ndarray
+    names: list[str]
+    stamps: np.ndarray
+    q_wxyz: np.ndarray
+    t: np.ndarray
+    camera_index: np.ndarray
+    cameras: list[Camera]
+    global_descriptors: np.ndarray
+    obs_offsets: np.ndarray
+    obs_keypoints: np.ndarray
+    obs_descriptors: np.ndarray
+    obs_point_index: np.ndarray
+    point_ids: np.ndarray
+    points_xyz: np.ndarray
+    points_rgb: np.ndarray
+    points_error: np.ndarray
+    local_features: dict
+    global_descriptor: dict
+    global_state: dict = field(default_factory=dict)
+    frame_id: str = "map"
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.validate()
+        self._name_to_row = {n: i for i, n in enumerate(self.names)}
+        self._point_sets: list[np.ndarray] | None = None
+
+    # --- sizes -----------------------------------------------------------------------------
+    @property
+    def num_keyframes(self) -> int:
+        return len(self.names)
+
+    @property
+    def num_points3D(self) -> int:
+        return len(self.point_ids)
+
+    @property
+    def num_observations(self) -> int:
+        return len(self.obs_point_index)
+
+    def validate(self) -> None:
+        """Check that the arrays agree with each other.
+
+        Raises:
+            InputError: naming the first inconsistency.
+        """
+        k = len(self.names)
+        checks = [
+            (len(set(self.names)) == k, "keyframe names must be unique"),
+            (self.keyframe_ids.shape == (k,), "keyframe_ids must be (K,)"),
+            (self.stamps.shape == (k,), "stamps must be (K,)"),
+            (self.q_wxyz.shape == (k, 4) and self.t.shape == (k, 3), "poses must be (K, 4), (K, 3)"),
+            (self.camera_index.shape == (k,), "camera_index must be (K,)"),
+            (k == 0 or (self.camera_index.min() >= 0 and self.camera_index.max() < len(self.cameras)),
+             "camera_index out of range"),
+            (self.global_descriptors.ndim == 2 and len(self.global_descriptors) == k,
+             "global_descriptors must be (K, D)"),
+            (self.obs_offsets.shape == (k + 1,) and self.obs_offsets[0] == 0
+             and self.obs_offsets[-1] == len(self.obs_point_index)
+             and np.all(np.diff(self.obs_offsets) >= 0), "obs_offsets inconsistent"),
+            (len(self.obs_keypoints) == len(self.obs_point_index) == len(self.obs_descriptors),
+             "observation arrays differ in length"),
+            (len(self.obs_point_index) == 0 or (self.obs_point_index.min() >= 0
+             and self.obs_point_index.max() < len(self.point_ids)), "obs_point_index out of range"),
+            (self.points_xyz.shape == (len(self.point_ids), 3), "points_xyz must be (P, 3)"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise InputError(f"inconsistent map: {msg}")
+
+    # --- keyframes ---------------------------------------------------------------------------
+    def row_of(self, name: str) -> int:
+        """Row of the keyframe called ``name``.
+
+        Raises:
+            KeyError: for an unknown name.
+        """
+        return self._name_to_row[name]
+
+    def cam_from_world(self, i: int) -> Pose:
+        return Pose.from_qt(self.q_wxyz[i], self.t[i])
+
+    def camera(self, i: int) -> Camera:
+        return self.cameras[int(self.camera_index[i])]
+
+    def keyframe(self, i: int) -> Keyframe:
+        """Keyframe ``i`` (name, camera, cam_from_world, stamp)."""
+        return Keyframe(self.names[i], self.camera(i), self.cam_from_world(i), float(self.stamps[i]))
+
+    def observation_rows(self, i: int) -> slice:
+        return slice(int(self.obs_offsets[i]), int(self.obs_offsets[i + 1]))
+
+    def points_of(self, i: int) -> np.ndarray:
+        """Sorted unique (n,) int64 point rows observed by keyframe ``i``."""
+        if self._point_sets is None:
+            self._point_sets = [
+                np.unique(self.obs_point_index[self.observation_rows(j)])
+                for j in range(self.num_keyframes)
+            ]
+        return self._point_sets[i]
+
+    def num_shared_points(self, i: int, j: int) -> int:
+        """Covisibility: the number of 3D points keyframes ``i`` and ``j`` both observe."""
+        return int(len(np.intersect1d(self.points_of(i), self.points_of(j), assume_unique=True)))
+
+    def gather_observations(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        """Descriptors and point rows of all observations of the given keyframes.
+
+        Returns:
+            ``(descriptors (O, Dl) as stored, point_index (O,) int64)``.
+        """
+        idx = np.concatenate(
+            [np.arange(self.obs_offsets[r], self.obs_offsets[r + 1]) for r in rows]
+        ) if len(rows) else np.zeros(0, np.int64)
+        return self.obs_descriptors[idx], self.obs_point_index[idx]
+
+    def summary(self) -> str:
+        """One paragraph describing the map."""
+        track = self.num_observations / max(self.num_points3D, 1)
+        lf, gd = self.local_features, self.global_descriptor
+        return (
+            f"{self.num_keyframes} keyframes, {self.num_points3D} 3D points, "
+            f"{self.num_observations} observations (mean track length {track:.2f}), "
+            f"{len(self.cameras)} camera(s); local features {lf.get('name')} ({lf.get('dim')}-d), "
+            f"global descriptor {gd.get('name')} ({gd.get('dim')}-d); frame '{self.frame_id}'"
+        )

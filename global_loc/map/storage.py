@@ -1,0 +1,360 @@
+"""Reading and writing maps: the chunked protobuf format of ``global_loc_map.proto``.
+
+The file is written to a temporary name beside the target and renamed when complete, so an
+interrupted write never leaves a half map under the final name, nor destroys the old map.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import numpy as np
+
+from .. import __version__
+from ..errors import MapFormatError
+from ..geometry.camera import Camera
+from . import global_loc_map_pb2 as pb
+from .index import MapIndex
+
+MAGIC = b"GLOCMAP\x00"
+SCHEMA_VERSION = 1
+#: Target size of one record's payload; keeps every protobuf message far below 2 GiB.
+DEFAULT_CHUNK_BYTES = 64 << 20
+
+_PREAMBLE = struct.Struct("<8sI")
+_RECORD_HEAD = struct.Struct("<QI")
+
+_DTYPES = {
+    np.dtype(np.uint8): pb.Array.UINT8,
+    np.dtype(np.int32): pb.Array.INT32,
+    np.dtype(np.int64): pb.Array.INT64,
+    np.dtype(np.float16): pb.Array.FLOAT16,
+    np.dtype(np.float32): pb.Array.FLOAT32,
+    np.dtype(np.float64): pb.Array.FLOAT64,
+}
+_NP_DTYPES = {v: k.newbyteorder("<") for k, v in _DTYPES.items()}
+
+
+def array_to_pb(a: np.ndarray, out: "pb.Array | None" = None) -> "pb.Array":
+    """Serialise a numpy array (one of the dtypes of ``Array.DType``) into ``Array``."""
+    a = np.asarray(a)
+    if a.dtype not in _DTYPES:
+        raise TypeError(f"cannot store dtype {a.dtype} in a map")
+    out = pb.Array() if out is None else out
+    out.dtype = _DTYPES[a.dtype]
+    out.shape[:] = list(a.shape)
+    out.data = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()
+    return out
+
+
+def array_from_pb(msg: "pb.Array", what: str = "array") -> np.ndarray:
+    """The numpy array held in ``Array`` (native byte order, read-only view where possible).
+
+    Raises:
+        MapFormatError: for an unknown dtype or data of the wrong size.
+    """
+    if msg.dtype not in _NP_DTYPES:
+        raise MapFormatError(f"{what}: unknown array dtype {msg.dtype}")
+    dt = _NP_DTYPES[msg.dtype]
+    shape = tuple(int(s) for s in msg.shape)
+    n = int(np.prod(shape)) if shape else 1
+    if len(msg.data) != n * dt.itemsize:
+        raise MapFormatError(
+            f"{what}: {len(msg.data)} bytes for shape {shape} of {dt}; the map is corrupt"
+        )
+    a = np.frombuffer(msg.data, dtype=dt).reshape(shape)
+    return a if dt.isnative else a.astype(dt.newbyteorder("="))
+
+
+# --------------------------------------------------------------------------------------------
+def _write_record(f: BinaryIO, record: "pb.Record") -> None:
+    payload = record.SerializeToString()
+    f.write(_RECORD_HEAD.pack(len(payload), zlib.crc32(payload)))
+    f.write(payload)
+
+
+def _batches(sizes: np.ndarray, chunk_bytes: int) -> Iterator[tuple[int, int]]:
+    """Split rows with the given byte sizes into ``[start, end)`` runs of about chunk_bytes."""
+    start, acc = 0, 0
+    for i, s in enumerate(sizes):
+        if acc and acc + s > chunk_bytes:
+            yield start, i
+            start, acc = i, 0
+        acc += int(s)
+    if start < len(sizes) or len(sizes) == 0:
+        yield start, len(sizes)
+
+
+def write_map(
+    map_index: MapIndex,
+    path: str | os.PathLike,
+    descriptor_dtype: str = "float16",
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> Path:
+    """Write ``map_index`` to ``path`` (atomically: a temporary file, then a rename).
+
+    Args:
+        descriptor_dtype: ``float16`` (default; loses nothing measurable, see the tests) or
+            ``float32`` for the local descriptors.
+        chunk_bytes: target payload size of one record.
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    m = map_index
+    ddt = np.dtype(descriptor_dtype)
+    if ddt not in (np.dtype(np.float16), np.dtype(np.float32)):
+        raise ValueError("descriptor_dtype must be float16 or float32")
+
+    header = pb.Record()
+    h = header.header
+    h.schema_version = SCHEMA_VERSION
+    h.created_by = f"global_loc {__version__}"
+    h.frame_id = m.frame_id
+    for info, msg in ((m.local_features, h.local_features), (m.global_descriptor, h.global_descriptor)):
+        msg.name = str(info.get("name", ""))
+        msg.dim = int(info.get("dim", 0))
+        msg.conf_json = json.dumps(info.get("conf", {}), sort_keys=True)
+    for k, v in m.global_state.items():
+        array_to_pb(np.asarray(v), h.global_state[k])
+    for cam in m.cameras:
+        c = h.cameras.add()
+        c.model, c.width, c.height = cam.model, cam.width, cam.height
+        c.params[:] = cam.params.tolist()
+    h.num_keyframes = m.num_keyframes
+    h.num_points3D = m.num_points3D
+    h.num_observations = m.num_observations
+    h.metadata_json = json.dumps(m.metadata, sort_keys=True, default=str)
+
+    tmp = path.with_name(path.name + ".part")
+    try:
+        _write_records(tmp, m, header, ddt, chunk_bytes)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+    return path
+
+
+def _write_records(path: Path, m: MapIndex, header, ddt, chunk_bytes: int) -> None:
+    num_records = 0
+    with open(path, "wb") as f:
+        f.write(_PREAMBLE.pack(MAGIC, SCHEMA_VERSION))
+        _write_record(f, header)
+        num_records += 1
+
+        n_obs = np.diff(m.obs_offsets)
+        kf_bytes = n_obs * (8 + 8 + m.obs_descriptors.shape[1] * ddt.itemsize) + (
+            m.global_descriptors.shape[1] * 4 + 128
+        )
+        for a, b in _batches(kf_bytes, chunk_bytes):
+            rec = pb.Record()
+            kb = rec.keyframes
+            kb.first_index = a
+            array_to_pb(m.keyframe_ids[a:b].astype(np.int64), kb.ids)
+            kb.names.extend(m.names[a:b])
+            array_to_pb(m.stamps[a:b].astype(np.float64), kb.stamps)
+            array_to_pb(np.concatenate([m.q_wxyz[a:b], m.t[a:b]], axis=1).astype(np.float64),
+                        kb.cam_from_world)
+            array_to_pb(m.camera_index[a:b].astype(np.int32), kb.camera_index)
+            array_to_pb(m.global_descriptors[a:b].astype(np.float32), kb.global_descriptors)
+            array_to_pb(n_obs[a:b].astype(np.int64), kb.num_observations)
+            o0, o1 = int(m.obs_offsets[a]), int(m.obs_offsets[b])
+            array_to_pb(m.obs_keypoints[o0:o1].astype(np.float32), kb.keypoints)
+            array_to_pb(m.obs_descriptors[o0:o1].astype(ddt), kb.descriptors)
+            array_to_pb(m.obs_point_index[o0:o1].astype(np.int64), kb.point_index)
+            _write_record(f, rec)
+            num_records += 1
+
+        pt_bytes = np.full(m.num_points3D, 8 + 24 + 3 + 4)
+        for a, b in _batches(pt_bytes, chunk_bytes):
+            rec = pb.Record()
+            pbt = rec.points
+            pbt.first_index = a
+            array_to_pb(m.point_ids[a:b].astype(np.int64), pbt.ids)
+            array_to_pb(m.points_xyz[a:b].astype(np.float64), pbt.xyz)
+            array_to_pb(m.points_rgb[a:b].astype(np.uint8), pbt.rgb)
+            array_to_pb(m.points_error[a:b].astype(np.float32), pbt.error)
+            _write_record(f, rec)
+            num_records += 1
+
+        footer = pb.Record()
+        footer.footer.num_keyframes = m.num_keyframes
+        footer.footer.num_points3D = m.num_points3D
+        footer.footer.num_records = num_records
+        _write_record(f, footer)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# --------------------------------------------------------------------------------------------
+def _read_records(f: BinaryIO, path: Path) -> Iterator["pb.Record"]:
+    while True:
+        offset = f.tell()
+        head = f.read(_RECORD_HEAD.size)
+        if not head:
+            raise MapFormatError(
+                f"map {path} is truncated: it ends at byte {offset} without its footer; the "
+                "map was not completely written. Rebuild it with `global-loc index`"
+            )
+        if len(head) < _RECORD_HEAD.size:
+            raise MapFormatError(f"map {path} is truncated at byte {offset}; rebuild it")
+        length, crc = _RECORD_HEAD.unpack(head)
+        payload = f.read(length)
+        if len(payload) < length:
+            raise MapFormatError(
+                f"map {path} is truncated: a record at byte {offset} needs {length} bytes, "
+                f"{len(payload)} remain. Rebuild it with `global-loc index`"
+            )
+        if zlib.crc32(payload) != crc:
+            raise MapFormatError(
+                f"map {path} is corrupt: the checksum of the record at byte {offset} does not "
+                "match. Copy the file again or rebuild it"
+            )
+        rec = pb.Record()
+        try:
+            rec.ParseFromString(payload)
+        except Exception as e:  # protobuf's DecodeError
+            raise MapFormatError(f"map {path}: record at byte {offset} cannot be parsed ({e})") from None
+        yield rec
+        if rec.WhichOneof("body") == "footer":
+            return
+
+
+def read_map_header(path: str | os.PathLike) -> "pb.Header":
+    """Only the header of a map (models, cameras, counts), without loading the arrays."""
+    path = Path(path)
+    with _open_checked(path) as f:
+        rec = next(_read_records(f, path))
+    if rec.WhichOneof("body") != "header":
+        raise MapFormatError(f"map {path} does not start with a header record")
+    return rec.header
+
+
+def _open_checked(path: Path) -> BinaryIO:
+    if not path.exists():
+        raise MapFormatError(f"map file {path} does not exist; build one with `global-loc index`")
+    if path.is_dir():
+        raise MapFormatError(f"{path} is a directory, not a map file")
+    f = open(path, "rb")
+    pre = f.read(_PREAMBLE.size)
+    if len(pre) < _PREAMBLE.size or pre[:8] != MAGIC:
+        f.close()
+        raise MapFormatError(
+            f"{path} is not a global_loc map (its first bytes are not {MAGIC!r}); "
+            "build a map with `global-loc index`"
+        )
+    _, version = _PREAMBLE.unpack(pre)
+    if version != SCHEMA_VERSION:
+        f.close()
+        raise MapFormatError(
+            f"map {path} has schema version {version}, this global_loc {__version__} reads "
+            f"version {SCHEMA_VERSION}; rebuild the map with this version's `global-loc index` "
+            f"or use the global_loc release that wrote it"
+        )
+    return f
+
+
+def read_map(path: str | os.PathLike) -> MapIndex:
+    """Load a map written by :func:`write_map`.
+
+    Raises:
+        MapFormatError: a missing file, another file type, another schema version, a
+            truncated or corrupt file.
+    """
+    path = Path(path)
+    header = None
+    kf_batches, pt_batches = [], []
+    num_records = 0
+    with _open_checked(path) as f:
+        for rec in _read_records(f, path):
+            body = rec.WhichOneof("body")
+            if body == "header":
+                header = rec.header
+            elif body == "keyframes":
+                kf_batches.append(rec.keyframes)
+            elif body == "points":
+                pt_batches.append(rec.points)
+            elif body == "footer":
+                footer = rec.footer
+                break
+            else:
+                raise MapFormatError(f"map {path} holds a record of unknown type")
+            num_records += 1
+    if header is None:
+        raise MapFormatError(f"map {path} has no header record")
+    if footer.num_records != num_records:
+        raise MapFormatError(
+            f"map {path} is inconsistent: its footer counts {footer.num_records} records, "
+            f"{num_records} were read"
+        )
+
+    def cat(arrays, shape_tail, dtype):
+        arrays = list(arrays)
+        if not arrays:
+            return np.zeros((0,) + shape_tail, dtype)
+        return np.concatenate(arrays) if len(arrays) > 1 else np.array(arrays[0])
+
+    def arr(msg, what):
+        return array_from_pb(msg, f"map {path}: {what}")
+
+    dg = int(header.global_descriptor.dim)
+    dl = int(header.local_features.dim)
+    names: list[str] = []
+    for b in kf_batches:
+        names.extend(b.names)
+    n_obs = cat((arr(b.num_observations, "num_observations") for b in kf_batches), (), np.int64)
+    offsets = np.zeros(len(n_obs) + 1, np.int64)
+    np.cumsum(n_obs, out=offsets[1:])
+    poses = cat((arr(b.cam_from_world, "poses") for b in kf_batches), (7,), np.float64)
+    desc = cat((arr(b.descriptors, "descriptors") for b in kf_batches), (dl,), np.float16)
+    cameras = [Camera(c.model, c.width, c.height, np.array(c.params)) for c in header.cameras]
+    try:
+        m = MapIndex(
+            keyframe_ids=cat((arr(b.ids, "ids") for b in kf_batches), (), np.int64),
+            names=names,
+            stamps=cat((arr(b.stamps, "stamps") for b in kf_batches), (), np.float64),
+            q_wxyz=poses[:, :4],
+            t=poses[:, 4:],
+            camera_index=cat((arr(b.camera_index, "camera_index") for b in kf_batches), (), np.int32),
+            cameras=cameras,
+            global_descriptors=cat(
+                (arr(b.global_descriptors, "global descriptors") for b in kf_batches), (dg,), np.float32
+            ),
+            obs_offsets=offsets,
+            obs_keypoints=cat((arr(b.keypoints, "keypoints") for b in kf_batches), (2,), np.float32),
+            obs_descriptors=desc,
+            obs_point_index=cat((arr(b.point_index, "point_index") for b in kf_batches), (), np.int64),
+            point_ids=cat((arr(b.ids, "point ids") for b in pt_batches), (), np.int64),
+            points_xyz=cat((arr(b.xyz, "xyz") for b in pt_batches), (3,), np.float64),
+            points_rgb=cat((arr(b.rgb, "rgb") for b in pt_batches), (3,), np.uint8),
+            points_error=cat((arr(b.error, "error") for b in pt_batches), (), np.float32),
+            local_features=_model_info(header.local_features),
+            global_descriptor=_model_info(header.global_descriptor),
+            global_state={k: np.array(arr(v, k)) for k, v in header.global_state.items()},
+            frame_id=header.frame_id or "map",
+            metadata=json.loads(header.metadata_json or "{}"),
+        )
+    except Exception as e:
+        if isinstance(e, MapFormatError):
+            raise
+        raise MapFormatError(f"map {path} is inconsistent: {e}") from None
+    if m.num_keyframes != footer.num_keyframes or m.num_points3D != footer.num_points3D:
+        raise MapFormatError(
+            f"map {path} is inconsistent: the footer counts {footer.num_keyframes} keyframes "
+            f"and {footer.num_points3D} points, {m.num_keyframes} and {m.num_points3D} were read"
+        )
+    if m.global_descriptors.shape[1] != dg and m.num_keyframes:
+        raise MapFormatError(f"map {path}: global descriptors are not {dg}-d as its header says")
+    if m.obs_descriptors.shape[1:] != (dl,) and m.num_observations:
+        raise MapFormatError(f"map {path}: local descriptors are not {dl}-d as its header says")
+    return m
+
+
+def _model_info(msg: "pb.ModelInfo") -> dict:
+    return {"name": msg.name, "dim": int(msg.dim), "conf": json.loads(msg.conf_json or "{}")}

@@ -1,0 +1,284 @@
+"""The Localizer: hierarchical localization of one image against a map.
+
+Sarlin, Cadena, Siegwart and Dymczyk, "From Coarse to Fine: Robust Hierarchical Localization
+at Large Scale" (HF-Net), CVPR 2019:
+
+1. local features and a global descriptor of the query;
+2. top-k keyframes by global descriptor (faiss);
+3. covisibility clustering of the retrieved keyframes into places;
+4. per place, best-ranked first: 2D-3D matches between the query's descriptors and the
+   observations of the place's 3D points (mutual nearest neighbour + ratio test over points);
+5. PnP-RANSAC with non-linear refinement (pycolmap); the first place whose pose passes the
+   inlier thresholds wins.
+
+When no place passes, the result says "not localized", with the reason, and carries no pose.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from .config import LocalizationConf, PipelineConf, from_dict, load_preset
+from .errors import EmptyMapError, ImageReadError, MapMismatchError
+from .features import LocalFeatureExtractor, create_extractor
+from .geometry.camera import Camera
+from .geometry.covisibility import covisibility_clusters
+from .geometry.pnp import estimate_absolute_pose
+from .map.index import MapIndex
+from .map.storage import read_map
+from .matching import match_descriptors
+from .retrieval import GlobalDescriptorModel, create_global_model
+from .retrieval.index import RetrievalIndex
+from .types import LocalFeatures, LocalizationResult, Status
+
+logger = logging.getLogger(__name__)
+
+STAGES = (
+    "decode",
+    "local_features",
+    "global_descriptor",
+    "retrieval",
+    "clustering",
+    "matching",
+    "pnp",
+    "total",
+)
+
+
+class _Timer:
+    def __init__(self):
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[stage] = self.times.get(stage, 0.0) + time.perf_counter() - t
+
+
+def _same_conf(a: dict, b: dict) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+class Localizer:
+    """Localizes query images against a :class:`MapIndex`.
+
+    Args:
+        map_index: the map.
+        conf: a :class:`PipelineConf` or preset name for the ``matching`` and
+            ``localization`` sections; by default, the preset recorded in the map. Its
+            ``features`` and ``global_descriptor`` must equal the map's, since the map's
+            descriptors were made with them.
+        extractor, global_model: already-built models to use (checked against the map).
+    Raises:
+        EmptyMapError: a map without keyframes or without 3D points.
+        MapMismatchError: models that differ from the map's (name, size or configuration).
+    """
+
+    def __init__(
+        self,
+        map_index: MapIndex,
+        conf: PipelineConf | str | None = None,
+        extractor: LocalFeatureExtractor | None = None,
+        global_model: GlobalDescriptorModel | None = None,
+    ):
+        if map_index.num_keyframes == 0:
+            raise EmptyMapError("the map has no keyframes; rebuild it with keyframes that have images")
+        if map_index.num_points3D == 0 or map_index.num_observations == 0:
+            raise EmptyMapError(
+                "the map has no triangulated 3D points, so no query can be localized against it; "
+                "check that its keyframes overlap and that their poses are right"
+            )
+        self.map = map_index
+        if conf is None:
+            recorded = map_index.metadata.get("preset")
+            conf = from_dict(PipelineConf, recorded) if recorded else load_preset()
+            conf.features = dict(map_index.local_features["conf"], name=map_index.local_features["name"])
+            conf.global_descriptor = dict(
+                map_index.global_descriptor["conf"], name=map_index.global_descriptor["name"]
+            )
+        elif not isinstance(conf, PipelineConf):
+            conf = load_preset(conf)
+        self.conf = conf
+        self.extractor = extractor or create_extractor(conf.features, device=conf.device)
+        self.global_model = global_model or create_global_model(conf.global_descriptor, device=conf.device)
+        self._check_models()
+        if self.global_model.requires_fit or map_index.global_state:
+            self.global_model.load_state(map_index.global_state)
+        if self.global_model.dim != map_index.global_descriptors.shape[1]:
+            raise MapMismatchError(
+                f"the map's global descriptors are {map_index.global_descriptors.shape[1]}-d, "
+                f"{self.global_model.name} gives {self.global_model.dim}-d ones"
+            )
+        self.index = RetrievalIndex(map_index.global_descriptors, device=conf.device)
+        self._covis_cache: dict[tuple[int, int], int] = {}
+
+    @classmethod
+    def from_path(cls, map_path: str | os.PathLike, conf: PipelineConf | str | None = None) -> "Localizer":
+        """Load the map at ``map_path`` and build a localizer for it."""
+        return cls(read_map(map_path), conf)
+
+    @property
+    def loc_conf(self) -> LocalizationConf:
+        return self.conf.localization
+
+    def _check_models(self) -> None:
+        for what, model, theirs in (
+            ("local features", self.extractor, self.map.local_features),
+            ("global descriptor", self.global_model, self.map.global_descriptor),
+        ):
+            mine = {"name": model.name, "conf": dataclasses.asdict(model.conf)}
+            if mine["name"] != theirs["name"]:
+                raise MapMismatchError(
+                    f"the map was built with {what} '{theirs['name']}', this localizer uses "
+                    f"'{mine['name']}'; use the map's preset or rebuild the map"
+                )
+            conf_mine = mine["conf"]
+            if not _same_conf(conf_mine, theirs["conf"]):
+                diff = sorted(
+                    k for k in set(conf_mine) | set(theirs["conf"])
+                    if conf_mine.get(k) != theirs["conf"].get(k)
+                )
+                raise MapMismatchError(
+                    f"the map's {what} '{theirs['name']}' were made with other options "
+                    f"({', '.join(diff)}: map {[theirs['conf'].get(k) for k in diff]}, "
+                    f"now {[conf_mine.get(k) for k in diff]}); use the map's preset or rebuild the map"
+                )
+            if what == "local features" and model.dim != theirs["dim"]:
+                raise MapMismatchError(
+                    f"the map's local descriptors are {theirs['dim']}-d, {model.name} gives "
+                    f"{model.dim}-d ones"
+                )
+
+    def _num_shared(self, i: int, j: int) -> int:
+        key = (min(i, j), max(i, j))
+        if key not in self._covis_cache:
+            self._covis_cache[key] = self.map.num_shared_points(*key)
+        return self._covis_cache[key]
+
+    # ---------------------------------------------------------------------------------------
+    def localize(
+        self,
+        image: np.ndarray,
+        camera: Camera,
+        features: LocalFeatures | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> LocalizationResult:
+        """Localize one query image.
+
+        Args:
+            image: (H, W) uint8 grey or (H, W, 3) uint8 RGB, of the size of ``camera``.
+            camera: the query camera.
+            features: precomputed local features of ``image`` (skips extraction).
+            timings: stage times already spent (e.g. ``{"decode": ...}``) to include.
+        Returns:
+            A :class:`LocalizationResult`: ``LOCALIZED`` with ``cam_from_world`` and its
+            covariance, or ``NOT_LOCALIZED`` with the reason.
+        Raises:
+            ImageReadError: an image whose size differs from the camera's.
+        """
+        h, w = image.shape[:2]
+        if (w, h) != (camera.width, camera.height):
+            raise ImageReadError(
+                f"the query image is {w}x{h} but its camera is {camera.width}x{camera.height}"
+            )
+        timer = _Timer()
+        timer.times.update(timings or {})
+        t_start = time.perf_counter()
+        lc = self.loc_conf
+        result = LocalizationResult(status=Status.NOT_LOCALIZED)
+        try:
+            with timer("local_features"):
+                if features is None:
+                    features = self.extractor.extract(image)
+            with timer("global_descriptor"):
+                gdesc = self.global_model(image, features)
+            with timer("retrieval"):
+                _, idx = self.index.search(gdesc, lc.num_retrieved)
+                retrieved = [int(i) for i in idx[0] if i >= 0]
+            result.retrieved = [self.map.names[i] for i in retrieved]
+            if len(features) < 4:
+                result.reason = f"the query has {len(features)} local features"
+                return result
+            with timer("clustering"):
+                places = covisibility_clusters(retrieved, self._num_shared, lc.min_covisible_points)
+            best = None
+            for place in places[: lc.max_places]:
+                attempt = self._localize_place(features, camera, place, timer)
+                if best is None or attempt.num_inliers > best.num_inliers:
+                    best = attempt
+                if attempt.status == Status.LOCALIZED:
+                    break
+            if best is not None:
+                best.retrieved = result.retrieved
+                result = best
+            else:
+                result.reason = "no keyframe was retrieved"
+            return result
+        finally:
+            timer.times["total"] = timer.times.get("decode", 0.0) + time.perf_counter() - t_start
+            result.timings = {s: timer.times.get(s, 0.0) for s in STAGES}
+
+    def _localize_place(self, features: LocalFeatures, camera: Camera, place: list[int], timer) -> LocalizationResult:
+        lc, mt = self.loc_conf, self.conf.matching
+        res = LocalizationResult(status=Status.NOT_LOCALIZED, keyframes=[self.map.names[i] for i in place])
+        with timer("matching"):
+            db_desc, db_points = self.map.gather_observations(place)
+            matches = match_descriptors(
+                features.descriptors, db_desc, mt.ratio_threshold, mt.mutual,
+                groups=db_points, max_candidates=mt.max_candidates,
+            )
+        res.num_matches = len(matches)
+        if len(matches) < max(4, lc.min_inliers):
+            res.reason = f"{len(matches)} 2D-3D matches < min_inliers {lc.min_inliers}"
+            return res
+        kpts = features.keypoints[matches.query]
+        xyz = self.map.points_xyz[matches.db]
+        with timer("pnp"):
+            pnp = estimate_absolute_pose(
+                kpts, xyz, camera, lc.ransac_max_error_px, lc.ransac_max_iterations, lc.ransac_seed
+            )
+        if pnp is None:
+            res.reason = f"PnP-RANSAC found no pose from {len(matches)} matches"
+            return res
+        res.num_inliers = pnp.num_inliers
+        res.inlier_ratio = pnp.num_inliers / len(matches)
+        reasons = []
+        if res.num_inliers < lc.min_inliers:
+            reasons.append(f"{res.num_inliers} inliers < min_inliers {lc.min_inliers}")
+        if res.inlier_ratio < lc.min_inlier_ratio:
+            reasons.append(f"inlier ratio {res.inlier_ratio:.3f} < min_inlier_ratio {lc.min_inlier_ratio}")
+        if pnp.covariance is not None and (lc.max_position_std_m > 0 or lc.max_rotation_std_deg > 0):
+            cov_world = _position_covariance_world(pnp)
+            pos_std = float(np.sqrt(max(np.linalg.eigvalsh(cov_world).max(), 0.0)))
+            rot_std = float(np.degrees(np.sqrt(max(np.linalg.eigvalsh(pnp.covariance[:3, :3]).max(), 0.0))))
+            if lc.max_position_std_m > 0 and pos_std > lc.max_position_std_m:
+                reasons.append(f"position std {pos_std:.3f} m > max_position_std_m {lc.max_position_std_m}")
+            if lc.max_rotation_std_deg > 0 and rot_std > lc.max_rotation_std_deg:
+                reasons.append(f"rotation std {rot_std:.3f} deg > max_rotation_std_deg {lc.max_rotation_std_deg}")
+        if reasons:
+            res.reason = "; ".join(reasons)
+            return res
+        res.status = Status.LOCALIZED
+        res.cam_from_world = pnp.cam_from_world
+        res.covariance = pnp.covariance
+        res.inlier_keypoints = kpts[pnp.inliers]
+        res.inlier_points3D = xyz[pnp.inliers]
+        return res
+
+
+def _position_covariance_world(pnp) -> np.ndarray:
+    """(3, 3) covariance of the camera centre in the world frame, from the covariance of
+    ``cam_from_world`` (pycolmap's ``get_covariance_for_inverse``)."""
+    import pycolmap
+
+    cov_inv = pycolmap.get_covariance_for_inverse(pnp.cam_from_world.to_pycolmap(), pnp.covariance)
+    return np.asarray(cov_inv)[3:, 3:]

@@ -1,0 +1,220 @@
+"""The offline stages as plain functions; the command line, the benchmarks and the tests
+call these (as hloc's stages mirror its command line).
+
+- :func:`index_image_folder`: images + pose list + camera list -> map.
+- :func:`index_colmap_model`: a COLMAP reconstruction + its images -> map.
+- :func:`localize_image_folder`: a map + images + query list -> results.
+- :func:`write_localization_results`: the pose list and the JSON log.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from tqdm import tqdm
+
+from .config import PipelineConf
+from .errors import ImageReadError, InputError
+from .geometry.camera import Camera
+from .geometry.transforms import Pose
+from .io.colmap import read_colmap_model
+from .io.images import check_image_camera, read_image
+from .io.text import write_poses
+from .localizer import Localizer
+from .map.builder import MapBuilder
+from .map.index import MapIndex
+from .types import Keyframe, LocalizationResult, Status
+
+logger = logging.getLogger(__name__)
+
+
+def _list_missing(names: Iterable[str], what: str, hint: str, limit: int = 5) -> None:
+    names = list(names)
+    if names:
+        shown = ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+        raise InputError(f"{len(names)} {what}: {shown}. {hint}")
+
+
+def check_image_folder(images: Path, cameras: dict[str, Camera], names: Iterable[str]) -> None:
+    """Check before any work that every named image exists and has its camera's size.
+
+    Raises:
+        InputError: listing the missing images; ImageReadError: the first size mismatch.
+    """
+    names = list(names)
+    if not images.is_dir():
+        raise InputError(f"image folder {images} does not exist")
+    _list_missing(
+        [n for n in names if not (images / n).is_file()],
+        f"listed images are not in {images}",
+        "Check --images or remove them from the list",
+    )
+    for n in names:
+        check_image_camera(images / n, cameras[n])
+
+
+def index_image_folder(
+    images: str | os.PathLike,
+    poses: dict[str, Pose],
+    cameras: dict[str, Camera],
+    conf: PipelineConf,
+    frame_id: str = "map",
+    progress: bool = False,
+) -> MapIndex:
+    """Build a map from the images listed in ``poses`` (cam_from_world) with their cameras.
+
+    Only the images named in ``poses`` are indexed, in that order. An image that turns out
+    to be undecodable is skipped with a warning and recorded in the map's metadata.
+
+    Raises:
+        InputError: images without a camera, missing images; ImageReadError: an image whose
+            size differs from its camera.
+        EmptyMapError: no keyframe could be read.
+    """
+    images = Path(images)
+    _list_missing(
+        [n for n in poses if n not in cameras],
+        "images in the pose list have no camera",
+        "Add them to the camera file (hloc format: name MODEL WIDTH HEIGHT PARAMS...)",
+    )
+    check_image_folder(images, cameras, poses)
+    builder = MapBuilder(conf, frame_id=frame_id)
+    builder.source = {"type": "image_folder", "images": str(images), "count": len(poses)}
+    for name in tqdm(list(poses), desc="extracting features", disable=not progress, unit="img"):
+        try:
+            image = read_image(images / name)
+        except ImageReadError as e:
+            logger.warning("skipping keyframe %s: %s", name, e)
+            builder.skipped[name] = str(e)
+            continue
+        builder.add_keyframe(Keyframe(name, cameras[name], poses[name]), image)
+    return builder.build(progress=progress)
+
+
+def index_colmap_model(
+    model: str | os.PathLike,
+    images: str | os.PathLike,
+    conf: PipelineConf,
+    frame_id: str = "map",
+    exclude: Iterable[str] = (),
+    progress: bool = False,
+) -> MapIndex:
+    """Build a map from a COLMAP reconstruction: its poses, cameras and registered 3D points
+    are kept; extracted keypoints near COLMAP's observations take their points, and further
+    points are triangulated from new matches with the poses fixed.
+
+    Args:
+        exclude: image names to leave out (e.g. for leave-one-out evaluation); their
+            observations are dropped, the points stay.
+    """
+    cm = read_colmap_model(model)
+    images = Path(images)
+    exclude = set(exclude)
+    kfs = [(kf, iid) for kf, iid in zip(cm.keyframes, cm.image_ids) if kf.name not in exclude]
+    check_image_folder(images, {kf.name: kf.camera for kf, _ in kfs}, [kf.name for kf, _ in kfs])
+    builder = MapBuilder(conf, frame_id=frame_id)
+    builder.source = {"type": "colmap", "model": str(model), "images": str(images)}
+    for kf, iid in tqdm(kfs, desc="extracting features", disable=not progress, unit="img"):
+        try:
+            image = read_image(images / kf.name)
+        except ImageReadError as e:
+            logger.warning("skipping keyframe %s: %s", kf.name, e)
+            builder.skipped[kf.name] = str(e)
+            continue
+        builder.add_keyframe(kf, image, keyframe_id=iid, select=False)
+    points = cm.points
+    points.observations = {k: v for k, v in points.observations.items() if k not in exclude}
+    return builder.build(fixed_points=points, progress=progress)
+
+
+@dataclass
+class QueryOutcome:
+    """One query's result, or why it could not be processed."""
+
+    name: str
+    result: LocalizationResult
+
+    def to_log(self) -> dict:
+        return {"name": self.name, **self.result.to_log()}
+
+
+@dataclass
+class LocalizationRun:
+    outcomes: list[QueryOutcome] = field(default_factory=list)
+
+    @property
+    def localized(self) -> dict[str, Pose]:
+        return {
+            o.name: o.result.cam_from_world for o in self.outcomes if o.result.status == Status.LOCALIZED
+        }
+
+
+def localize_image_folder(
+    localizer: Localizer,
+    images: str | os.PathLike,
+    queries: dict[str, Camera],
+    progress: bool = False,
+    on_result: Callable[[QueryOutcome], None] | None = None,
+) -> LocalizationRun:
+    """Localize every query of an hloc query list.
+
+    A query whose image cannot be decoded (or disagrees with its camera) gets status
+    ``failed`` with the reason; the others go on.
+
+    Args:
+        on_result: called after each query (e.g. to write results as they come).
+    Raises:
+        InputError: missing query images (checked before any work).
+    """
+    images = Path(images)
+    if not images.is_dir():
+        raise InputError(f"image folder {images} does not exist")
+    _list_missing(
+        [n for n in queries if not (images / n).is_file()],
+        f"query images are not in {images}",
+        "Check --images or the query list",
+    )
+    run = LocalizationRun()
+    for name, camera in tqdm(list(queries.items()), desc="localizing", disable=not progress, unit="img"):
+        t = time.perf_counter()
+        try:
+            image = read_image(images / name)
+            decode = time.perf_counter() - t
+            result = localizer.localize(image, camera, timings={"decode": decode})
+        except ImageReadError as e:
+            result = LocalizationResult(status=Status.FAILED, reason=str(e))
+        outcome = QueryOutcome(name, result)
+        run.outcomes.append(outcome)
+        if on_result is not None:
+            on_result(outcome)
+    return run
+
+
+def log_path_for(results: str | os.PathLike) -> Path:
+    """The JSON log written beside a results file: ``results.txt`` -> ``results_log.json``."""
+    results = Path(results)
+    return results.with_name(results.stem + "_log.json")
+
+
+def write_localization_results(
+    results: str | os.PathLike, run: LocalizationRun, extra: dict | None = None
+) -> tuple[Path, Path]:
+    """Write the pose list (``name qw qx qy qz tx ty tz``, cam_from_world, localized queries
+    only) and beside it the JSON log of every query.
+
+    Returns:
+        ``(results path, log path)``.
+    """
+    results = Path(results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    write_poses(results, run.localized)
+    log = log_path_for(results)
+    payload = dict(extra or {})
+    payload["queries"] = [o.to_log() for o in run.outcomes]
+    log.write_text(json.dumps(payload, indent=1))
+    return results, log

@@ -1,0 +1,51 @@
+# Two commands do everything on a fresh machine:
+#   make demo   create the environment, install, build a map and localize queries with the
+#               built-in default preset, print the result
+#   make test   create the environment, install, run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DATA ?= ../shared/data
+DEMO_OUT ?= demo_out
+
+.PHONY: install demo test test-fast proto bench clean
+
+$(STAMP): setup.py setup.cfg
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -ra
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -ra -m "not slow"
+
+# The demo runs on the Middlebury temple ring (../shared/data): even views make the map,
+# odd views are localized and compared with the gantry's ground truth.
+demo: $(STAMP)
+	@mkdir -p $(DEMO_OUT)
+	@T=$(DATA)/temple_ring; test -d $$T || { echo "error: $$T not found; set DATA=/path/to/shared/data"; exit 2; }; \
+	awk '{n=substr($$1,8,4)+0; if (n%2==0) print}' $$T/poses_cam_from_world.txt > $(DEMO_OUT)/map_poses.txt; \
+	awk '{n=substr($$1,8,4)+0; if (n%2==1) print}' $$T/cameras.txt > $(DEMO_OUT)/queries.txt; \
+	$(VENV)/bin/global-loc -q index --images $$T/images --poses $(DEMO_OUT)/map_poses.txt \
+		--cameras $$T/cameras.txt --out $(DEMO_OUT)/temple.glmap && \
+	$(VENV)/bin/global-loc -q localize --map $(DEMO_OUT)/temple.glmap --images $$T/images \
+		--queries $(DEMO_OUT)/queries.txt --out $(DEMO_OUT)/results.txt && \
+	$(VENV)/bin/global-loc -q evaluate --results $(DEMO_OUT)/results.txt \
+		--gt $$T/poses_cam_from_world.txt --thresholds 0.01,1 0.25,2 0.5,5
+
+# Regenerate the protobuf code of the map schema (grpcio-tools is pinned in setup.py).
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -Iglobal_loc/map --python_out=global_loc/map \
+		--pyi_out=global_loc/map global_loc/map/global_loc_map.proto
+
+bench: $(STAMP)
+	$(PY) benchmarks/localization_stages.py --data $(DATA)
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info

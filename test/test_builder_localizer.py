@@ -1,0 +1,135 @@
+"""MapBuilder and Localizer on a synthetic scene with exact ground truth."""
+import numpy as np
+import pytest
+
+from global_loc.errors import EmptyMapError, ImageReadError, InputError, MapMismatchError
+from global_loc.geometry.camera import Camera
+from global_loc.geometry.transforms import Pose, pose_error
+from global_loc.localizer import STAGES, Localizer
+from global_loc.map.builder import MapBuilder
+from global_loc.types import Keyframe, LocalFeatures, Status
+from synthetic import FeatureScene, synthetic_conf
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return FeatureScene(num_points=4000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def built(scene):
+    builder = MapBuilder(synthetic_conf())
+    for kf, feats in scene.keyframes(12):
+        assert builder.add_keyframe(kf, features=feats)
+    return builder.build()
+
+
+def test_map_points_match_the_scene(scene, built):
+    m = built
+    assert m.num_keyframes == 12
+    assert m.num_points3D > 1000
+    assert m.points_xyz.shape == (m.num_points3D, 3)
+    assert m.points_error.max() <= 2.0
+    # without keypoint noise, every map point is exactly a scene point
+    b = MapBuilder(synthetic_conf())
+    for kf, feats in FeatureScene(num_points=4000, seed=0).keyframes(12, pixel_noise=0.0):
+        b.add_keyframe(kf, features=feats)
+    exact = b.build()
+    assert exact.num_points3D > 1000
+    d = np.linalg.norm(exact.points_xyz[:, None] - scene.points[None], axis=2).min(axis=1)
+    assert d.max() < 1e-4  # keypoints are float32: ~3e-5 px
+    lengths = np.bincount(m.obs_point_index, minlength=m.num_points3D)
+    assert lengths.min() >= 2
+    # covisibility: neighbouring keyframes share points, opposite ones do not
+    assert m.num_shared_points(0, 1) > 50
+    assert m.num_shared_points(0, 6) == 0
+
+
+def test_localize_a_new_view(scene, built):
+    loc = Localizer(built, synthetic_conf())
+    pose = scene.pose_on_ring(2 * np.pi * 3.5 / 12)  # between keyframes 3 and 4
+    feats, _ = scene.observe(pose)
+    res = loc.localize(np.zeros((480, 640), np.uint8), scene.camera, features=feats)
+    assert res.status == Status.LOCALIZED, res.reason
+    dt, dr = pose_error(res.cam_from_world, pose)
+    assert dt < 0.01 and dr < 0.1
+    assert res.num_inliers >= 50 and 0 < res.inlier_ratio <= 1
+    assert res.covariance.shape == (6, 6)
+    assert np.all(np.linalg.eigvalsh(res.covariance) > 0)
+    assert set(res.timings) == set(STAGES)
+    assert res.keyframes[0] in res.retrieved
+    assert len(res.inlier_keypoints) == res.num_inliers
+
+
+def test_localize_with_a_distorted_camera(scene, built):
+    cam = Camera("OPENCV", 640, 480, [380, 385, 322, 238, -0.1, 0.02, 0.001, -0.002])
+    loc = Localizer(built, synthetic_conf())
+    pose = scene.pose_on_ring(2 * np.pi * 7.3 / 12)
+    feats, _ = scene.observe(pose, camera=cam)
+    res = loc.localize(np.zeros((480, 640), np.uint8), cam, features=feats)
+    assert res.success, res.reason
+    dt, dr = pose_error(res.cam_from_world, pose)
+    assert dt < 0.01 and dr < 0.1
+
+
+def test_unrelated_query_is_not_localized(scene, built):
+    loc = Localizer(built, synthetic_conf())
+    rng = np.random.default_rng(5)
+    d = rng.normal(size=(800, 32)).astype(np.float32)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    feats = LocalFeatures(rng.uniform(0, 600, (800, 2)), d, np.ones(800), (640, 480))
+    res = loc.localize(np.zeros((480, 640), np.uint8), scene.camera, features=feats)
+    assert res.status == Status.NOT_LOCALIZED
+    assert res.cam_from_world is None and res.covariance is None
+    assert "min_inliers" in res.reason or "PnP" in res.reason
+
+
+def test_query_without_features_says_so(scene, built):
+    loc = Localizer(built, synthetic_conf())
+    empty = LocalFeatures(np.zeros((0, 2)), np.zeros((0, 32)), np.zeros(0), (640, 480))
+    res = loc.localize(np.zeros((480, 640), np.uint8), scene.camera, features=empty)
+    assert res.status == Status.NOT_LOCALIZED and "0 local features" in res.reason
+
+
+def test_image_size_must_match_camera(scene, built):
+    loc = Localizer(built, synthetic_conf())
+    with pytest.raises(ImageReadError, match="480x640 but its camera is 640x480"):
+        loc.localize(np.zeros((640, 480), np.uint8), scene.camera)
+
+
+def test_models_must_match_the_map(built):
+    with pytest.raises(MapMismatchError, match="built with local features 'synthetic32'"):
+        Localizer(built, "sift")
+    with pytest.raises(MapMismatchError, match="num_clusters"):
+        Localizer(built, synthetic_conf(global_descriptor={"name": "vlad", "num_clusters": 8}))
+
+
+def test_empty_maps_are_refused(scene):
+    with pytest.raises(EmptyMapError, match="no keyframes were added"):
+        MapBuilder(synthetic_conf()).build()
+    # two keyframes that see nothing in common give a map without points
+    b = MapBuilder(synthetic_conf())
+    for kf, feats in [scene.keyframes(12)[i] for i in (0, 6)]:
+        b.add_keyframe(kf, features=feats)
+    m = b.build()
+    assert m.num_points3D == 0
+    with pytest.raises(EmptyMapError, match="no triangulated 3D points"):
+        Localizer(m, synthetic_conf())
+
+
+def test_keyframe_selection_and_duplicates(scene):
+    conf = synthetic_conf(mapping={"keyframe_min_distance_m": 0.5, "keyframe_min_rotation_deg": 20})
+    b = MapBuilder(conf)
+    p = scene.pose_on_ring(0.0)
+    feats, _ = scene.observe(p)
+    assert b.add_keyframe(Keyframe("a", scene.camera, p), features=feats)
+    near = Pose(p.R, p.t + [0.1, 0, 0])
+    assert not b.add_keyframe(Keyframe("b", scene.camera, near), features=feats)
+    far = Pose(p.R, p.t + [0.6, 0, 0])
+    assert b.add_keyframe(Keyframe("c", scene.camera, far), features=feats)
+    turned = scene.pose_on_ring(0.0, yaw_offset=np.radians(30))
+    turned = Pose(turned.R, -turned.R @ far.center)
+    assert b.add_keyframe(Keyframe("d", scene.camera, turned), features=feats)
+    assert b.num_keyframes == 3 and "b" in b.skipped
+    with pytest.raises(InputError, match="'a' is used twice"):
+        b.add_keyframe(Keyframe("a", scene.camera, far), features=feats)

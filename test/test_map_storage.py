@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+
+from global_loc.errors import MapFormatError
+from global_loc.map import storage
+from global_loc.map.builder import MapBuilder
+from global_loc.map.storage import read_map, read_map_header, write_map
+from synthetic import FeatureScene, synthetic_conf
+
+
+@pytest.fixture(scope="module")
+def small_map():
+    scene = FeatureScene(num_points=2000, seed=3)
+    b = MapBuilder(synthetic_conf())
+    for kf, f in scene.keyframes(8):
+        b.add_keyframe(kf, features=f)
+    return b.build()
+
+
+def assert_same(a, b, desc_atol=0.0):
+    assert a.names == b.names
+    for field in ("keyframe_ids", "stamps", "q_wxyz", "t", "camera_index", "global_descriptors",
+                  "obs_offsets", "obs_keypoints", "obs_point_index", "point_ids", "points_xyz",
+                  "points_rgb", "points_error"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+    assert np.allclose(a.obs_descriptors, b.obs_descriptors, atol=desc_atol)
+    assert a.cameras == b.cameras
+    assert a.local_features == b.local_features and a.global_descriptor == b.global_descriptor
+    assert a.frame_id == b.frame_id
+    assert set(a.global_state) == set(b.global_state)
+    for k in a.global_state:
+        assert np.array_equal(a.global_state[k], b.global_state[k])
+
+
+def test_round_trip_float32_is_exact(small_map, tmp_path):
+    p = write_map(small_map, tmp_path / "m.glmap", descriptor_dtype="float32")
+    assert_same(small_map, read_map(p))
+    h = read_map_header(p)
+    assert h.num_keyframes == 8 and h.local_features.name == "synthetic32"
+
+
+def test_round_trip_float16_descriptors(small_map, tmp_path):
+    p = write_map(small_map, tmp_path / "m.glmap")
+    m = read_map(p)
+    assert m.obs_descriptors.dtype == np.float16
+    assert_same(small_map, m, desc_atol=1e-3)  # float16 keeps ~3 decimal digits of unit vectors
+
+
+def test_chunked_records_round_trip(small_map, tmp_path):
+    """Small chunks force many records: the layout that lets a map pass 2 GiB."""
+    p = write_map(small_map, tmp_path / "m.glmap", descriptor_dtype="float32", chunk_bytes=10_000)
+    m = read_map(p)
+    assert_same(small_map, m)
+    with open(p, "rb") as f:
+        f.seek(storage._PREAMBLE.size)
+        kinds = [r.WhichOneof("body") for r in storage._read_records(f, p)]
+    assert kinds.count("keyframes") > 2 and kinds.count("points") > 2
+    assert kinds[0] == "header" and kinds[-1] == "footer"
+
+
+def test_truncated_map_is_reported(small_map, tmp_path):
+    p = write_map(small_map, tmp_path / "m.glmap")
+    data = p.read_bytes()
+    for cut in (len(data) - 3, len(data) // 2, 20):
+        bad = tmp_path / f"cut{cut}.glmap"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(MapFormatError, match="truncated"):
+            read_map(bad)
+
+
+def test_corrupt_map_is_reported(small_map, tmp_path):
+    p = write_map(small_map, tmp_path / "m.glmap")
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad = tmp_path / "bad.glmap"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(MapFormatError, match="corrupt"):
+        read_map(bad)
+
+
+def test_other_files_and_versions_are_refused(small_map, tmp_path):
+    p = write_map(small_map, tmp_path / "m.glmap")
+    other = tmp_path / "v2.glmap"
+    data = bytearray(p.read_bytes())
+    data[8:12] = (2).to_bytes(4, "little")
+    other.write_bytes(bytes(data))
+    with pytest.raises(MapFormatError, match="schema version 2, this global_loc .* reads version 1"):
+        read_map(other)
+    txt = tmp_path / "notamap.glmap"
+    txt.write_text("hello world, not a map")
+    with pytest.raises(MapFormatError, match="not a global_loc map"):
+        read_map(txt)
+    with pytest.raises(MapFormatError, match="does not exist"):
+        read_map(tmp_path / "missing.glmap")
+
+
+def test_failed_write_keeps_the_old_map(small_map, tmp_path, monkeypatch):
+    p = write_map(small_map, tmp_path / "m.glmap")
+    before = p.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(storage, "_write_record", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_map(small_map, p)
+    assert p.read_bytes() == before
+    assert not list(tmp_path.glob("*.part"))

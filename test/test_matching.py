@@ -1,0 +1,58 @@
+import numpy as np
+
+from global_loc.matching import match_descriptors
+
+
+def unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_mutual_nn_finds_a_permutation():
+    rng = np.random.default_rng(0)
+    db = unit(rng.normal(size=(300, 64)))
+    perm = rng.permutation(300)[:200]
+    q = unit(db[perm] + 0.05 * rng.normal(size=(200, 64)))
+    m = match_descriptors(q, db, ratio_threshold=0.8, mutual=True)
+    assert len(m) == 200
+    assert np.array_equal(m.db[np.argsort(m.query)], perm)
+
+
+def test_ratio_test_rejects_ambiguous_matches():
+    rng = np.random.default_rng(1)
+    a = unit(rng.normal(size=(1, 16)))
+    db = np.concatenate([a, unit(a + 0.01 * rng.normal(size=(1, 16)))])  # two near-identical
+    q = unit(a + 0.02 * rng.normal(size=(1, 16)))
+    assert len(match_descriptors(q, db, ratio_threshold=0.8, mutual=False)) == 0
+    assert len(match_descriptors(q, db, ratio_threshold=1.0, mutual=False)) == 1
+
+
+def test_grouped_matching_treats_observations_of_one_point_as_one():
+    """Two observations of the same 3D point must not fail the ratio test against each other,
+    and a query matches the point (group label), not the row."""
+    rng = np.random.default_rng(2)
+    pts = unit(rng.normal(size=(50, 32)))
+    obs = np.concatenate([pts, unit(pts + 0.02 * rng.normal(size=pts.shape))])
+    groups = np.concatenate([np.arange(50), np.arange(50)]) + 1000
+    q = unit(pts[:30] + 0.03 * rng.normal(size=(30, 32)))
+    plain = match_descriptors(q, obs, ratio_threshold=0.8, mutual=False)
+    assert len(plain) < 20  # the duplicates defeat an ungrouped ratio test
+    m = match_descriptors(q, obs, ratio_threshold=0.8, mutual=True, groups=groups)
+    assert len(m) == 30
+    assert np.array_equal(m.db[np.argsort(m.query)], np.arange(30) + 1000)
+
+
+def test_mutual_check_keeps_one_query_per_point():
+    rng = np.random.default_rng(3)
+    db = unit(rng.normal(size=(10, 16)))
+    q = unit(np.repeat(db[:1], 2, axis=0) + 0.01 * rng.normal(size=(2, 16)))
+    m = match_descriptors(q, db, ratio_threshold=1.0, mutual=True, groups=np.arange(10))
+    assert len(m) == 1
+    assert len(match_descriptors(q, db, ratio_threshold=1.0, mutual=False)) == 2
+
+
+def test_empty_inputs():
+    z = np.zeros((0, 8), np.float32)
+    x = unit(np.ones((3, 8)))
+    assert len(match_descriptors(z, x)) == 0
+    assert len(match_descriptors(x, z)) == 0
+    assert len(match_descriptors(x, z, groups=np.zeros(0))) == 0

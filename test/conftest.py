@@ -44,3 +44,41 @@ def dino_dir():
 @pytest.fixture(scope="session")
 def maupertuis_dir():
     return _require(DATA / "maupertuis_colmap")
+
+
+@pytest.fixture(scope="session")
+def temple_split(temple_dir, tmp_path_factory):
+    """The temple ring split of the issue: even views make the map, odd views are queries.
+
+    Returns a dict of paths: ``map_poses``, ``queries``, ``gt``, ``cameras``, ``images``.
+    """
+    out = tmp_path_factory.mktemp("temple_split")
+    poses = (temple_dir / "poses_cam_from_world.txt").read_text().splitlines()
+    cams = (temple_dir / "cameras.txt").read_text().splitlines()
+
+    def number(line):
+        return int(line.split()[0][len("templeR"):len("templeR") + 4])
+
+    (out / "map_poses.txt").write_text("\n".join(l for l in poses if number(l) % 2 == 0) + "\n")
+    (out / "queries.txt").write_text("\n".join(l for l in cams if number(l) % 2 == 1) + "\n")
+    return {
+        "dir": out,
+        "map_poses": out / "map_poses.txt",
+        "queries": out / "queries.txt",
+        "gt": temple_dir / "poses_cam_from_world.txt",
+        "cameras": temple_dir / "cameras.txt",
+        "images": temple_dir / "images",
+    }
+
+
+@pytest.fixture(scope="session")
+def temple_map(temple_split):
+    """The temple map, built once per session with ``global-loc index`` (default preset)."""
+    from global_loc.cli.main import main
+
+    path = temple_split["dir"] / "temple.glmap"
+    rc = main(["-q", "index", "--images", str(temple_split["images"]), "--poses",
+               str(temple_split["map_poses"]), "--cameras", str(temple_split["cameras"]),
+               "--out", str(path)])
+    assert rc == 0
+    return path

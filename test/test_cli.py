@@ -1,0 +1,116 @@
+"""The command line: the happy path is in test_real_data; here, errors a user can make."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from global_loc.cli.main import main
+
+
+def run(capsys, *argv):
+    rc = main(["-q", *argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_missing_image_is_one_clear_line(temple_split, tmp_path, capsys):
+    poses = tmp_path / "poses.txt"
+    poses.write_text(temple_split["map_poses"].read_text() + "nothere.png 1 0 0 0 0 0 1\n")
+    cams = tmp_path / "cams.txt"
+    cams.write_text(temple_split["cameras"].read_text() + "nothere.png PINHOLE 640 480 1 1 1 1\n")
+    rc, _, err = run(capsys, "index", "--images", str(temple_split["images"]), "--poses", str(poses),
+                     "--cameras", str(cams), "--out", str(tmp_path / "m.glmap"))
+    assert rc == 2
+    assert err.startswith("error: 1 listed images are not in") and "nothere.png" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.glmap").exists()
+
+
+def test_image_without_camera(temple_split, tmp_path, capsys):
+    cams = tmp_path / "cams.txt"
+    cams.write_text("".join(l + "\n" for l in temple_split["cameras"].read_text().splitlines()
+                            if not l.startswith("templeR0002.png")))
+    rc, _, err = run(capsys, "index", "--images", str(temple_split["images"]), "--poses",
+                     str(temple_split["map_poses"]), "--cameras", str(cams), "--out", str(tmp_path / "m"))
+    assert rc == 2 and "have no camera" in err and "templeR0002.png" in err
+
+
+def test_unknown_camera_model(temple_split, tmp_path, capsys):
+    cams = tmp_path / "cams.txt"
+    cams.write_text(temple_split["cameras"].read_text().replace("PINHOLE", "PINHOLEX", 1))
+    rc, _, err = run(capsys, "index", "--images", str(temple_split["images"]), "--poses",
+                     str(temple_split["map_poses"]), "--cameras", str(cams), "--out", str(tmp_path / "m"))
+    assert rc == 2 and "unknown camera model 'PINHOLEX'" in err and "cams.txt:1" in err
+
+
+def test_image_size_disagrees_with_camera(temple_split, tmp_path, capsys):
+    cams = tmp_path / "cams.txt"
+    cams.write_text(temple_split["cameras"].read_text().replace("PINHOLE 640 480", "PINHOLE 320 240"))
+    rc, _, err = run(capsys, "index", "--images", str(temple_split["images"]), "--poses",
+                     str(temple_split["map_poses"]), "--cameras", str(cams), "--out", str(tmp_path / "m"))
+    assert rc == 2 and "is 640x480 but its camera is 320x240" in err
+
+
+def test_missing_arguments(capsys, tmp_path):
+    rc, _, err = run(capsys, "index", "--out", str(tmp_path / "m"))
+    assert rc == 2 and "--images, --poses and --cameras" in err
+
+
+def test_localize_with_a_bad_map(temple_split, tmp_path, capsys):
+    bad = tmp_path / "bad.glmap"
+    bad.write_bytes(b"GLOCMAP\x00" + (7).to_bytes(4, "little") + b"\x00" * 20)
+    rc, _, err = run(capsys, "localize", "--map", str(bad), "--images", str(temple_split["images"]),
+                     "--queries", str(temple_split["queries"]), "--out", str(tmp_path / "r.txt"))
+    assert rc == 2 and "schema version 7" in err
+
+
+@pytest.mark.slow
+def test_corrupt_query_fails_alone_and_nothing_is_lost(temple_map, temple_split, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    names = ["templeR0001.png", "templeR0003.png", "templeR0005.png"]
+    for n in names:
+        shutil.copy(temple_split["images"] / n, images / n)
+    (images / "templeR0003.png").write_bytes((images / "templeR0003.png").read_bytes()[:500])
+    queries = tmp_path / "q.txt"
+    queries.write_text("".join(l + "\n" for l in temple_split["cameras"].read_text().splitlines()
+                               if l.split()[0] in names))
+    rc, out, _ = run(capsys, "localize", "--map", str(temple_map), "--images", str(images),
+                     "--queries", str(queries), "--out", str(tmp_path / "r.txt"))
+    assert rc == 0
+    log = json.loads((tmp_path / "r_log.json").read_text())
+    status = {q["name"]: q for q in log["queries"]}
+    assert status["templeR0003.png"]["status"] == "failed"
+    assert "cannot be decoded" in status["templeR0003.png"]["reason"]
+    assert status["templeR0001.png"]["status"] == status["templeR0005.png"]["status"] == "localized"
+    assert len((tmp_path / "r.txt").read_text().splitlines()) == 2
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    exe = shutil.which("global-loc") or str((sys.executable.rsplit("/", 1)[0]) + "/global-loc")
+    out = subprocess.run([exe, "localize", "--map", str(tmp_path / "none.glmap"), "--images",
+                          str(tmp_path), "--queries", str(tmp_path / "q.txt"), "--out",
+                          str(tmp_path / "r.txt")], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_evaluate_counts_failures_from_the_log(tmp_path, capsys, temple_split):
+    gt_lines = temple_split["gt"].read_text().splitlines()
+    (tmp_path / "r.txt").write_text(gt_lines[0] + "\n")
+    log = {"queries": [{"name": gt_lines[0].split()[0], "status": "localized"},
+                       {"name": gt_lines[2].split()[0], "status": "not_localized", "reason": "7 inliers"}]}
+    (tmp_path / "r_log.json").write_text(json.dumps(log))
+    rc, out, _ = run(capsys, "evaluate", "--results", str(tmp_path / "r.txt"), "--gt",
+                     str(temple_split["gt"]), "--json", str(tmp_path / "e.json"))
+    assert rc == 0
+    assert "recall @ (0.25 m, 2 deg): 50.0 %" in out
+    assert "7 inliers" in out
+    rep = json.loads((tmp_path / "e.json").read_text())
+    assert rep["num_queries"] == 2 and rep["num_localized"] == 1
+    rc, _, err = run(capsys, "evaluate", "--results", str(tmp_path / "r.txt"), "--gt",
+                     str(temple_split["gt"]), "--thresholds", "0.25")
+    assert rc == 2 and "must be 'metres,degrees'" in err

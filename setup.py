@@ -33,6 +33,7 @@ setup(
         "protobuf>=7.35,<8",
         "pycolmap>=3.12",
         "faiss-cpu>=1.8",
+        "scipy>=1.10",
         "PyYAML>=6",
         "tqdm>=4.60",
         "Pillow>=9",

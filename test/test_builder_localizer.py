@@ -133,3 +133,24 @@ def test_keyframe_selection_and_duplicates(scene):
     assert b.num_keyframes == 3 and "b" in b.skipped
     with pytest.raises(InputError, match="'a' is used twice"):
         b.add_keyframe(Keyframe("a", scene.camera, far), features=feats)
+
+
+def test_pca_whitened_global_descriptors_round_trip_through_the_map(scene, tmp_path):
+    from global_loc.map.storage import read_map, write_map
+
+    conf = synthetic_conf(global_descriptor={"name": "vlad", "num_clusters": 16, "pca_dims": 8})
+    b = MapBuilder(conf)
+    for kf, feats in scene.keyframes(12):
+        b.add_keyframe(kf, features=feats)
+    m = read_map(write_map(b.build(), tmp_path / "pca.glmap"))
+    assert m.global_descriptors.shape == (12, 8)
+    assert m.global_descriptor["dim"] == 8 and "pca_A" in m.global_state
+    loc = Localizer(m, conf)
+    assert loc.global_model.dim == 8
+    pose = scene.pose_on_ring(2 * np.pi * 5.5 / 12)
+    feats, _ = scene.observe(pose)
+    res = loc.localize(np.zeros((480, 640), np.uint8), scene.camera, features=feats)
+    assert res.success, res.reason
+    assert pose_error(res.cam_from_world, pose)[0] < 0.01
+    # the top retrieved keyframe is one of the two neighbours of the query
+    assert res.retrieved[0] in ("kf005", "kf006")

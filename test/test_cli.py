@@ -114,3 +114,18 @@ def test_evaluate_counts_failures_from_the_log(tmp_path, capsys, temple_split):
     rc, _, err = run(capsys, "evaluate", "--results", str(tmp_path / "r.txt"), "--gt",
                      str(temple_split["gt"]), "--thresholds", "0.25")
     assert rc == 2 and "must be 'metres,degrees'" in err
+
+
+@pytest.mark.slow
+def test_index_from_colmap_model(maupertuis_dir, tmp_path, capsys):
+    out = tmp_path / "maup.glmap"
+    rc, stdout, err = run(capsys, "index", "--colmap", str(maupertuis_dir / "reconstruction"),
+                          "--images", str(maupertuis_dir / "images"), "--out", str(out))
+    assert rc == 0, err
+    assert "4 keyframes" in stdout and out.exists()
+    rc, _, err = run(capsys, "index", "--colmap", str(maupertuis_dir / "reconstruction"),
+                     "--out", str(out))
+    assert rc == 2 and "--colmap needs --images" in err
+    rc, _, err = run(capsys, "index", "--colmap", str(tmp_path), "--images", str(tmp_path),
+                     "--out", str(out))
+    assert rc == 2 and "is not a COLMAP model" in err

@@ -23,6 +23,7 @@ import time
 from contextlib import contextmanager
 
 import numpy as np
+import pycolmap
 
 from .config import LocalizationConf, PipelineConf, from_dict, load_preset
 from .errors import EmptyMapError, ImageReadError, MapMismatchError
@@ -278,7 +279,5 @@ class Localizer:
 def _position_covariance_world(pnp) -> np.ndarray:
     """(3, 3) covariance of the camera centre in the world frame, from the covariance of
     ``cam_from_world`` (pycolmap's ``get_covariance_for_inverse``)."""
-    import pycolmap
-
     cov_inv = pycolmap.get_covariance_for_inverse(pnp.cam_from_world.to_pycolmap(), pnp.covariance)
     return np.asarray(cov_inv)[3:, 3:]

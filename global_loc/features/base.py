@@ -8,6 +8,7 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
+from ..config import from_dict
 from ..errors import InputError
 from ..types import LocalFeatures
 
@@ -72,8 +73,6 @@ class LocalFeatureExtractor(abc.ABC):
     Conf: ClassVar[type]
 
     def __init__(self, conf=None, **kwargs):
-        from ..config import from_dict
-
         self.conf = conf if isinstance(conf, self.Conf) else from_dict(self.Conf, conf, self.name)
 
     @property

@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import faiss
 import numpy as np
 from tqdm import tqdm
 

@@ -23,12 +23,12 @@ import time
 from contextlib import contextmanager
 
 import numpy as np
-import pycolmap
 
 from .config import LocalizationConf, PipelineConf, from_dict, load_preset
 from .errors import EmptyMapError, ImageReadError, MapMismatchError
 from .features import LocalFeatureExtractor, create_extractor
 from .geometry.camera import Camera
+from .geometry.covariance import world_from_cam_covariance
 from .geometry.covisibility import covisibility_clusters
 from .geometry.pnp import estimate_absolute_pose
 from .map.index import MapIndex
@@ -258,7 +258,7 @@ class Localizer:
         if res.inlier_ratio < lc.min_inlier_ratio:
             reasons.append(f"inlier ratio {res.inlier_ratio:.3f} < min_inlier_ratio {lc.min_inlier_ratio}")
         if pnp.covariance is not None and (lc.max_position_std_m > 0 or lc.max_rotation_std_deg > 0):
-            cov_world = _position_covariance_world(pnp)
+            cov_world = world_from_cam_covariance(pnp.cam_from_world, pnp.covariance)[:3, :3]
             pos_std = float(np.sqrt(max(np.linalg.eigvalsh(cov_world).max(), 0.0)))
             rot_std = float(np.degrees(np.sqrt(max(np.linalg.eigvalsh(pnp.covariance[:3, :3]).max(), 0.0))))
             if lc.max_position_std_m > 0 and pos_std > lc.max_position_std_m:
@@ -275,9 +275,3 @@ class Localizer:
         res.inlier_points3D = xyz[pnp.inliers]
         return res
 
-
-def _position_covariance_world(pnp) -> np.ndarray:
-    """(3, 3) covariance of the camera centre in the world frame, from the covariance of
-    ``cam_from_world`` (pycolmap's ``get_covariance_for_inverse``)."""
-    cov_inv = pycolmap.get_covariance_for_inverse(pnp.cam_from_world.to_pycolmap(), pnp.covariance)
-    return np.asarray(cov_inv)[3:, 3:]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .geometry.camera import Camera
+from .geometry.covariance import world_from_cam_covariance
 from .geometry.transforms import Pose
 
 __all__ = [
@@ -107,10 +108,10 @@ class LocalizationResult:
         reason: why it is not localized (empty when localized), e.g.
             ``"best place: 7 inliers < min_inliers 12"``.
         cam_from_world: the estimated pose of the map frame in the camera frame, or None.
-        covariance: (6, 6) float64 covariance of ``cam_from_world``, or None. Parameter order
-            and frames follow pycolmap/COLMAP: ``[rotation (3), translation (3)]``, rotation as
-            a left-multiplied perturbation ``R' = exp([d]x) R`` in radians, translation in
-            metres, both in the camera frame.
+        covariance: (6, 6) float64 covariance of ``cam_from_world``, or None: over
+            ``[dtheta (3), dt (3)]`` with ``R' = exp([dtheta]x) R`` (radians, camera frame) and
+            ``t' = t + dt`` (metres), scaled by the a-posteriori variance of the inlier
+            reprojection residuals. :meth:`world_from_cam_covariance` gives the ROS form.
         num_inliers: PnP inliers of the winning place (or the best place when it failed).
         inlier_ratio: ``num_inliers / num_matches`` of that place.
         num_matches: 2D-3D matches of that place.
@@ -140,6 +141,14 @@ class LocalizationResult:
     def success(self) -> bool:
         return self.status == Status.LOCALIZED
 
+    def world_from_cam_covariance(self) -> np.ndarray | None:
+        """(6, 6) covariance of the camera pose in the world frame, in the convention of
+        ``geometry_msgs/PoseWithCovariance``: ``[x, y, z, rot_x, rot_y, rot_z]``, metres and
+        radians about the world's fixed axes; None without a pose."""
+        if self.cam_from_world is None or self.covariance is None:
+            return None
+        return world_from_cam_covariance(self.cam_from_world, self.covariance)
+
     def to_log(self) -> dict:
         """A JSON-serialisable summary (no arrays)."""
         out = {
@@ -155,8 +164,9 @@ class LocalizationResult:
         if self.cam_from_world is not None:
             out["q_wxyz"] = self.cam_from_world.q_wxyz.tolist()
             out["t"] = self.cam_from_world.t.tolist()
-        if self.covariance is not None:
-            sd = np.sqrt(np.clip(np.diag(self.covariance), 0, None))
-            out["std_rotation_deg"] = np.degrees(sd[:3]).round(5).tolist()
-            out["std_translation_m"] = sd[3:].round(6).tolist()
+        cov = self.world_from_cam_covariance()
+        if cov is not None:
+            sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+            out["std_position_m"] = sd[:3].round(6).tolist()
+            out["std_rotation_deg"] = np.degrees(sd[3:]).round(5).tolist()
         return out

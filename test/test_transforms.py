@@ -74,3 +74,40 @@ def test_interpolation_midpoint():
 def test_non_finite_pose_rejected():
     with pytest.raises(ValueError):
         Pose(np.eye(3), [np.nan, 0, 0])
+
+
+def _logm(R):
+    th = np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))
+    if th < 1e-12:
+        return np.zeros(3)
+    return th / (2 * np.sin(th)) * np.array([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+
+
+def test_pose_covariance_agrees_with_monte_carlo():
+    """The covariance a localization reports, in ROS form for the camera and for a base frame
+    behind it, matches the scatter of repeated PnP solutions under 0.3 px keypoint noise."""
+    from global_loc.geometry.camera import Camera
+    from global_loc.geometry.covariance import compose_covariance, world_from_cam_covariance
+    from global_loc.geometry.pnp import estimate_absolute_pose
+
+    rng = np.random.default_rng(0)
+    cam = Camera("PINHOLE", 640, 480, [500, 500, 320, 240])
+    cam_from_world = Pose.from_qt([0.9, 0.2, -0.3, 0.1], [10.0, -20.0, 5.0])
+    cam_from_base = Pose.from_qt([0.5, -0.5, 0.5, -0.5], [0.1, 0.2, -0.3])
+    xc = np.c_[rng.uniform(-2, 2, (150, 2)), rng.uniform(4, 8, 150)]
+    xw = cam_from_world.inverse().transform(xc)
+    uv = cam.project(xc)
+    world_from_base = cam_from_world.inverse() * cam_from_base
+    samples, predicted = [], []
+    for i in range(200):
+        r = estimate_absolute_pose(uv + rng.normal(scale=0.3, size=uv.shape), xw, cam, 8.0, seed=i)
+        wfc = r.cam_from_world.inverse()
+        wfb = wfc * cam_from_base
+        samples.append(np.r_[wfb.t - world_from_base.t, _logm(wfb.R @ world_from_base.R.T)])
+        predicted.append(compose_covariance(wfc, world_from_cam_covariance(r.cam_from_world, r.covariance),
+                                            cam_from_base))
+    emp, pred = np.cov(np.array(samples).T), np.mean(predicted, axis=0)
+    ratio = np.diag(emp) / np.diag(pred)
+    assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
+    corr = lambda c: c / np.sqrt(np.outer(np.diag(c), np.diag(c)))  # noqa: E731
+    assert np.abs(corr(emp) - corr(pred)).max() < 0.25

@@ -19,14 +19,16 @@ class PnPResult:
     """Attributes:
     cam_from_world: the estimated pose.
     inliers: (N,) bool mask over the input matches.
-    covariance: (6, 6) float64 covariance of ``cam_from_world`` (pycolmap order
-        ``[rotation, translation]``, see :class:`~global_loc.types.LocalizationResult`), or None
-        where it could not be computed.
+    covariance: (6, 6) float64 covariance of ``cam_from_world`` over ``[dtheta, dt]`` (see
+        :mod:`global_loc.geometry.covariance`), scaled by the a-posteriori variance of the
+        inlier reprojection residuals; None where it could not be computed.
+    reprojection_rmse_px: root-mean-square reprojection error of the inliers, pixels.
     """
 
     cam_from_world: Pose
     inliers: np.ndarray
     covariance: np.ndarray | None
+    reprojection_rmse_px: float = float("nan")
 
     @property
     def num_inliers(self) -> int:
@@ -69,11 +71,17 @@ def estimate_absolute_pose(
     )
     if ret is None:
         return None
+    pose = Pose.from_pycolmap(ret["cam_from_world"])
+    inliers = np.asarray(ret["inlier_mask"], bool)
+    # a-posteriori variance of unit weight: pycolmap's covariance is for 1-pixel noise
+    res = camera.project(pose.transform(points3D[inliers])) - keypoints[inliers]
+    n = int(inliers.sum())
+    sigma2 = float(np.nansum(res**2) / max(2 * n - 6, 1))
     cov = ret.get("covariance")
-    if cov is not None and not np.all(np.isfinite(cov)):
-        cov = None
-    return PnPResult(
-        cam_from_world=Pose.from_pycolmap(ret["cam_from_world"]),
-        inliers=np.asarray(ret["inlier_mask"], bool),
-        covariance=None if cov is None else np.asarray(cov, np.float64),
-    )
+    if cov is not None:
+        # Ceres' quaternion-manifold tangent is half the rotation angle: to rotation vectors
+        S = np.diag([2.0, 2.0, 2.0, 1.0, 1.0, 1.0])
+        cov = S @ np.asarray(cov, np.float64) @ S * sigma2
+        if not np.all(np.isfinite(cov)):
+            cov = None
+    return PnPResult(pose, inliers, cov, float(np.sqrt(np.nanmean(np.sum(res**2, axis=1)))))

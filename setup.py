@@ -38,9 +38,11 @@ setup(
         "tqdm>=4.60",
         "Pillow>=9",
         "rosbags>=0.10",
+        "rosbags-image>=0.9",
     ],
     extras_require={
-        "test": ["pytest>=7", "grpcio-tools==1.85.1"],
+        "test": ["pytest>=7", "grpcio-tools==1.85.1", "matplotlib>=3.7"],
+        "plot": ["matplotlib>=3.7"],
         # GPU extras are opt-in: they pull CUDA libraries.
         "gpu": ["onnxruntime-gpu>=1.18", "faiss-gpu-cu12>=1.8"],
     },

@@ -170,3 +170,108 @@ def format_timing_table(table: dict[str, dict]) -> str:
     for s, v in table.items():
         lines.append(f"| {s} | {v['median_ms']:.1f} | {v['p90_ms']:.1f} |")
     return "\n".join(lines)
+
+
+def trajectory_errors(
+    estimates: Sequence[tuple[float, Pose]],
+    ground_truth: Sequence[tuple[float, Pose]],
+    stamps: Iterable[float] | None = None,
+    max_dt: float = 1e-3,
+) -> dict[str, tuple[float, float]]:
+    """Errors of a TUM-style trajectory (``world_from_cam`` poses by stamp).
+
+    Args:
+        estimates, ground_truth: ``(stamp seconds, world_from_cam)`` pairs.
+        stamps: the frames that were asked (default: the ground truth's); a frame without an
+            estimate within ``max_dt`` gets ``(inf, inf)``.
+        max_dt: association tolerance, seconds.
+    Returns:
+        ``"%.9f" % stamp -> (position_error_m, rotation_error_deg)``.
+    Raises:
+        InputError: an asked frame without ground truth within ``max_dt``.
+    """
+    gt_t = np.array([t for t, _ in ground_truth])
+    order = np.argsort(gt_t)
+    gt_t = gt_t[order]
+    gt_p = [ground_truth[i][1] for i in order]
+    est = sorted(estimates, key=lambda e: e[0])
+    est_t = np.array([t for t, _ in est])
+
+    def nearest(ts, t):
+        if len(ts) == 0:
+            return None
+        i = int(np.clip(np.searchsorted(ts, t), 1, len(ts) - 1)) if len(ts) > 1 else 0
+        j = i - 1 if i > 0 and abs(ts[i - 1] - t) <= abs(ts[i] - t) else i
+        return j if abs(ts[j] - t) <= max_dt else None
+
+    out = {}
+    for t in (gt_t if stamps is None else stamps):
+        g = nearest(gt_t, t)
+        if g is None:
+            raise InputError(f"no ground-truth pose within {max_dt} s of the frame at {t:.9f}")
+        e = nearest(est_t, t)
+        key = f"{t:.9f}"
+        if e is None:
+            out[key] = (np.inf, np.inf)
+        else:
+            out[key] = pose_error(est[e][1].inverse(), gt_p[g].inverse())
+    return out
+
+
+def evaluate_trajectory(
+    estimates, ground_truth, stamps=None, thresholds=DEFAULT_THRESHOLDS, max_dt: float = 1e-3,
+    status: dict[str, str] | None = None,
+) -> EvaluationReport:
+    """:func:`evaluate_poses` for TUM-style trajectories, frames named by their stamps."""
+    errors = trajectory_errors(estimates, ground_truth, stamps, max_dt)
+    e = np.array(list(errors.values())).reshape(-1, 2)
+    recall = [float(np.mean((e[:, 0] <= m) & (e[:, 1] <= d))) if len(e) else 0.0 for m, d in thresholds]
+    return EvaluationReport(errors, list(thresholds), recall, dict(status or {}))
+
+
+def plot_trajectories(path, ground_truth, estimates, report: EvaluationReport | None = None,
+                      title: str = "") -> None:
+    """Save a PNG: the ground-truth and estimated camera positions seen from above (x-y), and
+    the position error over time.
+
+    Raises:
+        InputError: when matplotlib is not installed (``pip install matplotlib``).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("plotting needs matplotlib: pip install matplotlib") from None
+    g = np.array([p.t for _, p in sorted(ground_truth, key=lambda e: e[0])]).reshape(-1, 3)
+    e = np.array([p.t for _, p in sorted(estimates, key=lambda e: e[0])]).reshape(-1, 3)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1.4, 1]})
+    ax = axes[0]
+    ax.plot(g[:, 0], g[:, 1], "-", color="0.3", lw=1.5, label="ground truth")
+    if len(e):
+        ax.plot(e[:, 0], e[:, 1], ".", color="tab:orange", ms=4, label="localized")
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.legend(loc="best")
+    ax.set_title(title or "camera trajectory, top view")
+    ax = axes[1]
+    if report is not None and report.errors:
+        t = np.array([float(k) for k in report.errors])
+        dt = np.array([v[0] for v in report.errors.values()])
+        t0 = t.min()
+        ok = np.isfinite(dt)
+        ax.semilogy(t[ok] - t0, np.maximum(dt[ok], 1e-4), ".", color="tab:blue", ms=4, label="position error")
+        if (~ok).any():
+            ax.plot(t[~ok] - t0, np.full((~ok).sum(), 1e-4), "x", color="tab:red", label="not localized")
+        for m, _ in report.thresholds[:1]:
+            ax.axhline(m, color="0.5", ls="--", lw=1, label=f"{m:g} m")
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("error (m)")
+        ax.legend(loc="best")
+        r = ", ".join(f"{100 * r:.1f}% @ ({m:g} m, {d:g}°)" for (m, d), r in zip(report.thresholds, report.recall))
+        ax.set_title(f"recall {r}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -19,15 +19,18 @@ from typing import Callable, Iterable
 from tqdm import tqdm
 
 from .config import PipelineConf
-from .errors import ImageReadError, InputError
+from .errors import EmptyMapError, ImageReadError, InputError
 from .geometry.camera import Camera
 from .geometry.transforms import Pose
+from .io.bags import BagReader, BagWriter
 from .io.colmap import read_colmap_model
 from .io.images import check_image_camera, read_image
-from .io.text import write_poses
+from .io.text import write_poses, write_tum
 from .localizer import Localizer
 from .map.builder import MapBuilder
 from .map.index import MapIndex
+from .ros import conversions as conv
+from .ros.frame_handler import FrameConfig, FrameHandler, Publication
 from .types import Keyframe, LocalizationResult, Status
 
 logger = logging.getLogger(__name__)
@@ -218,3 +221,165 @@ def write_localization_results(
     payload["queries"] = [o.to_log() for o in run.outcomes]
     log.write_text(json.dumps(payload, indent=1))
     return results, log
+
+
+# --- bags -----------------------------------------------------------------------------------------
+def index_bag(
+    bag: str | os.PathLike,
+    image_topic: str,
+    conf: PipelineConf,
+    camera_info_topic: str | None = None,
+    camera: Camera | None = None,
+    map_frame: str = "map",
+    camera_frame: str | None = None,
+    pose_topic: str | None = None,
+    body_frame: str | None = None,
+    progress: bool = False,
+) -> MapIndex:
+    """Build a map from a recorded bag (ROS 1, ROS 2 sqlite3 or MCAP).
+
+    Keyframe poses come from ``/tf`` + ``/tf_static`` (``map_frame`` -> the camera frame at
+    each image stamp, interpolated, through the whole tree), or from ``pose_topic`` composed
+    with the static extrinsics. Frames are selected by travelled distance and rotation
+    (``conf.mapping``) before they are decoded. Frames without a pose, and images that cannot be
+    decoded, are skipped and counted in the map's metadata.
+
+    Raises:
+        InputError: a missing topic or camera information; EmptyMapError: no frame had a pose.
+    """
+    with BagReader(bag, image_topic, camera_info_topic, camera, map_frame, camera_frame,
+                   pose_topic, body_frame) as reader:
+        builder = MapBuilder(conf, frame_id=map_frame)
+        no_pose, selected_out, corrupt, first_reason = 0, 0, 0, ""
+        for f in tqdm(reader.frames(), total=reader.num_frames, desc="reading frames",
+                      disable=not progress, unit="frame"):
+            if f.map_from_cam is None:
+                no_pose += 1
+                first_reason = first_reason or f.reason
+                continue
+            cam_from_world = f.map_from_cam.inverse()
+            if not builder.is_new_keyframe(cam_from_world):
+                selected_out += 1
+                continue
+            try:
+                image = f.image()
+            except ImageReadError as e:
+                corrupt += 1
+                logger.warning("skipping frame %s: %s", f.name, e)
+                builder.skipped[f.name] = str(e)
+                continue
+            builder.add_keyframe(Keyframe(f.name, f.camera, cam_from_world, f.stamp), image, select=False)
+        total = reader.num_frames
+    if builder.num_keyframes == 0:
+        raise EmptyMapError(
+            f"none of the {total} frames of '{image_topic}' could be used"
+            + (f": {no_pose} have no pose ({first_reason})" if no_pose else "")
+        )
+    if no_pose:
+        logger.warning("%d of %d frames have no pose and were skipped (first: %s)", no_pose, total, first_reason)
+    builder.source = {
+        "type": "bag", "bag": str(bag), "image_topic": image_topic, "frames": total,
+        "without_pose": no_pose, "not_selected": selected_out, "undecodable": corrupt,
+        "pose_source": pose_topic or "tf",
+    }
+    return builder.build(progress=progress)
+
+
+@dataclass
+class BagLocalization:
+    """The outcome of :func:`localize_bag`: one publication per processed frame."""
+
+    names: list[str] = field(default_factory=list)
+    publications: list = field(default_factory=list)
+
+    @property
+    def num_localized(self) -> int:
+        return sum(p.localized for p in self.publications)
+
+
+def localize_bag(
+    localizer: Localizer,
+    bag: str | os.PathLike,
+    image_topic: str,
+    camera_info_topic: str | None = None,
+    camera: Camera | None = None,
+    frames=None,
+    every: int = 1,
+    progress: bool = False,
+    on_frame: Callable | None = None,
+) -> BagLocalization:
+    """Localize the frames of a bag as the localizer node would, with the bag's tf.
+
+    Args:
+        frames: :class:`~global_loc.ros.frame_handler.FrameConfig` (map, odom, base, camera
+            frames); the map frame defaults to the map's.
+        every: localize one frame in ``every``.
+        on_frame: called with ``(name, publication)`` after each frame.
+    """
+    frames = frames or FrameConfig(map_frame=localizer.map.frame_id)
+    out = BagLocalization()
+    with BagReader(bag, image_topic, camera_info_topic, camera, frames.map_frame,
+                   frames.camera_frame or None) as reader:
+        handler = FrameHandler(localizer, frames, reader.lookup)
+        total = (reader.num_frames + every - 1) // every
+        bar = tqdm(total=total, desc="localizing", disable=not progress, unit="frame")
+        for k, f in enumerate(reader.frames()):
+            if k % every:
+                continue
+            t = time.perf_counter()
+            try:
+                image = f.image()
+            except ImageReadError as e:
+                pub = Publication(f.stamp_ns, LocalizationResult(status=Status.FAILED, reason=str(e)))
+                handler.diagnostics.update(pub)
+            else:
+                pub = handler.handle(image, f.camera, f.stamp_ns, f.frame_id, time.perf_counter() - t)
+            out.names.append(f.name)
+            out.publications.append(pub)
+            if on_frame is not None:
+                on_frame(f.name, pub)
+            bar.update(1)
+        bar.close()
+    return out
+
+
+def write_bag_results(
+    run: BagLocalization,
+    tum_path: str | os.PathLike,
+    out_bag: str | os.PathLike | None = None,
+    out_bag_format: str = "mcap",
+    pose_topic: str = "/global_loc/pose",
+    extra: dict | None = None,
+) -> tuple[Path, Path]:
+    """Write the TUM trajectory (``map_from_camera`` of every localized frame), its JSON log,
+    and optionally a bag with what the node would have published: the pose
+    (``geometry_msgs/PoseWithCovarianceStamped``) and ``/tf`` (``map -> odom``).
+
+    Returns:
+        ``(tum path, log path)``.
+    """
+    tum_path = Path(tum_path)
+    tum_path.parent.mkdir(parents=True, exist_ok=True)
+    write_tum(tum_path, [(p.stamp_ns * 1e-9, p.map_from_cam) for p in run.publications if p.localized])
+    log = log_path_for(tum_path)
+    entries = []
+    for name, p in zip(run.names, run.publications):
+        e = {"name": name, "stamp": p.stamp_ns * 1e-9, **p.result.to_log()}
+        if p.note:
+            e["note"] = p.note
+        entries.append(e)
+    log.write_text(json.dumps({**(extra or {}), "queries": entries}, indent=1))
+    if out_bag is not None:
+        with BagWriter(out_bag, out_bag_format) as bag:
+            T = bag.types
+            for p in run.publications:
+                if p.pose is None:
+                    continue
+                bag.write(pose_topic, "geometry_msgs/msg/PoseWithCovarianceStamped", p.stamp_ns,
+                          conv.make_pose_with_covariance_stamped(T, p.map_frame, p.stamp_ns, p.pose,
+                                                                 p.covariance))
+                if p.transform is not None:
+                    parent, child, pose = p.transform
+                    bag.write("/tf", "tf2_msgs/msg/TFMessage", p.stamp_ns, conv.make_tf_message(
+                        T, [conv.make_transform_stamped(T, parent, child, p.stamp_ns, pose)]))
+    return tum_path, log

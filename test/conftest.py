@@ -82,3 +82,26 @@ def temple_map(temple_split):
                "--out", str(path)])
     assert rc == 0
     return path
+
+
+WORLD_FORMATS = [("mcap", False), ("sqlite3", False), ("ros1", False), ("mcap", True)]
+
+
+@pytest.fixture(scope="session")
+def mini_world(data_dir, tmp_path_factory):
+    """A small synthetic world (320x240, short runs) in every bag format, for fast tests."""
+    from global_loc.synthetic.world import WorldConfig, generate_world
+
+    config = WorldConfig(image_size=(320, 240), focal=210.0, speed=1.0, query_duration_s=6.0,
+                         query_camera_rate_hz=5.0)
+    out = tmp_path_factory.mktemp("mini_world")
+    return generate_world(out, config, texture_dir=data_dir, formats=WORLD_FORMATS)
+
+
+@pytest.fixture(scope="session")
+def robot_world(data_dir, tmp_path_factory):
+    """The default synthetic world of `make demo`, in every bag format (slow)."""
+    from global_loc.synthetic.world import WorldConfig, generate_world
+
+    out = tmp_path_factory.mktemp("robot_world")
+    return generate_world(out, WorldConfig(), texture_dir=data_dir, formats=WORLD_FORMATS)

@@ -55,11 +55,22 @@ def _build_parser() -> argparse.ArgumentParser:
     src = p.add_argument_group("keyframes from an image folder")
     src.add_argument("--images", type=Path, help="image folder (names in the lists are relative to it)")
     src.add_argument("--poses", type=Path, help="pose list: name qw qx qy qz tx ty tz (cam_from_world)")
-    src.add_argument("--cameras", type=Path, help="camera list: name MODEL WIDTH HEIGHT PARAMS... (hloc)")
+    src.add_argument("--cameras", type=Path, help="camera list: name MODEL WIDTH HEIGHT PARAMS... (hloc); "
+                     "with --bag, the camera to use instead of camera_info (the line named after the "
+                     "image topic, or the only line)")
     col = p.add_argument_group("keyframes from a COLMAP reconstruction")
     col.add_argument("--colmap", type=Path, metavar="MODEL_DIR", help="COLMAP model folder (text or binary)")
+    bag = p.add_argument_group("keyframes from a ROS 1 / ROS 2 bag (poses from /tf or --pose-topic)")
+    _add_bag_args(bag)
+    bag.add_argument("--pose-topic", help="nav_msgs/Odometry or geometry_msgs/PoseStamped topic with the "
+                     "pose of a body frame in the map frame (default: poses from /tf)")
+    bag.add_argument("--body-frame", help="body frame of --pose-topic (default: the Odometry's "
+                     "child_frame_id, else base_link)")
+    bag.add_argument("--min-distance", type=float, default=0.2, metavar="M",
+                     help="keyframe selection: travelled distance (default 0.2 m)")
+    bag.add_argument("--min-rotation", type=float, default=10.0, metavar="DEG",
+                     help="keyframe selection: rotation (default 10 deg)")
     p.add_argument("--out", type=Path, required=True, help="map file to write")
-    p.add_argument("--frame-id", default="map", help="name of the map frame (default: map)")
     p.add_argument(
         "--descriptor-dtype", choices=["float16", "float32"], default="float16",
         help="storage of local descriptors (default: float16)",
@@ -67,14 +78,23 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_preset_args(p)
     p.set_defaults(func=_cmd_index)
 
-    p = sub.add_parser("localize", help="localize query images against a map")
+    p = sub.add_parser("localize", help="localize query images (a folder or a bag) against a map")
     p.add_argument("--map", type=Path, required=True, help="map file")
-    p.add_argument("--images", type=Path, required=True, help="query image folder")
-    p.add_argument("--queries", type=Path, required=True,
-                   help="query list: name MODEL WIDTH HEIGHT PARAMS... (hloc)")
+    p.add_argument("--images", type=Path, help="query image folder")
+    p.add_argument("--queries", type=Path, help="query list: name MODEL WIDTH HEIGHT PARAMS... (hloc)")
+    bag = p.add_argument_group("queries from a bag")
+    _add_bag_args(bag, with_cameras=True)
+    bag.add_argument("--out-bag", type=Path, help="also write a ROS 2 bag with the poses and the "
+                     "map -> odom transforms the localizer node would have published")
+    bag.add_argument("--out-bag-format", choices=["mcap", "sqlite3", "ros1"], default="mcap")
+    bag.add_argument("--odom-frame", default="odom", help="odometry frame; '' broadcasts map -> base "
+                     "(default: odom)")
+    bag.add_argument("--base-frame", default="base_link", help="robot body frame (default: base_link)")
+    bag.add_argument("--every", type=int, default=1, metavar="N", help="localize one frame in N")
     p.add_argument("--out", type=Path, required=True,
-                   help="results: name qw qx qy qz tx ty tz per localized query; a JSON log "
-                        "of every query is written beside it (<stem>_log.json)")
+                   help="results: with --images, name qw qx qy qz tx ty tz per localized query; with "
+                        "--bag, a TUM trajectory (stamp tx ty tz qx qy qz qw, map_from_camera). A JSON "
+                        "log of every query is written beside it (<stem>_log.json)")
     _add_preset_args(p, default_from_map=True)
     p.set_defaults(func=_cmd_localize)
 
@@ -91,8 +111,58 @@ def _build_parser() -> argparse.ArgumentParser:
              "results themselves, so that failures cannot be counted)",
     )
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    p.add_argument("--max-dt", type=float, default=1e-3,
+                   help="TUM trajectories: stamp association tolerance, seconds (default 0.001)")
+    p.add_argument("--plot", type=Path, default=None,
+                   help="TUM trajectories: save a plot of both trajectories and the errors (PNG)")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("inspect", help="list a bag's topics, types, counts, frames and time span")
+    p.add_argument("--bag", type=Path, required=True, help="ROS 1 .bag file or ROS 2 bag folder")
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("synth", help="generate the synthetic robot world as bags")
+    p.add_argument("--out", type=Path, required=True, help="a new folder")
+    p.add_argument("--format", choices=["mcap", "sqlite3", "ros1"], default="mcap")
+    p.add_argument("--compressed", action="store_true", help="JPEG sensor_msgs/CompressedImage")
+    p.add_argument("--textures", type=Path, default=None,
+                   help="folder of photos used as textures (default: procedural textures)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--query-seconds", type=float, default=30.0, help="length of the query run")
+    p.set_defaults(func=_cmd_synth)
     return parser
+
+
+def _add_bag_args(group, with_cameras: bool = False) -> None:
+    group.add_argument("--bag", type=Path, help="ROS 1 .bag file or ROS 2 bag folder (sqlite3 or MCAP)")
+    group.add_argument("--image-topic", help="sensor_msgs/Image or CompressedImage topic")
+    group.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo topic (default: camera_info "
+                       "beside the image topic)")
+    group.add_argument("--map-frame", default="map", help="map frame (default: map)")
+    group.add_argument("--camera-frame", help="camera tf frame (default: the images' header.frame_id)")
+    if with_cameras:
+        group.add_argument("--cameras", type=Path,
+                           help="camera file instead of camera_info: one line NAME MODEL W H PARAMS...")
+
+
+def _bag_camera(args):
+    """The camera given by --cameras for a bag: the line named as the image topic, or the only
+    line."""
+    from ..errors import InputError
+    from ..io.text import read_cameras
+
+    path = getattr(args, "cameras", None)
+    if path is None:
+        return None
+    cams = read_cameras(path)
+    if args.image_topic in cams:
+        return cams[args.image_topic]
+    if len(cams) == 1:
+        return next(iter(cams.values()))
+    raise InputError(
+        f"{path} lists {len(cams)} cameras and none is named '{args.image_topic}'; name the line "
+        "after the image topic or keep a single line"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,22 +175,35 @@ def _cmd_index(args) -> int:
 
     conf = load_preset(args.preset, args.overrides)
     t0 = time.perf_counter()
-    if args.colmap is not None:
+    if args.bag is not None:
+        from ..pipeline import index_bag
+
+        if args.image_topic is None:
+            raise InputError("--bag needs --image-topic (see `global-loc inspect --bag BAG`)")
+        if args.colmap is not None or args.poses is not None:
+            raise InputError("--bag takes poses from the bag; drop --colmap/--poses")
+        conf.mapping.keyframe_min_distance_m = args.min_distance
+        conf.mapping.keyframe_min_rotation_deg = args.min_rotation
+        m = index_bag(args.bag, args.image_topic, conf, args.camera_info_topic, _bag_camera(args),
+                      args.map_frame, args.camera_frame, args.pose_topic, args.body_frame,
+                      progress=not args.quiet)
+    elif args.colmap is not None:
         if args.images is None:
             raise InputError("--colmap needs --images, the folder of the model's images")
         if args.poses is not None or args.cameras is not None:
             raise InputError("--colmap takes poses and cameras from the model; drop --poses/--cameras")
-        m = index_colmap_model(args.colmap, args.images, conf, args.frame_id, progress=not args.quiet)
+        m = index_colmap_model(args.colmap, args.images, conf, args.map_frame, progress=not args.quiet)
     else:
         missing = [f for f in ("images", "poses", "cameras") if getattr(args, f) is None]
         if missing:
             raise InputError(
                 "give --images, --poses and --cameras (missing: "
-                + ", ".join("--" + m for m in missing) + "), or --colmap MODEL_DIR --images DIR"
+                + ", ".join("--" + m for m in missing) + "), or --colmap MODEL_DIR --images DIR, "
+                "or --bag BAG --image-topic TOPIC"
             )
         poses = read_poses(args.poses)
         cameras = read_cameras(args.cameras)
-        m = index_image_folder(args.images, poses, cameras, conf, args.frame_id, progress=not args.quiet)
+        m = index_image_folder(args.images, poses, cameras, conf, args.map_frame, progress=not args.quiet)
     path = write_map(m, args.out, descriptor_dtype=args.descriptor_dtype)
     size = path.stat().st_size / 2**20
     print(f"map: {path} ({size:.1f} MiB), preset '{conf.name}'")
@@ -140,7 +223,13 @@ def _cmd_localize(args) -> int:
     from ..pipeline import localize_image_folder, write_localization_results
     from ..config import load_preset
 
-    queries = read_cameras(args.queries)
+    from ..errors import InputError
+
+    if args.bag is None and (args.images is None or args.queries is None):
+        raise InputError("give --images and --queries, or --bag and --image-topic")
+    if args.bag is not None and args.image_topic is None:
+        raise InputError("--bag needs --image-topic (see `global-loc inspect --bag BAG`)")
+    queries = read_cameras(args.queries) if args.bag is None else None
     map_index = read_map(args.map)
     conf = None
     if args.preset is not None or args.overrides:
@@ -154,6 +243,8 @@ def _cmd_localize(args) -> int:
         else:
             conf = load_preset(args.preset, args.overrides)
     localizer = Localizer(map_index, conf)
+    if args.bag is not None:
+        return _localize_bag(args, localizer)
     run = localize_image_folder(localizer, args.images, queries, progress=not args.quiet)
     extra = {"map": str(args.map), "preset": localizer.conf.name, "version": __version__}
     results, log = write_localization_results(args.out, run, extra)
@@ -169,12 +260,60 @@ def _cmd_localize(args) -> int:
     return 0
 
 
+def _localize_bag(args, localizer) -> int:
+    from ..evaluation import format_timing_table, timing_table
+    from ..localizer import STAGES
+    from ..pipeline import localize_bag, write_bag_results
+    from ..ros.frame_handler import FrameConfig
+
+    frames = FrameConfig(map_frame=args.map_frame if args.map_frame != "map" else localizer.map.frame_id,
+                         odom_frame=args.odom_frame, base_frame=args.base_frame,
+                         camera_frame=args.camera_frame or "")
+    run = localize_bag(localizer, args.bag, args.image_topic, args.camera_info_topic, _bag_camera(args),
+                       frames, args.every, progress=not args.quiet)
+    extra = {"map": str(args.map), "bag": str(args.bag), "image_topic": args.image_topic,
+             "preset": localizer.conf.name, "version": __version__}
+    tum, log = write_bag_results(run, args.out, args.out_bag, args.out_bag_format, extra=extra)
+    n = len(run.publications)
+    print(f"localized {run.num_localized} of {n} frames -> {tum} (log: {log})"
+          + (f", bag: {args.out_bag}" if args.out_bag else ""))
+    notes = {p.note for p in run.publications if p.note}
+    for note in list(notes)[:3]:
+        print(f"  note: {note}")
+    if n:
+        print(format_timing_table(timing_table([p.result.timings for p in run.publications], STAGES)))
+    return 0
+
+
+def _cmd_inspect(args) -> int:
+    from ..io.bags import inspect_bag
+
+    print(inspect_bag(args.bag).format_text())
+    return 0
+
+
+def _cmd_synth(args) -> int:
+    from ..synthetic.world import WorldConfig, generate_world
+
+    t0 = time.perf_counter()
+    config = WorldConfig(seed=args.seed, query_duration_s=args.query_seconds)
+    worlds = generate_world(args.out, config, args.format, args.compressed, args.textures,
+                            progress=not args.quiet)
+    w = next(iter(worlds.values()))
+    print(f"synthetic world in {args.out} ({time.perf_counter() - t0:.1f} s)")
+    for run in (w.mapping, w.query):
+        print(f"  {run.bag}: {run.frames} frames on {run.image_topic}; ground truth {run.ground_truth_tum}")
+    return 0
+
+
 def _cmd_evaluate(args) -> int:
     from ..evaluation import evaluate_poses, parse_thresholds
     from ..io.text import read_cameras, read_poses
     from ..pipeline import log_path_for
 
     thresholds = parse_thresholds(args.thresholds)
+    if args.results.suffix == ".tum" or args.gt.suffix == ".tum":
+        return _evaluate_tum(args, thresholds)
     estimates = read_poses(args.results)
     gt = read_poses(args.gt)
     status: dict[str, str] = {}
@@ -193,6 +332,30 @@ def _cmd_evaluate(args) -> int:
     print(report.format())
     if args.json is not None:
         args.json.write_text(json.dumps(report.to_dict(), indent=1))
+    return 0
+
+
+def _evaluate_tum(args, thresholds) -> int:
+    from ..evaluation import evaluate_trajectory, plot_trajectories
+    from ..io.text import read_tum
+    from ..pipeline import log_path_for
+
+    est, gt = read_tum(args.results), read_tum(args.gt)
+    stamps, status = None, {}
+    log_path = log_path_for(args.results)
+    if log_path.exists():
+        log = json.loads(log_path.read_text())
+        entries = log.get("queries", [])
+        stamps = [q["stamp"] for q in entries]
+        status = {f"{q['stamp']:.9f}": f"{q['status']}: {q.get('reason', '')}" for q in entries
+                  if q["status"] != "localized"}
+    report = evaluate_trajectory(est, gt, stamps, thresholds, args.max_dt, status)
+    print(report.format())
+    if args.json is not None:
+        args.json.write_text(json.dumps(report.to_dict(), indent=1))
+    if args.plot is not None:
+        plot_trajectories(args.plot, gt, est, report)
+        print(f"plot: {args.plot}")
     return 0
 
 

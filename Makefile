@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:
-#   make demo   create the environment, install, build a map and localize queries with the
-#               built-in default preset, print the result
+#   make demo   create the environment, install, generate the synthetic robot world, build a
+#               map from its mapping bag, localize its query bag, print recall and latency
 #   make test   create the environment, install, run the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,8 +9,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DATA ?= ../shared/data
 DEMO_OUT ?= demo_out
+GL := $(VENV)/bin/global-loc -q
 
-.PHONY: install demo test test-fast proto bench clean
+.PHONY: install demo demo-temple test test-fast proto bench clean
 
 $(STAMP): setup.py setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,18 +26,30 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -ra -m "not slow"
 
-# The demo runs on the Middlebury temple ring (../shared/data): even views make the map,
-# odd views are localized and compared with the gantry's ground truth.
+# The demo: generate the synthetic robot world (two runs recorded as ROS 2 bags; real photos
+# from $(DATA) as textures when that folder exists), index the mapping run from its bag and tf,
+# localize the query run as the localizer node would (poses and map -> odom into a bag), and
+# print recall, latency, and a plot of both trajectories.
 demo: $(STAMP)
+	@rm -rf $(DEMO_OUT) && mkdir -p $(DEMO_OUT)
+	$(GL) synth --out $(DEMO_OUT)/world $(if $(wildcard $(DATA)),--textures $(DATA),)
+	$(GL) index --bag $(DEMO_OUT)/world/mapping_mcap --image-topic /camera/image_raw --out $(DEMO_OUT)/map.glmap
+	$(GL) localize --map $(DEMO_OUT)/map.glmap --bag $(DEMO_OUT)/world/query_mcap \
+		--image-topic /camera/image_raw --out $(DEMO_OUT)/query.tum --out-bag $(DEMO_OUT)/localizer_output
+	$(GL) evaluate --results $(DEMO_OUT)/query.tum --gt $(DEMO_OUT)/world/query_ground_truth_camera.tum \
+		--thresholds 0.25,2 0.5,5 --plot $(DEMO_OUT)/trajectory.png
+
+# The Middlebury temple ring (../shared/data): even views make the map, odd views are localized.
+demo-temple: $(STAMP)
 	@mkdir -p $(DEMO_OUT)
 	@T=$(DATA)/temple_ring; test -d $$T || { echo "error: $$T not found; set DATA=/path/to/shared/data"; exit 2; }; \
 	awk '{n=substr($$1,8,4)+0; if (n%2==0) print}' $$T/poses_cam_from_world.txt > $(DEMO_OUT)/map_poses.txt; \
 	awk '{n=substr($$1,8,4)+0; if (n%2==1) print}' $$T/cameras.txt > $(DEMO_OUT)/queries.txt; \
-	$(VENV)/bin/global-loc -q index --images $$T/images --poses $(DEMO_OUT)/map_poses.txt \
+	$(GL) index --images $$T/images --poses $(DEMO_OUT)/map_poses.txt \
 		--cameras $$T/cameras.txt --out $(DEMO_OUT)/temple.glmap && \
-	$(VENV)/bin/global-loc -q localize --map $(DEMO_OUT)/temple.glmap --images $$T/images \
+	$(GL) localize --map $(DEMO_OUT)/temple.glmap --images $$T/images \
 		--queries $(DEMO_OUT)/queries.txt --out $(DEMO_OUT)/results.txt && \
-	$(VENV)/bin/global-loc -q evaluate --results $(DEMO_OUT)/results.txt \
+	$(GL) evaluate --results $(DEMO_OUT)/results.txt \
 		--gt $$T/poses_cam_from_world.txt --thresholds 0.01,1 0.25,2 0.5,5
 
 # Regenerate the protobuf code of the map schema (grpcio-tools is pinned in setup.py).

@@ -55,6 +55,8 @@ setup(
     entry_points={
         "console_scripts": [
             "global-loc = global_loc.cli.main:main",
+            "localizer_node = global_loc.ros.localizer_node:main",
+            "map_indexer_node = global_loc.ros.map_indexer_node:main",
         ],
     },
 )

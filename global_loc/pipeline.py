@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 from tqdm import tqdm
 
 from .config import PipelineConf
-from .errors import EmptyMapError, ImageReadError, InputError
+from .errors import ImageReadError, InputError
 from .geometry.camera import Camera
 from .geometry.transforms import Pose
 from .io.bags import BagReader, BagWriter
@@ -28,6 +28,7 @@ from .io.images import check_image_camera, read_image
 from .io.text import write_poses, write_tum
 from .localizer import Localizer
 from .map.builder import MapBuilder
+from .map.incremental import IncrementalIndexer
 from .map.index import MapIndex
 from .ros import conversions as conv
 from .ros.frame_handler import FrameConfig, FrameHandler, Publication
@@ -247,42 +248,17 @@ def index_bag(
     Raises:
         InputError: a missing topic or camera information; EmptyMapError: no frame had a pose.
     """
+    indexer = IncrementalIndexer(conf, frame_id=map_frame, source={
+        "type": "bag", "bag": str(bag), "image_topic": image_topic, "pose_source": pose_topic or "tf"})
     with BagReader(bag, image_topic, camera_info_topic, camera, map_frame, camera_frame,
                    pose_topic, body_frame) as reader:
-        builder = MapBuilder(conf, frame_id=map_frame)
-        no_pose, selected_out, corrupt, first_reason = 0, 0, 0, ""
         for f in tqdm(reader.frames(), total=reader.num_frames, desc="reading frames",
                       disable=not progress, unit="frame"):
-            if f.map_from_cam is None:
-                no_pose += 1
-                first_reason = first_reason or f.reason
-                continue
-            cam_from_world = f.map_from_cam.inverse()
-            if not builder.is_new_keyframe(cam_from_world):
-                selected_out += 1
-                continue
-            try:
-                image = f.image()
-            except ImageReadError as e:
-                corrupt += 1
-                logger.warning("skipping frame %s: %s", f.name, e)
-                builder.skipped[f.name] = str(e)
-                continue
-            builder.add_keyframe(Keyframe(f.name, f.camera, cam_from_world, f.stamp), image, select=False)
-        total = reader.num_frames
-    if builder.num_keyframes == 0:
-        raise EmptyMapError(
-            f"none of the {total} frames of '{image_topic}' could be used"
-            + (f": {no_pose} have no pose ({first_reason})" if no_pose else "")
-        )
-    if no_pose:
-        logger.warning("%d of %d frames have no pose and were skipped (first: %s)", no_pose, total, first_reason)
-    builder.source = {
-        "type": "bag", "bag": str(bag), "image_topic": image_topic, "frames": total,
-        "without_pose": no_pose, "not_selected": selected_out, "undecodable": corrupt,
-        "pose_source": pose_topic or "tf",
-    }
-    return builder.build(progress=progress)
+            indexer.offer(f.name, f.stamp, f.camera, f.map_from_cam, f.image, f.reason)
+    if indexer.counts["no_pose"]:
+        logger.warning("%d frames have no pose and were skipped (first: %s)", indexer.counts["no_pose"],
+                       indexer.first_no_pose_reason)
+    return indexer.build(progress=progress)
 
 
 @dataclass

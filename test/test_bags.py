@@ -13,7 +13,7 @@ from global_loc.io.bags import BagReader, BagWriter, inspect_bag
 from global_loc.io.text import read_tum
 from global_loc.pipeline import index_bag
 from global_loc.ros import conversions as conv
-from global_loc.synthetic.world import CAMERA_INFO_TOPIC, COMPRESSED_TOPIC, IMAGE_TOPIC
+from global_loc.synthetic.world import IMAGE_TOPIC
 
 T265 = "t265_ros1_bag/trimmed_locoffice.bag"
 
@@ -120,7 +120,7 @@ def test_frames_without_pose_and_corrupt_frames_are_skipped_and_counted(tmp_path
 def test_no_frame_with_a_pose_is_an_error(tmp_path):
     path = tmp_path / "nopose"
     _small_bag(path, "mcap", n=3, tf_from=99)
-    with pytest.raises(EmptyMapError, match="3 have no pose"):
+    with pytest.raises(EmptyMapError, match="none of the 3 frames offered could be indexed: 3 have no pose"):
         index_bag(path, "/cam/image/compressed", load_preset())
 
 
@@ -185,3 +185,31 @@ def test_localize_bag_writes_tum_log_and_node_outputs(mini_world, tmp_path, caps
     assert info["/global_loc/pose"].frames == ["map"]
     assert info["/tf"].count == len(est)
     assert [e[:2] for e in inspect_bag(out_bag).tf_edges] == [("map", "odom")]
+
+
+def test_incremental_indexer_autosaves_so_nothing_is_lost(mini_world, tmp_path):
+    """What the map indexer node does: frames offered one by one, the map written every N
+    keyframes and on request; a map file on disk always holds what was indexed up to then."""
+    from global_loc.map.incremental import IncrementalIndexer, Offer
+    from global_loc.map.storage import read_map
+
+    world = mini_world[("mcap", False)]
+    conf = load_preset()
+    conf.mapping.keyframe_min_distance_m, conf.mapping.keyframe_min_rotation_deg = 0.5, 20.0
+    path = tmp_path / "live.glmap"
+    idx = IncrementalIndexer(conf, path, autosave_every=10)
+    outcomes = []
+    with BagReader(world.mapping.bag, IMAGE_TOPIC) as r:
+        for k, f in enumerate(r.frames()):
+            outcomes.append(idx.offer(f.name, f.stamp, f.camera, f.map_from_cam, f.image, f.reason))
+            if outcomes.count(Offer.ADDED) == 10 and outcomes[-1] == Offer.ADDED:
+                assert read_map(path).num_keyframes == 10  # autosaved, before any request
+            if k == 120:
+                break
+    added = outcomes.count(Offer.ADDED)
+    assert 10 < added < 121 and Offer.NOT_SELECTED in outcomes
+    m = idx.save()
+    saved = read_map(path)
+    assert saved.num_keyframes == m.num_keyframes == added
+    assert saved.metadata["source"]["frames"] == 121
+    assert saved.metadata["source"]["not_selected"] == 121 - added

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import GlobalLocError, ImageReadError, InputError
+from ..errors import GlobalLocError, InputError
 from ..geometry.camera import Camera
 from ..geometry.tf_tree import TransformBuffer, TransformError
 from ..geometry.transforms import Pose

@@ -337,8 +337,6 @@ class MapBuilder:
     def _associate(self, fixed: FixedPoints, assigned: list[np.ndarray]) -> None:
         """Give fixed points to the nearest extracted keypoints (one keypoint per point and
         keyframe, within ``colmap_association_max_px``)."""
-        import faiss
-
         r = self.conf.mapping.colmap_association_max_px
         for k, e in enumerate(self._entries):
             if e.keyframe.name not in fixed.observations:

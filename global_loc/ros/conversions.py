@@ -374,3 +374,22 @@ def make_compressed_image(types: TypeFactory, image: np.ndarray, frame_id: str, 
         raise InputError(f"cannot encode the image as {fmt}")
     return new(types, "sensor_msgs/msg/CompressedImage", header=make_header(types, frame_id, stamp),
                format=fmt, data=np.frombuffer(buf.tobytes(), np.uint8))
+
+
+def make_diagnostic_array(types: TypeFactory, stamp, name: str, hardware_id: str, level: str,
+                          message: str, values: dict):
+    """``diagnostic_msgs/DiagnosticArray`` with one status.
+
+    Args:
+        level: ``OK``, ``WARN``, ``ERROR`` or ``STALE``.
+        values: key -> value, written as strings.
+    """
+    status_cls = types("diagnostic_msgs/msg/DiagnosticStatus")
+    lvl = getattr(status_cls, level, None)
+    if lvl is None:  # message classes without the constants
+        lvl = {"OK": 0, "WARN": 1, "ERROR": 2, "STALE": 3}[level]
+    kv = [new(types, "diagnostic_msgs/msg/KeyValue", key=str(k), value=str(v)) for k, v in values.items()]
+    status = new(types, "diagnostic_msgs/msg/DiagnosticStatus", level=lvl, name=name, message=message,
+                 hardware_id=hardware_id, values=kv)
+    return new(types, "diagnostic_msgs/msg/DiagnosticArray", header=make_header(types, "", stamp),
+               status=[status])

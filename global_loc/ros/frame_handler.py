@@ -26,7 +26,7 @@ from ..geometry.camera import Camera
 from ..geometry.covariance import compose_covariance
 from ..geometry.transforms import Pose
 from ..localizer import Localizer
-from ..types import LocalizationResult, Status
+from ..types import LocalFeatures, LocalizationResult, Status
 
 #: ``lookup(target_frame, source_frame, stamp_seconds) -> target_from_source``; raises
 #: :class:`~global_loc.errors.GlobalLocError` (e.g. ``TransformError``) when unavailable.
@@ -100,7 +100,7 @@ class FrameHandler:
         self.diagnostics = Diagnostics()
 
     def handle(self, image: np.ndarray, camera: Camera, stamp_ns: int, camera_frame: str,
-               decode_s: float = 0.0) -> Publication:
+               decode_s: float = 0.0, features: LocalFeatures | None = None) -> Publication:
         """Localize one frame.
 
         Args:
@@ -109,10 +109,11 @@ class FrameHandler:
             stamp_ns: the image stamp, nanoseconds.
             camera_frame: the image's frame (``frames.camera_frame`` overrides it).
             decode_s: time already spent decoding the image, for the timings.
+            features: precomputed local features of the image (skips extraction).
         """
         f = self.frames
         cam_frame = f.camera_frame or camera_frame
-        result = self.localizer.localize(image, camera, timings={"decode": decode_s})
+        result = self.localizer.localize(image, camera, features=features, timings={"decode": decode_s})
         pub = Publication(stamp_ns, result, f.map_frame)
         if result.status == Status.LOCALIZED:
             t = stamp_ns * 1e-9
@@ -189,3 +190,13 @@ class Diagnostics:
                 out[f"latency_{s}_ms"] = round(float(np.median([r[3].get(s, 0.0) for r in self._recent])) * 1e3, 2)
         return out
 
+
+
+def diagnostic_level(diag: Diagnostics, max_failures_in_a_row: int = 10) -> tuple[str, str]:
+    """``(level, message)`` for ``/diagnostics``: OK while localizing, WARN after
+    ``max_failures_in_a_row`` frames without a pose, STALE before the first frame."""
+    if diag.total == 0:
+        return "STALE", "no camera frame received yet"
+    if diag.failures_in_a_row >= max_failures_in_a_row:
+        return "WARN", f"not localized for {diag.failures_in_a_row} frames: {diag.last_reason}"
+    return "OK", f"localized {diag.localized} of {diag.total} frames"

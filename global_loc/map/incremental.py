@@ -1,0 +1,136 @@
+"""Indexing while a robot drives: keyframes are offered one by one, the map is written on
+request, at shutdown, and every few keyframes, so that stopping loses nothing indexed.
+
+The map indexer node and ``global-loc index --bag`` both feed frames through
+:class:`IncrementalIndexer`.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..config import PipelineConf
+from ..errors import EmptyMapError, ImageReadError
+from ..geometry.camera import Camera
+from ..geometry.transforms import Pose
+from ..types import Keyframe
+from .builder import MapBuilder
+from .index import MapIndex
+from .storage import write_map
+
+logger = logging.getLogger(__name__)
+
+
+class Offer(str, enum.Enum):
+    """What became of an offered frame."""
+
+    ADDED = "added"
+    NOT_SELECTED = "not_selected"  # too close to the last keyframe
+    NO_POSE = "no_pose"
+    BAD_IMAGE = "bad_image"
+
+
+class IncrementalIndexer:
+    """Collects keyframes and writes the map.
+
+    Args:
+        conf: the preset (keyframe selection in ``conf.mapping``).
+        map_path: where :meth:`save` writes; None: :meth:`save` only builds.
+        frame_id: the map frame recorded in the map.
+        autosave_every: write the map after every N added keyframes (0: never by itself).
+        source: what the frames come from, recorded in the map's metadata with the counts of
+            frames offered, without pose, not selected and undecodable.
+
+    Thread-safe: a node may offer frames from a worker thread while a service saves.
+    """
+
+    def __init__(self, conf: PipelineConf, map_path: str | os.PathLike | None = None,
+                 frame_id: str = "map", autosave_every: int = 0, source: dict | None = None):
+        self.builder = MapBuilder(conf, frame_id=frame_id)
+        self.source = dict(source or {})
+        self.map_path = None if map_path is None else Path(map_path)
+        self.autosave_every = int(autosave_every)
+        self.counts = {o.value: 0 for o in Offer}
+        self._lock = threading.RLock()
+        self._added_since_save = 0
+        self.first_no_pose_reason = ""
+
+    def offer(self, name: str, stamp: float, camera: Camera, map_from_cam: Pose | None,
+              image: Callable[[], np.ndarray] | np.ndarray, reason: str = "") -> Offer:
+        """Offer one frame.
+
+        Args:
+            name, stamp: keyframe name and time (seconds).
+            camera: its camera.
+            map_from_cam: the camera pose in the map frame, or None when unknown (``reason``
+                says why).
+            image: the pixels, or a function that decodes them (called only for selected frames).
+        Returns:
+            What became of the frame.
+        Raises:
+            InputError: an image whose size differs from its camera (a configuration error,
+                not a bad frame).
+        """
+        with self._lock:
+            if map_from_cam is None:
+                self.counts[Offer.NO_POSE.value] += 1
+                self.first_no_pose_reason = self.first_no_pose_reason or reason
+                return Offer.NO_POSE
+            cam_from_world = map_from_cam.inverse()
+            if not self.builder.is_new_keyframe(cam_from_world):
+                self.counts[Offer.NOT_SELECTED.value] += 1
+                return Offer.NOT_SELECTED
+        try:
+            pixels = image() if callable(image) else image
+        except ImageReadError as e:
+            logger.warning("skipping frame %s: %s", name, e)
+            with self._lock:
+                self.counts[Offer.BAD_IMAGE.value] += 1
+                self.builder.skipped[name] = str(e)
+            return Offer.BAD_IMAGE
+        with self._lock:
+            self.builder.add_keyframe(Keyframe(name, camera, cam_from_world, stamp), pixels, select=False)
+            self.counts[Offer.ADDED.value] += 1
+            self._added_since_save += 1
+            due = self.autosave_every and self._added_since_save >= self.autosave_every
+        if due:
+            self.save()
+        return Offer.ADDED
+
+    @property
+    def num_keyframes(self) -> int:
+        return self.builder.num_keyframes
+
+    def build(self, progress: bool = False) -> MapIndex:
+        """Build the map from the keyframes so far.
+
+        Raises:
+            EmptyMapError: no keyframe yet.
+        """
+        with self._lock:
+            c = self.counts
+            if self.builder.num_keyframes == 0:
+                offered = sum(c.values())
+                extra = (f": {c['no_pose']} have no pose ({self.first_no_pose_reason})" if c["no_pose"] else "")
+                raise EmptyMapError(f"none of the {offered} frames offered could be indexed{extra}")
+            self.builder.source = {
+                **self.source, "frames": sum(c.values()), "without_pose": c["no_pose"],
+                "not_selected": c["not_selected"], "undecodable": c["bad_image"],
+            }
+            return self.builder.build(progress=progress)
+
+    def save(self, progress: bool = False) -> MapIndex:
+        """Build the map and write it to ``map_path`` (atomically)."""
+        m = self.build(progress)
+        if self.map_path is not None:
+            write_map(m, self.map_path)
+            logger.info("wrote %s: %s", self.map_path, m.summary())
+        with self._lock:
+            self._added_since_save = 0
+        return m

@@ -1,0 +1,229 @@
+"""The localizer node: a lifecycle node around :class:`~global_loc.ros.frame_handler.FrameHandler`.
+
+Lifecycle (ros2/demos ``lifecycle_py``): the map and the models load in ``on_configure``;
+``on_activate`` starts publishing. Camera frames (``image`` + ``camera_info``, sensor-data QoS,
+approximate time sync) go into a drop-oldest queue that a worker thread empties, so that
+subscription callbacks never wait for a localization (the pattern of image_pipeline's
+``camera_calibration``).
+
+Publishes ``~/pose`` (``geometry_msgs/PoseWithCovarianceStamped`` in the map frame),
+``map -> odom`` on tf (REP-105; ``map -> base_link`` when ``odom_frame`` is empty) and
+``/diagnostics``. ``~/localize`` (``std_srvs/Trigger``) localizes the latest frame at once.
+Parameters: :data:`global_loc.ros.params.LOCALIZER_PARAMS`.
+
+This module imports rclpy; everything it calls is importable and tested without ROS.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from message_filters import ApproximateTimeSynchronizer, Subscriber
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_srvs.srv import Trigger
+from tf2_ros import Buffer, TransformBroadcaster, TransformListener
+
+from ..config import PipelineConf, deep_merge, from_dict, load_preset, parse_override, to_dict
+from ..errors import GlobalLocError
+from ..localizer import Localizer
+from ..map.storage import read_map
+from . import conversions as conv
+from .frame_handler import FrameConfig, FrameHandler, diagnostic_level
+from .node_utils import declare, tf_lookup
+from .params import LOCALIZER_PARAMS
+
+
+class LocalizerNode(Node):
+    """See the module docstring."""
+
+    def __init__(self, **kwargs):
+        super().__init__("localizer", **kwargs)
+        self.params: dict = {}
+        self.handler: FrameHandler | None = None
+        self._queue: collections.deque = collections.deque(maxlen=1)
+        self._cv = threading.Condition()
+        self._running = False
+        self._worker: threading.Thread | None = None
+        self._latest = None
+        self._last_time = 0.0
+        self._subs = []
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            p = self.params = declare(self, LOCALIZER_PARAMS)
+            map_index = read_map(p["map_path"])
+            conf = self._conf(map_index, p)
+            localizer = Localizer(map_index, conf)
+        except GlobalLocError as e:
+            self.get_logger().error(f"cannot configure: {e}")
+            return TransitionCallbackReturn.FAILURE
+        frames = FrameConfig(map_frame=p["map_frame"] or map_index.frame_id, odom_frame=p["odom_frame"],
+                             base_frame=p["base_frame"], camera_frame=p["camera_frame"],
+                             publish_tf=p["publish_tf"])
+        self.tf_buffer = Buffer()
+        self.tf_listener = TransformListener(self.tf_buffer, self)
+        self.handler = FrameHandler(localizer, frames, tf_lookup(self.tf_buffer, p["tf_timeout"]))
+        self.pose_pub = self.create_lifecycle_publisher(PoseWithCovarianceStamped, "~/pose", 10)
+        self.diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.tf_broadcaster = TransformBroadcaster(self)
+        self._queue = collections.deque(maxlen=p["queue_size"])
+        compressed = p["image_transport"] == "compressed"
+        image_sub = Subscriber(self, CompressedImage if compressed else Image,
+                               "image/compressed" if compressed else "image", qos_profile=qos_profile_sensor_data)
+        info_sub = Subscriber(self, CameraInfo, "camera_info", qos_profile=qos_profile_sensor_data)
+        self._subs = [image_sub, info_sub]
+        self._sync = ApproximateTimeSynchronizer(self._subs, queue_size=10, slop=p["sync_slop"])
+        self._sync.registerCallback(self._on_frame)
+        self._service = self.create_service(Trigger, "~/localize", self._on_localize,
+                                            callback_group=MutuallyExclusiveCallbackGroup())
+        self._diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
+        self.get_logger().info(f"configured: {map_index.summary()}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="global_loc_worker", daemon=True)
+        self._worker.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_worker()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._stop_worker()
+        for s in self._subs:
+            self.destroy_subscription(s.sub)
+        self._subs = []
+        self.destroy_service(self._service)
+        self.destroy_timer(self._diag_timer)
+        self.destroy_lifecycle_publisher(self.pose_pub)
+        self.destroy_lifecycle_publisher(self.diag_pub)
+        self.handler = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._stop_worker()
+        return TransitionCallbackReturn.SUCCESS
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _conf(self, map_index, p) -> PipelineConf:
+        if p["preset"]:
+            conf = load_preset(p["preset"], p["preset_overrides"])
+        else:
+            base = map_index.metadata.get("preset") or to_dict(load_preset())
+            for o in p["preset_overrides"]:
+                base = deep_merge(base, parse_override(o))
+            conf = from_dict(PipelineConf, base)
+        conf.device = p["device"]
+        conf.localization.min_inliers = p["min_inliers"]
+        conf.localization.min_inlier_ratio = p["min_inlier_ratio"]
+        conf.localization.num_retrieved = p["num_retrieved"]
+        return conf
+
+    def _stop_worker(self) -> None:
+        self._running = False
+        with self._cv:
+            self._cv.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+            self._worker = None
+
+    # --- data flow -------------------------------------------------------------------------------
+    def _on_frame(self, image_msg, info_msg) -> None:
+        """Subscription callback: only queues (drop-oldest) and returns."""
+        with self._cv:
+            self._latest = (image_msg, info_msg)
+            self._queue.append((image_msg, info_msg))
+            self._cv.notify()
+
+    def _work(self) -> None:
+        rate = self.params["rate_hz"]
+        while self._running:
+            with self._cv:
+                while self._running and not self._queue:
+                    self._cv.wait(timeout=0.5)
+                if not self._running:
+                    return
+                image_msg, info_msg = self._queue.popleft()
+            if rate > 0 and time.monotonic() - self._last_time < 1.0 / rate:
+                continue  # dropped by the rate limit
+            self._last_time = time.monotonic()
+            self._process(image_msg, info_msg)
+
+    def _process(self, image_msg, info_msg):
+        t = time.perf_counter()
+        stamp_ns = conv.stamp_to_ns(image_msg.header.stamp)
+        try:
+            image = conv.image_from_msg(image_msg)
+            camera = conv.camera_from_camera_info(info_msg)
+            pub = self.handler.handle(image, camera, stamp_ns, image_msg.header.frame_id,
+                                      time.perf_counter() - t)
+        except GlobalLocError as e:
+            self.get_logger().warning(f"frame at {stamp_ns * 1e-9:.3f} s not processed: {e}",
+                                      throttle_duration_sec=5.0)
+            return None
+        except Exception as e:  # a bug must not kill the worker of a running robot
+            self.get_logger().error(f"frame at {stamp_ns * 1e-9:.3f} s failed: {e!r}")
+            return None
+        if pub.pose is not None:
+            self.pose_pub.publish(conv.make_pose_with_covariance_stamped(
+                conv.rclpy_types, pub.map_frame, stamp_ns, pub.pose, pub.covariance))
+        if pub.transform is not None:
+            parent, child, pose = pub.transform
+            stamp = stamp_ns + int(self.params["transform_tolerance"] * 1e9)
+            self.tf_broadcaster.sendTransform(conv.make_transform_stamped(conv.rclpy_types, parent, child, stamp, pose))
+        if pub.note:
+            self.get_logger().warning(pub.note, throttle_duration_sec=5.0)
+        return pub
+
+    def _on_localize(self, request, response):
+        latest = self._latest
+        if latest is None or self.handler is None:
+            response.success, response.message = False, "no camera frame received yet"
+            return response
+        pub = self._process(*latest)
+        if pub is None:
+            response.success, response.message = False, "the latest frame could not be processed"
+        elif pub.pose is None:
+            response.success, response.message = False, f"not localized: {pub.result.reason}"
+        else:
+            q, t = pub.pose.q_wxyz, pub.pose.t
+            response.success = True
+            response.message = (f"{pub.pose_frame} in {pub.map_frame}: t=[{t[0]:.3f}, {t[1]:.3f}, {t[2]:.3f}] "
+                                f"q_wxyz=[{q[0]:.4f}, {q[1]:.4f}, {q[2]:.4f}, {q[3]:.4f}], "
+                                f"{pub.result.num_inliers} inliers")
+        return response
+
+    def _publish_diagnostics(self) -> None:
+        if self.handler is None:
+            return
+        level, message = diagnostic_level(self.handler.diagnostics)
+        msg = conv.make_diagnostic_array(conv.rclpy_types, self.get_clock().now().nanoseconds,
+                                         f"{self.get_name()}: localization", "global_loc", level, message,
+                                         self.handler.diagnostics.summary())
+        self.diag_pub.publish(msg)
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = LocalizerNode()
+    executor = MultiThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._stop_worker()
+        node.destroy_node()
+        rclpy.try_shutdown()

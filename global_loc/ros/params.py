@@ -1,0 +1,176 @@
+"""The ROS parameters of the nodes: names, types, defaults, ranges and descriptions.
+
+The nodes declare their parameters from these specifications (with ROS parameter
+descriptors and ranges), ``config/*.yaml`` documents every one of them, and
+:func:`validate` checks values without ROS, so the tests check all three against each other.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One ROS parameter.
+
+    Attributes:
+        name: parameter name.
+        type: ``bool``, ``int``, ``float``, ``str`` or ``list[str]``.
+        default: default value.
+        description: what it does (also the descriptor's text).
+        range: ``(min, max)`` for numbers, inclusive, or None.
+        choices: allowed values for strings, or None.
+        read_only: cannot change after configuration.
+    """
+
+    name: str
+    type: str
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+    read_only: bool = False
+
+
+_COMMON = [
+    ParamSpec("preset_overrides", "list[str]", [], "preset values to override, each "
+              "'section.key=value', e.g. 'localization.num_retrieved=20'", read_only=True),
+    ParamSpec("device", "str", "auto", "where models run: auto (CUDA where available), cpu or cuda",
+              choices=("auto", "cpu", "cuda"), read_only=True),
+    ParamSpec("image_transport", "str", "raw", "'raw' subscribes to sensor_msgs/Image on 'image', "
+              "'compressed' to sensor_msgs/CompressedImage on 'image/compressed'",
+              choices=("raw", "compressed"), read_only=True),
+    ParamSpec("camera_frame", "str", "", "the camera's optical frame; empty: the images' header.frame_id"),
+    ParamSpec("sync_slop", "float", 0.02, "approximate time synchronisation of image and camera_info, "
+              "seconds", range=(0.0, 1.0)),
+    ParamSpec("queue_size", "int", 1, "frames waiting for the worker; the oldest is dropped when full",
+              range=(1, 100)),
+    ParamSpec("tf_timeout", "float", 0.1, "how long to wait for a transform at an image stamp, seconds",
+              range=(0.0, 5.0)),
+]
+
+LOCALIZER_PARAMS: list[ParamSpec] = [
+    ParamSpec("map_path", "str", "", "map file to localize against (global-loc index ...); required",
+              read_only=True),
+    ParamSpec("preset", "str", "", "named preset or YAML file; empty: the preset recorded in the map",
+              read_only=True),
+    *_COMMON,
+    ParamSpec("map_frame", "str", "", "the map frame; empty: the map file's frame"),
+    ParamSpec("odom_frame", "str", "odom", "odometry frame: map -> odom is broadcast (REP-105); "
+              "empty: broadcast map -> base_frame instead"),
+    ParamSpec("base_frame", "str", "base_link", "the robot's body frame"),
+    ParamSpec("publish_tf", "bool", True, "broadcast map -> odom (or map -> base_frame)"),
+    ParamSpec("rate_hz", "float", 0.0, "at most this many localizations per second (0: as many as "
+              "the computer allows); frames in between are dropped", range=(0.0, 1000.0)),
+    ParamSpec("min_inliers", "int", 15, "PnP inliers a pose needs to be published", range=(4, 100000)),
+    ParamSpec("min_inlier_ratio", "float", 0.15, "fraction of 2D-3D matches that must be inliers",
+              range=(0.0, 1.0)),
+    ParamSpec("num_retrieved", "int", 10, "keyframes retrieved by global descriptor", range=(1, 1000)),
+    ParamSpec("transform_tolerance", "float", 0.1, "the broadcast transform is stamped this much "
+              "after the image, so that it stays usable until the next one (as in AMCL), seconds",
+              range=(0.0, 10.0)),
+    ParamSpec("diagnostics_period", "float", 1.0, "period of /diagnostics, seconds", range=(0.05, 60.0)),
+]
+
+MAP_INDEXER_PARAMS: list[ParamSpec] = [
+    ParamSpec("map_path", "str", "", "map file to write on ~/save_map and at shutdown; required",
+              read_only=True),
+    ParamSpec("preset", "str", "", "named preset or YAML file; empty: sift", read_only=True),
+    *_COMMON,
+    ParamSpec("map_frame", "str", "map", "frame of the keyframe poses (looked up in tf)"),
+    ParamSpec("keyframe_min_distance", "float", 0.2, "a frame becomes a keyframe after this much "
+              "travel, metres ...", range=(0.0, 100.0)),
+    ParamSpec("keyframe_min_rotation", "float", 10.0, "... or this much rotation, degrees",
+              range=(0.0, 180.0)),
+    ParamSpec("autosave_every", "int", 50, "write the map every N new keyframes (0: only on "
+              "~/save_map and at shutdown), so a crash loses at most N", range=(0, 100000)),
+]
+
+
+def specs_by_name(specs: list[ParamSpec]) -> dict[str, ParamSpec]:
+    return {s.name: s for s in specs}
+
+
+def _check(spec: ParamSpec, value):
+    t = spec.type
+    ok = {
+        "bool": lambda v: isinstance(v, bool),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "list[str]": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
+    }[t](value)
+    if not ok:
+        raise ConfigError(f"parameter '{spec.name}' must be {t}, got {value!r}")
+    if t == "float":
+        value = float(value)
+    if t == "list[str]":
+        value = list(value)
+    if spec.range is not None and not spec.range[0] <= value <= spec.range[1]:
+        raise ConfigError(
+            f"parameter '{spec.name}' = {value} is outside [{spec.range[0]}, {spec.range[1]}]"
+        )
+    if spec.choices is not None and value not in spec.choices:
+        raise ConfigError(f"parameter '{spec.name}' = {value!r} must be one of {', '.join(spec.choices)}")
+    return value
+
+
+def validate(specs: list[ParamSpec], values: dict[str, Any], require: tuple[str, ...] = ("map_path",)) -> dict[str, Any]:
+    """Defaults merged with ``values``, every value checked.
+
+    Raises:
+        ConfigError: an unknown parameter, a value of the wrong type, out of range, not among
+            the choices, or a required parameter left empty.
+    """
+    by = specs_by_name(specs)
+    unknown = [k for k in values if k not in by]
+    if unknown:
+        raise ConfigError(f"unknown parameter '{unknown[0]}'; known: {', '.join(by)}")
+    out = {s.name: s.default for s in specs}
+    for k, v in values.items():
+        out[k] = _check(by[k], v)
+    for r in require:
+        if r in out and not out[r]:
+            raise ConfigError(f"parameter '{r}' is required: {by[r].description}")
+    return out
+
+
+NODES = {"localizer": LOCALIZER_PARAMS, "map_indexer": MAP_INDEXER_PARAMS}
+
+
+def params_yaml(node_name: str) -> str:
+    """The documented ``config/<node>.yaml`` of a node, generated from its specifications:
+    ``python -m global_loc.ros.params`` rewrites the files; a test checks they are current."""
+    specs = NODES[node_name]
+    lines = [
+        f"# Parameters of the global_loc {node_name} node (generated from global_loc/ros/params.py:",
+        "# `python -m global_loc.ros.params config`). Ranges are enforced when the node starts.",
+        "/**:",
+        "  ros__parameters:",
+    ]
+    for s in specs:
+        extra = []
+        if s.range is not None:
+            extra.append(f"range [{s.range[0]:g}, {s.range[1]:g}]")
+        if s.choices:
+            extra.append("one of " + ", ".join(s.choices))
+        if s.read_only:
+            extra.append("read at configuration")
+        lines.append(f"    # {s.description}" + (f" ({'; '.join(extra)})" if extra else ""))
+        value = json.dumps(s.default) if s.type != "float" else repr(float(s.default))
+        lines.append(f"    {s.name}: {value}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - developer tool
+    import sys
+    from pathlib import Path
+
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "config")
+    for name in NODES:
+        (out / f"{name}.yaml").write_text(params_yaml(name))
+        print(f"wrote {out / name}.yaml")

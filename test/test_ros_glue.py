@@ -1,0 +1,250 @@
+"""The ROS 2 layer without ROS: parameters, config files, launch files, package metadata, and
+the frame handler that turns a localized frame into REP-105 outputs."""
+import ast
+import importlib.util
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from global_loc.errors import ConfigError
+from global_loc.geometry.tf_tree import TransformBuffer
+from global_loc.geometry.transforms import Pose, pose_error
+from global_loc.localizer import Localizer
+from global_loc.map.builder import MapBuilder
+from global_loc.ros.frame_handler import FrameConfig, FrameHandler, diagnostic_level
+from global_loc.ros.params import LOCALIZER_PARAMS, MAP_INDEXER_PARAMS, NODES, params_yaml, validate
+from synthetic import FeatureScene, synthetic_conf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- parameters and config files --------------------------------------------------------------
+def test_validate_names_the_problem():
+    ok = validate(LOCALIZER_PARAMS, {"map_path": "m.glmap", "rate_hz": 5})
+    assert ok["rate_hz"] == 5.0 and ok["odom_frame"] == "odom"
+    with pytest.raises(ConfigError, match="unknown parameter 'rate'"):
+        validate(LOCALIZER_PARAMS, {"map_path": "m", "rate": 1.0})
+    with pytest.raises(ConfigError, match=r"'min_inlier_ratio' = 1.5 is outside \[0.0, 1.0\]"):
+        validate(LOCALIZER_PARAMS, {"map_path": "m", "min_inlier_ratio": 1.5})
+    with pytest.raises(ConfigError, match="'min_inliers' must be int"):
+        validate(LOCALIZER_PARAMS, {"map_path": "m", "min_inliers": 2.5})
+    with pytest.raises(ConfigError, match="'device' = 'tpu' must be one of auto, cpu, cuda"):
+        validate(LOCALIZER_PARAMS, {"map_path": "m", "device": "tpu"})
+    with pytest.raises(ConfigError, match="'map_path' is required"):
+        validate(MAP_INDEXER_PARAMS, {})
+
+
+@pytest.mark.parametrize("node", list(NODES))
+def test_config_files_document_every_parameter(node):
+    path = ROOT / "config" / f"{node}.yaml"
+    text = path.read_text()
+    assert text == params_yaml(node), f"{path} is stale: python -m global_loc.ros.params config"
+    values = yaml.safe_load(text)["/**"]["ros__parameters"]
+    assert list(values) == [s.name for s in NODES[node]]
+    validate(NODES[node], {**values, "map_path": "x.glmap"})
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^    \w+:", line):
+            assert lines[i - 1].strip().startswith("# "), f"{line.strip()} has no description"
+
+
+# --- launch files, entry points, package.xml -----------------------------------------------------
+def _setup_kwargs():
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup":
+            return {k.arg: k.value for k in node.keywords}
+
+
+def entry_points() -> dict[str, str]:
+    eps = ast.literal_eval(_setup_kwargs()["entry_points"])["console_scripts"]
+    return dict(e.replace(" ", "").split("=") for e in eps)
+
+
+def test_entry_points_name_existing_functions():
+    eps = entry_points()
+    assert {"global-loc", "localizer_node", "map_indexer_node"} <= set(eps)
+    for target in eps.values():
+        module, func = target.split(":")
+        spec = importlib.util.find_spec(module)
+        assert spec is not None, module
+        tree = ast.parse(Path(spec.origin).read_text())
+        assert func in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}, target
+
+
+def _launch(path):
+    tree = ast.parse(path.read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+
+    def kw(call, name):
+        for k in call.keywords:
+            if k.arg == name:
+                return k.value
+
+    nodes = [c for c in calls if getattr(c.func, "id", "") in ("Node", "LifecycleNode")]
+    args = [c.args[0].value for c in calls if getattr(c.func, "id", "") == "DeclareLaunchArgument"]
+    return tree, nodes, args, kw
+
+
+@pytest.mark.parametrize("launch,executable,config,kind", [
+    ("localize.launch.py", "localizer_node", "localizer.yaml", "LifecycleNode"),
+    ("index_map.launch.py", "map_indexer_node", "map_indexer.yaml", "Node"),
+])
+def test_launch_files_agree_with_setup_and_config(launch, executable, config, kind):
+    path = ROOT / "launch" / launch
+    tree, nodes, args, kw = _launch(path)
+    assert len(nodes) == 1 and nodes[0].func.id == kind
+    node = nodes[0]
+    assert kw(node, "package").value == "global_loc"
+    assert kw(node, "executable").value == executable and executable in entry_points()
+    assert {"map", "params_file", "camera", "use_sim_time"} <= set(args)
+    assert config in path.read_text() and (ROOT / "config" / config).exists()
+    remapped = {e.elts[0].value for e in kw(node, "remappings").elts}
+    assert {"image", "camera_info", "image/compressed"} <= remapped
+    data_files = ast.unparse(_setup_kwargs()["data_files"])
+    assert "launch/*.launch.py" in data_files and "config/*.yaml" in data_files
+
+
+ROSDEP_OF_MODULE = {"tf2_ros": "tf2_ros_py", "yaml": "python3-yaml", "numpy": "python3-numpy",
+                    "cv2": "python3-opencv"}
+
+
+def test_package_xml_declares_every_ros_import():
+    deps = {e.text for e in ET.parse(ROOT / "package.xml").getroot().findall("exec_depend")}
+    files = list((ROOT / "global_loc" / "ros").glob("*.py")) + list((ROOT / "launch").glob("*.py"))
+    ros_packages = {"rclpy", "tf2_ros", "message_filters", "rcl_interfaces", "sensor_msgs", "geometry_msgs",
+                    "nav_msgs", "diagnostic_msgs", "std_srvs", "lifecycle_msgs", "launch", "launch_ros",
+                    "ament_index_python", "tf2_msgs"}
+    for f in files:
+        for n in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in n.names] if isinstance(n, ast.Import) else (
+                [n.module] if isinstance(n, ast.ImportFrom) and n.module and n.level == 0 else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in ros_packages:
+                    assert ROSDEP_OF_MODULE.get(top, top) in deps, f"{f.name} imports {top}"
+
+
+def test_only_node_modules_import_rclpy():
+    for f in (ROOT / "global_loc").rglob("*.py"):
+        text = f.read_text()
+        if re.search(r"^\s*(import|from)\s+rclpy", text, re.M):
+            assert f.parent.name == "ros" and f.stem in {"localizer_node", "map_indexer_node", "node_utils"}, f
+
+
+# --- the frame handler ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def scene_localizer():
+    scene = FeatureScene(num_points=4000, seed=7)
+    b = MapBuilder(synthetic_conf())
+    for kf, feats in scene.keyframes(12):
+        b.add_keyframe(kf, features=feats)
+    return scene, Localizer(b.build(), synthetic_conf())
+
+
+BASE_FROM_CAM = Pose(np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float), [0.2, 0.0, 0.5])
+
+
+def robot_tf(map_from_base: Pose, stamp: float) -> TransformBuffer:
+    """A tf tree with a drifted odometry: map -> odom is unknown to it, odom -> base known."""
+    map_from_odom_true = Pose.from_qt([np.cos(0.1), 0, 0, np.sin(0.1)], [0.5, -0.3, 0.0])
+    tf = TransformBuffer()
+    tf.add("odom", "base_link", stamp, map_from_odom_true.inverse() * map_from_base)
+    tf.add("base_link", "camera_optical", 0.0, BASE_FROM_CAM, static=True)
+    return tf
+
+
+def query(scene, angle):
+    cam_from_world = scene.pose_on_ring(angle)
+    feats, _ = scene.observe(cam_from_world)
+    map_from_base = cam_from_world.inverse() * BASE_FROM_CAM.inverse()
+    return feats, map_from_base
+
+
+def test_map_to_odom_follows_rep105(scene_localizer):
+    scene, loc = scene_localizer
+    feats, map_from_base = query(scene, 2 * np.pi * 4.4 / 12)
+    tf = robot_tf(map_from_base, 10.0)
+    h = FrameHandler(loc, FrameConfig(), tf.lookup)
+    pub = h.handle(np.zeros((480, 640), np.uint8), scene.camera, 10_000_000_000, "camera_optical",
+                   features=feats)
+    assert pub.localized and pub.pose_frame == "base_link" and pub.map_frame == "map"
+    dt, dr = pose_error(pub.pose.inverse(), map_from_base.inverse())
+    assert dt < 0.01 and dr < 0.1
+    parent, child, map_from_odom = pub.transform
+    assert (parent, child) == ("map", "odom")
+    # map -> odom composed with the odometry gives the localized base pose
+    odom_from_base = tf.lookup("odom", "base_link", 10.0)
+    assert np.allclose((map_from_odom * odom_from_base).matrix(), pub.pose.matrix(), atol=1e-9)
+    assert pub.covariance.shape == (6, 6) and np.all(np.linalg.eigvalsh(pub.covariance) > 0)
+    # without an odometry frame: map -> base_link
+    h2 = FrameHandler(loc, FrameConfig(odom_frame=""), tf.lookup)
+    pub2 = h2.handle(np.zeros((480, 640), np.uint8), scene.camera, 10_000_000_000, "camera_optical",
+                     features=feats)
+    assert pub2.transform[:2] == ("map", "base_link")
+    assert np.allclose(pub2.transform[2].matrix(), pub2.pose.matrix())
+
+
+def test_missing_transforms_are_reported_not_guessed(scene_localizer):
+    scene, loc = scene_localizer
+    feats, map_from_base = query(scene, 2 * np.pi * 8.6 / 12)
+    only_static = TransformBuffer()
+    only_static.add("base_link", "camera_optical", 0.0, BASE_FROM_CAM, static=True)
+    pub = FrameHandler(loc, FrameConfig(), only_static.lookup).handle(
+        np.zeros((480, 640), np.uint8), scene.camera, 5, "camera_optical", features=feats)
+    assert pub.pose is not None and pub.transform is None and "odom -> base_link" in pub.note
+    empty = TransformBuffer()
+    pub = FrameHandler(loc, FrameConfig(), empty.lookup).handle(
+        np.zeros((480, 640), np.uint8), scene.camera, 5, "camera_optical", features=feats)
+    assert pub.pose_frame == "camera_optical" and pub.transform is None
+    assert "publishing the camera pose" in pub.note
+
+
+def test_not_localized_publishes_nothing_and_diagnostics_count(scene_localizer):
+    scene, loc = scene_localizer
+    rng = np.random.default_rng(1)
+    d = rng.normal(size=(500, 32)).astype(np.float32)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    from global_loc.types import LocalFeatures
+
+    junk = LocalFeatures(rng.uniform(0, 600, (500, 2)), d, np.ones(500), (640, 480))
+    h = FrameHandler(loc, FrameConfig(), TransformBuffer().lookup)
+    assert diagnostic_level(h.diagnostics)[0] == "STALE"
+    for _ in range(10):
+        pub = h.handle(np.zeros((480, 640), np.uint8), scene.camera, 1, "camera_optical", features=junk)
+        assert pub.pose is None and pub.transform is None
+    level, message = diagnostic_level(h.diagnostics)
+    assert level == "WARN" and "not localized for 10 frames" in message
+    s = h.diagnostics.summary()
+    assert s["frames"] == 10 and s["localized"] == 0 and s["success_ratio"] == 0.0
+    assert "latency_total_ms" in s and "latency_matching_ms" in s
+
+
+def test_rclpy_localizer_node_configures(scene_localizer, tmp_path):
+    """Where ROS 2 is sourced: the lifecycle node loads a map in on_configure, and refuses a
+    missing one."""
+    rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed here (ROS 2 is not sourced)")
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from global_loc.map.storage import write_map
+    from global_loc.ros.localizer_node import LocalizerNode
+
+    _, loc = scene_localizer
+    path = write_map(loc.map, tmp_path / "m.glmap")
+    rclpy.init()
+    try:
+        node = LocalizerNode(parameter_overrides=[Parameter("map_path", value=str(path)),
+                                                  Parameter("preset", value="")])
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.handler is not None and node.handler.frames.map_frame == "map"
+        node.destroy_node()
+        bad = LocalizerNode(parameter_overrides=[Parameter("map_path", value=str(tmp_path / "no.glmap"))])
+        assert bad.trigger_configure() == TransitionCallbackReturn.FAILURE
+        bad.destroy_node()
+    finally:
+        rclpy.shutdown()

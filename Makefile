@@ -13,9 +13,14 @@ GL := $(VENV)/bin/global-loc -q
 
 .PHONY: install demo demo-temple test test-fast proto bench clean
 
+# PyTorch first, so that the `learned` extra finds it: TORCH=torch==2.13.0 takes the CPU build
+# that lies on this project's machines; elsewhere pick the build for your machine.
+TORCH ?= torch==2.13.0
+
 $(STAMP): setup.py setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check '$(TORCH)'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,learned]'
 	touch $(STAMP)
 
 install: $(STAMP)

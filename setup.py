@@ -43,8 +43,11 @@ setup(
     extras_require={
         "test": ["pytest>=7", "grpcio-tools==1.85.1", "matplotlib>=3.7"],
         "plot": ["matplotlib>=3.7"],
+        # learned models: install torch first for your machine (CPU-only:
+        # pip install torch --index-url https://download.pytorch.org/whl/cpu), then this extra
+        "learned": ["torch>=2.1", "onnx>=1.15", "onnxruntime>=1.17"],
         # GPU extras are opt-in: they pull CUDA libraries.
-        "gpu": ["onnxruntime-gpu>=1.18", "faiss-gpu-cu12>=1.8"],
+        "gpu": ["torch>=2.1", "onnx>=1.15", "onnxruntime-gpu>=1.18", "faiss-gpu-cu12>=1.8"],
     },
     zip_safe=True,
     maintainer="global_loc maintainers",

@@ -24,6 +24,7 @@ import yaml
 from .errors import ConfigError
 
 PRESETS_DIR = Path(__file__).parent / "presets"
+MODEL_SECTIONS = ("features", "global_descriptor")
 DEFAULT_PRESET = "sift"
 
 
@@ -98,6 +99,9 @@ class LocalizationConf:
             pose covariance) no larger than this (0: no check).
         max_rotation_std_deg: ...and a rotation standard deviation no larger than this
             (0: no check).
+        query_rotations: in-plane rotations (degrees counter-clockwise, multiples of 90) tried
+            in turn until one localizes; ``[0, 180]`` helps features that are not rotation
+            invariant with cameras mounted upside down or rolled (keyframes of both kinds).
     """
 
     num_retrieved: int = 10
@@ -110,6 +114,7 @@ class LocalizationConf:
     min_inlier_ratio: float = 0.15
     max_position_std_m: float = 0.0
     max_rotation_std_deg: float = 0.0
+    query_rotations: list[int] = field(default_factory=lambda: [0])
 
 
 @dataclass
@@ -119,12 +124,15 @@ class PipelineConf:
     Attributes:
         name: the preset's name.
         device: ``auto``, ``cpu`` or ``cuda`` (``auto``: CUDA where available).
+        models_dir: folder searched (recursively) for weight files, besides
+            ``$GLOBAL_LOC_MODELS`` (see :mod:`global_loc.runtime.weights`).
         features: ``{name: <extractor>, ...options}`` (see :mod:`global_loc.features`).
         global_descriptor: ``{name: <model>, ...options}`` (see :mod:`global_loc.retrieval`).
     """
 
     name: str = DEFAULT_PRESET
     device: str = "auto"
+    models_dir: str = ""
     features: dict = field(default_factory=lambda: {"name": "sift"})
     global_descriptor: dict = field(default_factory=lambda: {"name": "vlad"})
     matching: MatchingConf = field(default_factory=MatchingConf)
@@ -258,6 +266,10 @@ def _read_preset_dict(name_or_path: str, seen: tuple = ()) -> dict:
     name = data.get("name", source.stem)
     if parent is not None:
         base = _read_preset_dict(str(parent), seen + (str(source),))
+        for section in MODEL_SECTIONS:  # another model: its options replace the parent's
+            child = data.get(section)
+            if isinstance(child, dict) and child.get("name", base[section].get("name")) != base[section].get("name"):
+                base[section] = {}
         data = deep_merge(base, data)
     data["name"] = name
     return data
@@ -294,7 +306,12 @@ def load_preset(name_or_path: str | None = None, overrides: list[str] | None = N
     """
     data = _read_preset_dict(name_or_path or DEFAULT_PRESET)
     for o in overrides or []:
-        data = deep_merge(data, parse_override(o))
+        change = parse_override(o)
+        for section in MODEL_SECTIONS:  # switching the model drops the previous model's options
+            new_name = change.get(section, {}).get("name")
+            if new_name and new_name != data.get(section, {}).get("name"):
+                data[section] = {}
+        data = deep_merge(data, change)
     conf = from_dict(PipelineConf, data)
     for section in ("features", "global_descriptor"):
         if "name" not in getattr(conf, section):

@@ -15,7 +15,6 @@ When no place passes, the result says "not localized", with the reason, and carr
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -24,8 +23,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .config import LocalizationConf, PipelineConf, from_dict, load_preset
-from .errors import EmptyMapError, ImageReadError, MapMismatchError
+from .config import LocalizationConf, PipelineConf, deep_merge, from_dict, load_preset, parse_override, to_dict
+from .errors import ConfigError, EmptyMapError, ImageReadError, MapMismatchError
 from .features import LocalFeatureExtractor, create_extractor
 from .geometry.camera import Camera
 from .geometry.covariance import world_from_cam_covariance
@@ -42,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 STAGES = (
     "decode",
+    "preprocess",
     "local_features",
     "global_descriptor",
     "retrieval",
@@ -67,6 +67,31 @@ class _Timer:
 
 def _same_conf(a: dict, b: dict) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def conf_for_map(map_index: MapIndex, preset: str | None = None, overrides=(), models_dir: str | None = None,
+                 device: str | None = None) -> PipelineConf:
+    """The configuration to localize against ``map_index``.
+
+    Without ``preset``: the preset recorded in the map, with the map's own model options (so the
+    descriptors match). Then the ``section.key=value`` overrides (e.g.
+    ``features.backend=onnxruntime``), and the models folder and device where given.
+    """
+    if preset:
+        data = to_dict(load_preset(preset))
+    else:
+        data = map_index.metadata.get("preset") or to_dict(load_preset())
+        data = dict(data)
+        data["features"] = dict(map_index.local_features["conf"], name=map_index.local_features["name"])
+        data["global_descriptor"] = dict(map_index.global_descriptor["conf"], name=map_index.global_descriptor["name"])
+    for o in overrides:
+        data = deep_merge(data, parse_override(o))
+    conf = from_dict(PipelineConf, data)
+    if models_dir:
+        conf.models_dir = str(models_dir)
+    if device:
+        conf.device = device
+    return conf
 
 
 class Localizer:
@@ -100,17 +125,14 @@ class Localizer:
             )
         self.map = map_index
         if conf is None:
-            recorded = map_index.metadata.get("preset")
-            conf = from_dict(PipelineConf, recorded) if recorded else load_preset()
-            conf.features = dict(map_index.local_features["conf"], name=map_index.local_features["name"])
-            conf.global_descriptor = dict(
-                map_index.global_descriptor["conf"], name=map_index.global_descriptor["name"]
-            )
+            conf = conf_for_map(map_index)
         elif not isinstance(conf, PipelineConf):
             conf = load_preset(conf)
         self.conf = conf
-        self.extractor = extractor or create_extractor(conf.features, device=conf.device)
-        self.global_model = global_model or create_global_model(conf.global_descriptor, device=conf.device)
+        self.extractor = extractor or create_extractor(conf.features, device=conf.device,
+                                                       models_dir=conf.models_dir or None)
+        self.global_model = global_model or create_global_model(
+            conf.global_descriptor, device=conf.device, models_dir=conf.models_dir or None)
         self._check_models()
         if self.global_model.requires_fit or map_index.global_state:
             self.global_model.load_state(map_index.global_state)
@@ -136,7 +158,7 @@ class Localizer:
             ("local features", self.extractor, self.map.local_features),
             ("global descriptor", self.global_model, self.map.global_descriptor),
         ):
-            mine = {"name": model.name, "conf": dataclasses.asdict(model.conf)}
+            mine = {"name": model.name, "conf": model.identity_conf()}
             if mine["name"] != theirs["name"]:
                 raise MapMismatchError(
                     f"the map was built with {what} '{theirs['name']}', this localizer uses "
@@ -194,39 +216,62 @@ class Localizer:
         timer = _Timer()
         timer.times.update(timings or {})
         t_start = time.perf_counter()
-        lc = self.loc_conf
-        result = LocalizationResult(status=Status.NOT_LOCALIZED)
+        result = LocalizationResult(status=Status.NOT_LOCALIZED, reason="no query orientation was tried")
         try:
-            with timer("local_features"):
-                if features is None:
-                    features = self.extractor.extract(image)
-            with timer("global_descriptor"):
-                gdesc = self.global_model(image, features)
-            with timer("retrieval"):
-                _, idx = self.index.search(gdesc, lc.num_retrieved)
-                retrieved = [int(i) for i in idx[0] if i >= 0]
-            result.retrieved = [self.map.names[i] for i in retrieved]
-            if len(features) < 4:
-                result.reason = f"the query has {len(features)} local features"
-                return result
-            with timer("clustering"):
-                places = covisibility_clusters(retrieved, self._num_shared, lc.min_covisible_points)
-            best = None
-            for place in places[: lc.max_places]:
-                attempt = self._localize_place(features, camera, place, timer)
-                if best is None or attempt.num_inliers > best.num_inliers:
-                    best = attempt
+            for k, rotation in enumerate(self.loc_conf.query_rotations):
+                attempt = self._localize_oriented(image, camera, int(rotation), features if k == 0 else None,
+                                                  timer)
+                if k == 0 or attempt.status == Status.LOCALIZED or attempt.num_inliers > result.num_inliers:
+                    result = attempt
                 if attempt.status == Status.LOCALIZED:
+                    if rotation:
+                        result.reason = f"localized with the query rotated by {rotation} deg"
                     break
-            if best is not None:
-                best.retrieved = result.retrieved
-                result = best
-            else:
-                result.reason = "no keyframe was retrieved"
             return result
         finally:
             timer.times["total"] = timer.times.get("decode", 0.0) + time.perf_counter() - t_start
             result.timings = {s: timer.times.get(s, 0.0) for s in STAGES}
+
+    def _localize_oriented(self, image, camera, rotation: int, features, timer) -> LocalizationResult:
+        """One attempt with the image turned ``rotation`` degrees counter-clockwise (a multiple
+        of 90) before extraction; keypoints are mapped back to the original image."""
+        lc = self.loc_conf
+        result = LocalizationResult(status=Status.NOT_LOCALIZED)
+        if rotation % 90:
+            raise ConfigError(f"query rotations must be multiples of 90 degrees, got {rotation}")
+        turns = (rotation // 90) % 4
+        view = np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+        with timer("local_features"):
+            if features is None:
+                features = self.extractor.extract(view)
+                pre = getattr(self.extractor, "last_timings", {}).get("preprocess", 0.0)
+                timer.times["preprocess"] = timer.times.get("preprocess", 0.0) + pre
+                timer.times["local_features"] = timer.times.get("local_features", 0.0) - pre
+                if turns:
+                    features = _unrotate(features, turns, image.shape[1], image.shape[0])
+        with timer("global_descriptor"):
+            gdesc = self.global_model(view, features)
+        with timer("retrieval"):
+            _, idx = self.index.search(gdesc, lc.num_retrieved)
+            retrieved = [int(i) for i in idx[0] if i >= 0]
+        result.retrieved = [self.map.names[i] for i in retrieved]
+        if len(features) < 4:
+            result.reason = f"the query has {len(features)} local features"
+            return result
+        with timer("clustering"):
+            places = covisibility_clusters(retrieved, self._num_shared, lc.min_covisible_points)
+        best = None
+        for place in places[: lc.max_places]:
+            attempt = self._localize_place(features, camera, place, timer)
+            if best is None or attempt.num_inliers > best.num_inliers:
+                best = attempt
+            if attempt.status == Status.LOCALIZED:
+                break
+        if best is None:
+            result.reason = "no keyframe was retrieved"
+            return result
+        best.retrieved = result.retrieved
+        return best
 
     def _localize_place(self, features: LocalFeatures, camera: Camera, place: list[int], timer) -> LocalizationResult:
         lc, mt = self.loc_conf, self.conf.matching
@@ -275,3 +320,19 @@ class Localizer:
         res.inlier_points3D = xyz[pnp.inliers]
         return res
 
+
+
+def _unrotate(features: LocalFeatures, turns: int, width: int, height: int) -> LocalFeatures:
+    """Keypoints of an image turned ``turns`` quarter-turns counter-clockwise (``np.rot90``),
+    mapped back to pixels of the original ``width`` x ``height`` image (OpenCV convention)."""
+    k = features.keypoints.astype(np.float64)
+    x, y = k[:, 0], k[:, 1]
+    if turns == 1:  # (x, y) -> (y, W-1-x)
+        x, y = width - 1 - y, x
+    elif turns == 2:
+        x, y = width - 1 - x, height - 1 - y
+    elif turns == 3:  # (x, y) -> (H-1-y, x)
+        x, y = y, height - 1 - x
+    out = LocalFeatures(np.stack([x, y], axis=1), features.descriptors, features.scores, (width, height),
+                        features.colors)
+    return out

@@ -105,3 +105,8 @@ def robot_world(data_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("robot_world")
     return generate_world(out, WorldConfig(), texture_dir=data_dir, formats=WORLD_FORMATS)
+
+
+@pytest.fixture(scope="session")
+def weights_dir():
+    return _require(WEIGHTS)

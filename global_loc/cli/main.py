@@ -25,6 +25,10 @@ logger = logging.getLogger("global_loc")
 
 
 def _add_preset_args(p: argparse.ArgumentParser, default_from_map: bool = False) -> None:
+    p.add_argument("--models-dir", type=Path, default=None,
+                   help="folder searched recursively for weight files (also $GLOBAL_LOC_MODELS)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help="where learned models run (default: the preset's, auto)")
     p.add_argument(
         "--preset",
         default=None,
@@ -174,6 +178,10 @@ def _cmd_index(args) -> int:
     from ..errors import InputError
 
     conf = load_preset(args.preset, args.overrides)
+    if args.models_dir:
+        conf.models_dir = str(args.models_dir)
+    if args.device:
+        conf.device = args.device
     t0 = time.perf_counter()
     if args.bag is not None:
         from ..pipeline import index_bag
@@ -218,10 +226,9 @@ def _cmd_index(args) -> int:
 def _cmd_localize(args) -> int:
     from ..evaluation import format_timing_table, timing_table
     from ..io.text import read_cameras
-    from ..localizer import STAGES, Localizer
+    from ..localizer import STAGES, Localizer, conf_for_map
     from ..map.storage import read_map
     from ..pipeline import localize_image_folder, write_localization_results
-    from ..config import load_preset
 
     from ..errors import InputError
 
@@ -231,17 +238,7 @@ def _cmd_localize(args) -> int:
         raise InputError("--bag needs --image-topic (see `global-loc inspect --bag BAG`)")
     queries = read_cameras(args.queries) if args.bag is None else None
     map_index = read_map(args.map)
-    conf = None
-    if args.preset is not None or args.overrides:
-        if args.preset is None:
-            from ..config import PipelineConf, deep_merge, from_dict, parse_override, to_dict
-
-            base = map_index.metadata.get("preset") or to_dict(load_preset())
-            for o in args.overrides:
-                base = deep_merge(base, parse_override(o))
-            conf = from_dict(PipelineConf, base)
-        else:
-            conf = load_preset(args.preset, args.overrides)
+    conf = conf_for_map(map_index, args.preset, args.overrides, args.models_dir, args.device)
     localizer = Localizer(map_index, conf)
     if args.bag is not None:
         return _localize_bag(args, localizer)

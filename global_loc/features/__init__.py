@@ -7,7 +7,14 @@ from .base import LocalFeatureExtractor
 
 EXTRACTORS: Registry[LocalFeatureExtractor] = Registry(
     "local feature extractor",
-    {"sift": "global_loc.features.sift"},
+    {
+        "sift": "global_loc.features.sift",
+        "aliked": "global_loc.features.aliked",
+        "r2d2": "global_loc.features.r2d2",
+        "xfeat": "global_loc.features.xfeat",
+        "superpoint": "global_loc.features.superpoint",
+        "hfnet": "global_loc.features.hfnet",
+    },
 )
 
 

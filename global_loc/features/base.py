@@ -80,9 +80,14 @@ class LocalFeatureExtractor(abc.ABC):
     def dim(self) -> int:
         """Descriptor dimension D."""
 
+    def identity_conf(self) -> dict:
+        """The options that determine the features (recorded in a map and compared when a
+        map is used); options that only change how they are computed are left out."""
+        return dataclasses.asdict(self.conf)
+
     def info(self) -> dict:
         """Name, descriptor size and configuration, as recorded in a map."""
-        return {"name": self.name, "dim": self.dim, "conf": dataclasses.asdict(self.conf)}
+        return {"name": self.name, "dim": self.dim, "conf": self.identity_conf()}
 
     @abc.abstractmethod
     def _extract(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

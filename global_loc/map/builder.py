@@ -86,9 +86,10 @@ class MapBuilder:
         frame_id: str = "map",
     ):
         self.conf = conf if isinstance(conf, PipelineConf) else load_preset(conf)
-        self.extractor = extractor or create_extractor(self.conf.features, device=self.conf.device)
+        self.extractor = extractor or create_extractor(self.conf.features, device=self.conf.device,
+                                                       models_dir=self.conf.models_dir or None)
         self.global_model = global_model or create_global_model(
-            self.conf.global_descriptor, device=self.conf.device
+            self.conf.global_descriptor, device=self.conf.device, models_dir=self.conf.models_dir or None
         )
         self.frame_id = frame_id
         self._entries: list[_Entry] = []

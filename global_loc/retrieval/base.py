@@ -45,9 +45,14 @@ class GlobalDescriptorModel(abc.ABC):
         """Dimension of the descriptors this model returns (after PCA, where fitted)."""
         return self.pca.dim if self.pca is not None else self.raw_dim
 
+    def identity_conf(self) -> dict:
+        """The options that determine the descriptors (recorded in a map and compared when a
+        map is used)."""
+        return dataclasses.asdict(self.conf)
+
     def info(self) -> dict:
         """Name, output size and configuration, as recorded in a map."""
-        return {"name": self.name, "dim": self.dim, "conf": dataclasses.asdict(self.conf)}
+        return {"name": self.name, "dim": self.dim, "conf": self.identity_conf()}
 
     @property
     def is_fitted(self) -> bool:

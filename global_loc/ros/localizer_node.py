@@ -31,9 +31,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 from tf2_ros import Buffer, TransformBroadcaster, TransformListener
 
-from ..config import PipelineConf, deep_merge, from_dict, load_preset, parse_override, to_dict
+from ..config import PipelineConf
 from ..errors import GlobalLocError
-from ..localizer import Localizer
+from ..localizer import Localizer, conf_for_map
 from ..map.storage import read_map
 from . import conversions as conv
 from .frame_handler import FrameConfig, FrameHandler, diagnostic_level
@@ -117,14 +117,8 @@ class LocalizerNode(Node):
 
     # --- helpers -------------------------------------------------------------------------------
     def _conf(self, map_index, p) -> PipelineConf:
-        if p["preset"]:
-            conf = load_preset(p["preset"], p["preset_overrides"])
-        else:
-            base = map_index.metadata.get("preset") or to_dict(load_preset())
-            for o in p["preset_overrides"]:
-                base = deep_merge(base, parse_override(o))
-            conf = from_dict(PipelineConf, base)
-        conf.device = p["device"]
+        conf = conf_for_map(map_index, p["preset"] or None, p["preset_overrides"], p["models_dir"] or None,
+                            p["device"])
         conf.localization.min_inliers = p["min_inliers"]
         conf.localization.min_inlier_ratio = p["min_inlier_ratio"]
         conf.localization.num_retrieved = p["num_retrieved"]

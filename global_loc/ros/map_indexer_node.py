@@ -39,6 +39,7 @@ class MapIndexerNode(Node):
         p = self.params = declare(self, MAP_INDEXER_PARAMS)
         conf = load_preset(p["preset"] or None, p["preset_overrides"])
         conf.device = p["device"]
+        conf.models_dir = p["models_dir"]
         conf.mapping.keyframe_min_distance_m = p["keyframe_min_distance"]
         conf.mapping.keyframe_min_rotation_deg = p["keyframe_min_rotation"]
         self.indexer = IncrementalIndexer(conf, p["map_path"], p["map_frame"], p["autosave_every"],

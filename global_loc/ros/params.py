@@ -39,6 +39,8 @@ class ParamSpec:
 _COMMON = [
     ParamSpec("preset_overrides", "list[str]", [], "preset values to override, each "
               "'section.key=value', e.g. 'localization.num_retrieved=20'", read_only=True),
+    ParamSpec("models_dir", "str", "", "folder searched for weight files of learned models (also "
+              "$GLOBAL_LOC_MODELS)", read_only=True),
     ParamSpec("device", "str", "auto", "where models run: auto (CUDA where available), cpu or cuda",
               choices=("auto", "cpu", "cuda"), read_only=True),
     ParamSpec("image_transport", "str", "raw", "'raw' subscribes to sensor_msgs/Image on 'image', "

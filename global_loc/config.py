@@ -66,6 +66,8 @@ class MappingConf:
         min_track_length: min number of keyframes observing a point.
         colmap_association_max_px: importing a COLMAP model, max distance between a
             COLMAP observation and the extracted keypoint that takes its 3D point.
+        batch_size: keyframes of equal size whose features are extracted together (0: 8 when
+            the model runs on CUDA, 1 on the CPU, where batches do not pay).
     """
 
     keyframe_min_distance_m: float = 0.0
@@ -79,6 +81,7 @@ class MappingConf:
     min_triangulation_angle_deg: float = 1.5
     min_track_length: int = 2
     colmap_association_max_px: float = 2.0
+    batch_size: int = 0
 
 
 @dataclass

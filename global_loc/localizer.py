@@ -333,6 +333,5 @@ def _unrotate(features: LocalFeatures, turns: int, width: int, height: int) -> L
         x, y = width - 1 - x, height - 1 - y
     elif turns == 3:  # (x, y) -> (H-1-y, x)
         x, y = y, height - 1 - x
-    out = LocalFeatures(np.stack([x, y], axis=1), features.descriptors, features.scores, (width, height),
-                        features.colors)
-    return out
+    return LocalFeatures(np.stack([x, y], axis=1), features.descriptors, features.scores, (width, height),
+                         features.colors, dict(features.extras))

@@ -89,15 +89,29 @@ def index_image_folder(
     check_image_folder(images, cameras, poses)
     builder = MapBuilder(conf, frame_id=frame_id)
     builder.source = {"type": "image_folder", "images": str(images), "count": len(poses)}
-    for name in tqdm(list(poses), desc="extracting features", disable=not progress, unit="img"):
-        try:
-            image = read_image(images / name)
-        except ImageReadError as e:
-            logger.warning("skipping keyframe %s: %s", name, e)
-            builder.skipped[name] = str(e)
-            continue
-        builder.add_keyframe(Keyframe(name, cameras[name], poses[name]), image)
+    _add_in_batches(builder, [(Keyframe(n, cameras[n], poses[n]), None) for n in poses], images, True, progress)
     return builder.build(progress=progress)
+
+
+def _add_in_batches(builder: MapBuilder, frames, images: Path, select: bool, progress: bool) -> None:
+    """Read and add keyframes ``[(Keyframe, id or None)]`` in batches of
+    ``builder.batch_size``; an unreadable image is skipped with a warning."""
+    bar = tqdm(total=len(frames), desc="extracting features", disable=not progress, unit="img")
+    for start in range(0, len(frames), builder.batch_size):
+        batch, pixels, ids = [], [], []
+        for kf, kid in frames[start:start + builder.batch_size]:
+            try:
+                pixels.append(read_image(images / kf.name))
+            except ImageReadError as e:
+                logger.warning("skipping keyframe %s: %s", kf.name, e)
+                builder.skipped[kf.name] = str(e)
+                continue
+            batch.append(kf)
+            ids.append(kid)
+        if batch:
+            builder.add_keyframes(batch, pixels, ids, select=select)
+        bar.update(len(frames[start:start + builder.batch_size]))
+    bar.close()
 
 
 def index_colmap_model(
@@ -123,14 +137,7 @@ def index_colmap_model(
     check_image_folder(images, {kf.name: kf.camera for kf, _ in kfs}, [kf.name for kf, _ in kfs])
     builder = MapBuilder(conf, frame_id=frame_id)
     builder.source = {"type": "colmap", "model": str(model), "images": str(images)}
-    for kf, iid in tqdm(kfs, desc="extracting features", disable=not progress, unit="img"):
-        try:
-            image = read_image(images / kf.name)
-        except ImageReadError as e:
-            logger.warning("skipping keyframe %s: %s", kf.name, e)
-            builder.skipped[kf.name] = str(e)
-            continue
-        builder.add_keyframe(kf, image, keyframe_id=iid, select=False)
+    _add_in_batches(builder, kfs, images, False, progress)
     points = cm.points
     points.observations = {k: v for k, v in points.observations.items() if k not in exclude}
     return builder.build(fixed_points=points, progress=progress)

@@ -35,6 +35,8 @@ class LocalFeatures:
         scores: (N,) float32 detection scores (larger is better).
         image_size: ``(width, height)`` of the image they were extracted from.
         colors: (N, 3) uint8 RGB colour of the image at each keypoint, or None.
+        extras: other outputs of the network that made them, e.g. HF-Net's
+            ``global_descriptor`` (D,) float32 from the same forward pass.
     """
 
     keypoints: np.ndarray
@@ -42,6 +44,7 @@ class LocalFeatures:
     scores: np.ndarray
     image_size: tuple[int, int]
     colors: np.ndarray | None = None
+    extras: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.keypoints = np.asarray(self.keypoints, dtype=np.float32).reshape(-1, 2)
@@ -70,6 +73,7 @@ class LocalFeatures:
             self.scores[index],
             self.image_size,
             None if self.colors is None else self.colors[index],
+            dict(self.extras),
         )
 
 

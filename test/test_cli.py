@@ -129,3 +129,17 @@ def test_index_from_colmap_model(maupertuis_dir, tmp_path, capsys):
     rc, _, err = run(capsys, "index", "--colmap", str(tmp_path), "--images", str(tmp_path),
                      "--out", str(out))
     assert rc == 2 and "is not a COLMAP model" in err
+
+
+@pytest.mark.slow
+def test_time_query_reports_every_stage(temple_map, temple_split, tmp_path, capsys):
+    rc, out, _ = run(capsys, "time-query", "--map", str(temple_map), "--images", str(temple_split["images"]),
+                     "--queries", str(temple_split["queries"]), "--max-num-queries", "3", "--warmup", "1",
+                     "--json", str(tmp_path / "t.json"))
+    assert rc == 0
+    for text in ("python:", "pycolmap:", "faiss:", "device:", "| local_features |", "| matching |", "| pnp |",
+                 "| refinement |", "| total |", "peak memory: host"):
+        assert text in out, text
+    report = json.loads((tmp_path / "t.json").read_text())
+    assert report["timed"] == 3 and report["localized"] == 3
+    assert report["stages"]["total"]["median_ms"] > report["stages"]["pnp"]["median_ms"] > 0

@@ -190,3 +190,33 @@ def test_rotated_query_keypoints_map_back():
         back = _unrotate(feats, turns, w, h).keypoints
         expected = np.stack([rot.ravel() % w, rot.ravel() // w], 1)
         assert np.array_equal(back, expected), turns
+
+
+def test_batched_extraction_gives_the_same_features(temple_dir, weights_dir):
+    ims = [read_image(temple_dir / "images" / f"templeR{n:04d}.png") for n in (2, 4, 6)]
+    ex = create_extractor({"name": "aliked", "variant": "aliked-t16", "max_keypoints": 512}, device="cpu",
+                          models_dir=weights_dir)
+    single = [ex.extract(i) for i in ims]
+    batch = ex.extract_batch(ims)
+    for a, b in zip(single, batch):
+        assert len(a) == len(b)
+        # the same keypoints (their order among equal scores may differ) and descriptors
+        d = np.linalg.norm(a.keypoints[:, None] - b.keypoints[None], axis=2)
+        nn = d.argmin(axis=1)
+        assert d.min(axis=1).max() < 1e-3
+        assert np.abs(a.descriptors - b.descriptors[nn]).max() < 1e-4
+
+
+def test_export_command_checks_onnx_against_pytorch(weights_dir, tmp_path, capsys):
+    from global_loc.cli.main import main
+
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    assert main(["-q", "export", "--preset", "xfeat", "--models-dir", str(weights_dir), "--out", str(tmp_path)]) == 0
+    assert "no learned network to export" in capsys.readouterr().out  # XFeat is an ONNX file already
+    assert main(["-q", "export", "--preset", "aliked-n16", "--set", "features.variant=aliked-t16",
+                 "--set", "features.weights=aliked-t16.pth", "--models-dir", str(weights_dir),
+                 "--out", str(tmp_path), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "aliked-aliked-t16.onnx").exists()
+    diff = float(out.split("largest difference ")[1].split(")")[0])
+    assert diff < ONNX_ATOL

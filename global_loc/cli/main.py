@@ -125,6 +125,31 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bag", type=Path, required=True, help="ROS 1 .bag file or ROS 2 bag folder")
     p.set_defaults(func=_cmd_inspect)
 
+    p = sub.add_parser("time-query", help="time each localization stage on the target machine")
+    p.add_argument("--map", type=Path, required=True, help="map file")
+    p.add_argument("--images", type=Path, required=True, help="query image folder")
+    p.add_argument("--queries", type=Path, required=True, help="query list (hloc format)")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default=None,
+                   help="backend of the learned models (default: the preset's)")
+    p.add_argument("--max-num-queries", type=int, default=0, help="time at most N queries (0: all)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed queries first")
+    p.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
+    _add_preset_args(p, default_from_map=True)
+    p.set_defaults(func=_cmd_time_query)
+
+    p = sub.add_parser("export", help="write the learned networks of a preset as ONNX")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--check", action="store_true",
+                   help="run ONNX Runtime and PyTorch on a test image and print the largest difference")
+    _add_preset_args(p)
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("convert", help="convert a TensorFlow release (MobileNetVLAD, HF-Net) to PyTorch")
+    p.add_argument("--model", choices=["mobilenetvlad", "hfnet"], required=True)
+    p.add_argument("--tf", type=Path, required=True, help="TF checkpoint prefix or SavedModel folder")
+    p.add_argument("--out", type=Path, required=True, help="PyTorch file to write (.pth)")
+    p.set_defaults(func=_cmd_convert)
+
     p = sub.add_parser("synth", help="generate the synthetic robot world as bags")
     p.add_argument("--out", type=Path, required=True, help="a new folder")
     p.add_argument("--format", choices=["mcap", "sqlite3", "ros1"], default="mcap")
@@ -300,6 +325,45 @@ def _cmd_synth(args) -> int:
     print(f"synthetic world in {args.out} ({time.perf_counter() - t0:.1f} s)")
     for run in (w.mapping, w.query):
         print(f"  {run.bag}: {run.frames} frames on {run.image_topic}; ground truth {run.ground_truth_tum}")
+    return 0
+
+
+def _cmd_time_query(args) -> int:
+    from ..benchmarking import format_header, run_time_query
+
+    report = run_time_query(args.map, args.images, args.queries, args.preset, args.overrides, args.models_dir,
+                            args.device, args.backend, args.max_num_queries, args.warmup,
+                            progress=not args.quiet)
+    print(format_header(report["header"]))
+    print(report["table_markdown"])
+    print(f"peak memory: host {report['memory']['peak_rss_mib']:.0f} MiB"
+          + (f", GPU {report['memory']['gpu_peak_mib']:.0f} MiB" if report["memory"].get("gpu_peak_mib") else ""))
+    print(f"localized {report['localized']} of {report['timed']} timed queries")
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=1, default=str))
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from ..config import load_preset
+    from ..runtime.export import export_preset
+
+    conf = load_preset(args.preset, args.overrides)
+    if args.models_dir:
+        conf.models_dir = str(args.models_dir)
+    written = export_preset(conf, args.out, check=args.check)
+    if not written:
+        print(f"preset '{conf.name}' has no learned network to export")
+    for path, diff in written:
+        print(f"{path}" + (f"  (ONNX Runtime vs PyTorch: largest difference {diff:.2e})" if diff is not None else ""))
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    from ..convert import convert
+
+    out = convert(args.tf, args.model, args.out)
+    print(f"wrote {out}")
     return 0
 
 

@@ -91,10 +91,40 @@ class LearnedExtractor(LocalFeatureExtractor):
         t1 = time.perf_counter()
         outputs = self.runner(x)
         t2 = time.perf_counter()
-        kpts, desc, scores = self.postprocess(outputs, ctx, image.shape[:2])
+        result = self.postprocess(outputs, ctx, image.shape[:2])
         t3 = time.perf_counter()
         self.last_timings = {"preprocess": t1 - t0, "network": t2 - t1, "postprocess": t3 - t2}
-        return kpts, desc, scores
+        return result
+
+    def extract_batch(self, images):
+        """Images of equal size after preparation share one network run."""
+        torch = self.torch
+        prepared = [self._prepare(im) for im in images]
+        out: list = [None] * len(images)
+        groups: dict = {}
+        for i, (p, _, _) in enumerate(prepared):
+            groups.setdefault(p.shape, []).append(i)
+        for idx in groups.values():
+            if not self._batchable() or len(idx) == 1:
+                for i in idx:
+                    p, sx, sy = prepared[i]
+                    out[i] = self._finish(images[i], self._extract(p), sx, sy)
+                continue
+            inputs, ctxs = [], []
+            for i in idx:
+                p = prepared[i][0]
+                x, ctx = self.preprocess(np.repeat(p[:, :, None], 3, axis=2) if p.ndim == 2 and self.wants_color else p)
+                inputs.append(x)
+                ctxs.append(ctx)
+            outputs = self.runner(torch.cat(inputs))
+            for j, i in enumerate(idx):
+                p, sx, sy = prepared[i]
+                res = self.postprocess(tuple(o[j:j + 1] for o in outputs), ctxs[j], p.shape[:2])
+                out[i] = self._finish(images[i], res, sx, sy)
+        return out
+
+    def _batchable(self) -> bool:
+        return True
 
     @staticmethod
     def to_numpy(*tensors):

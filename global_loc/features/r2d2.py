@@ -162,6 +162,9 @@ class R2D2(LearnedExtractor):
     def dim(self) -> int:
         return 128
 
+    def _batchable(self) -> bool:
+        return not self.conf.multiscale
+
     def _read_checkpoint(self, path: Path):
         ck = load_torch_checkpoint(path, "R2D2")
         if not isinstance(ck, dict) or "net" not in ck or "state_dict" not in ck:

@@ -168,6 +168,30 @@ class MapBuilder:
         self._names.add(keyframe.name)
         return True
 
+    @property
+    def batch_size(self) -> int:
+        """Keyframes to extract together (``mapping.batch_size``, or 8 on CUDA and 1 else)."""
+        if self.conf.mapping.batch_size > 0:
+            return self.conf.mapping.batch_size
+        runner = getattr(self.extractor, "runner", None)
+        return 8 if runner is not None and getattr(runner.device, "type", "cpu") == "cuda" else 1
+
+    def add_keyframes(self, keyframes: list[Keyframe], images: list[np.ndarray], keyframe_ids=None,
+                      select: bool = True) -> list[bool]:
+        """:meth:`add_keyframe` for several frames, their features extracted in one batch."""
+        keep = []
+        for kf in keyframes:
+            keep.append(not select or self.is_new_keyframe(kf.cam_from_world))
+        chosen = [i for i, k in enumerate(keep) if k]
+        feats = self.extractor.extract_batch([images[i] for i in chosen]) if chosen else []
+        for i, f in zip(chosen, feats):
+            kid = None if keyframe_ids is None else keyframe_ids[i]
+            self.add_keyframe(keyframes[i], images[i], features=f, keyframe_id=kid, select=False)
+        for i, k in enumerate(keep):
+            if not k:
+                self.skipped[keyframes[i].name] = "keyframe selection: too close to the previous keyframe"
+        return keep
+
     # --- building -------------------------------------------------------------------------------
     def build(self, fixed_points: FixedPoints | None = None, progress: bool = False) -> MapIndex:
         """Match, triangulate and assemble the map.

@@ -7,7 +7,13 @@ from .base import GlobalDescriptorModel
 
 GLOBAL_MODELS: Registry[GlobalDescriptorModel] = Registry(
     "global descriptor",
-    {"vlad": "global_loc.retrieval.vlad"},
+    {
+        "vlad": "global_loc.retrieval.vlad",
+        "netvlad": "global_loc.retrieval.netvlad",
+        "mobilenetvlad": "global_loc.retrieval.mobilenetvlad",
+        "hfnet": "global_loc.retrieval.hfnet",
+        "gem": "global_loc.retrieval.gem",
+    },
 )
 
 

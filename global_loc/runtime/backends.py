@@ -76,8 +76,12 @@ def export_onnx(module, example, path: str | os.PathLike, input_names: Sequence[
     if dynamic_hw:
         axes.update({2: "height", 3: "width"})
     dynamic = {input_names[0]: axes}
-    for o in output_names:
-        dynamic[o] = {0: "batch", 2: "height_out", 3: "width_out"} if dynamic_hw else {0: "batch"}
+    with torch.inference_mode():
+        outs = module.cpu().eval()(example.cpu())
+    outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+    for o, t in zip(output_names, outs):  # spatial outputs follow the image size, others only the batch
+        spatial = dynamic_hw and t.ndim == 4
+        dynamic[o] = {0: "batch", 2: f"{o}_height", 3: f"{o}_width"} if spatial else {0: "batch"}
     tmp = path.with_name(path.name + ".part")
     # The TorchScript-based exporter: the torch.export one cannot trace the shape arithmetic
     # that keeps the deformable convolution's image size dynamic. The tests compare every
@@ -158,6 +162,7 @@ class DenseRunner:
         self.output_names = list(output_names)
         self.backend = backend
         self.device = select_device(device)
+        self._buffers: dict = {}
         if precision not in ("fp32", "fp16"):
             raise ConfigError(f"precision must be fp32 or fp16, got '{precision}'")
         self.half = precision == "fp16" and self.device.type == "cuda"
@@ -181,7 +186,7 @@ class DenseRunner:
         path = onnx_cache_dir() / f"{self.name}-{digest.hexdigest()[:12]}.onnx"
         if not path.exists():
             logger.info("exporting %s to %s", self.name, path)
-            example = self.torch.zeros(1, self.module.in_channels, 64, 64)
+            example = self.torch.zeros(1, self.module.in_channels, 128, 128)
             export_onnx(self.module, example, path, [self.input_name], self.output_names)
         return path
 
@@ -191,8 +196,15 @@ class DenseRunner:
         torch = self.torch
         if self.backend == "torch":
             with torch.inference_mode():
-                x = x.to(self.device, non_blocking=True)
-                out = self.module(x.half() if self.half else x)
+                # one input buffer per shape on the device, reused: no allocation per query
+                dtype = torch.float16 if self.half else torch.float32
+                buf = self._buffers.get((tuple(x.shape), dtype))
+                if buf is None:
+                    buf = self._buffers[(tuple(x.shape), dtype)] = torch.empty(x.shape, dtype=dtype, device=self.device)
+                    if len(self._buffers) > 8:  # keep a few sizes only
+                        self._buffers.pop(next(iter(self._buffers)))
+                buf.copy_(x, non_blocking=True)
+                out = self.module(buf)
             out = out if isinstance(out, (tuple, list)) else (out,)
             return tuple(o.float() for o in out)
         arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..errors import ConfigError
 from ..runtime.backends import onnx_session, require_torch
 from ..runtime.weights import WeightsError, check_file, find_weights, source_hint
 from . import EXTRACTORS
@@ -46,6 +47,7 @@ class XFeat(LocalFeatureExtractor):
         detection_threshold: minimum heatmap value of a keypoint.
         nms_size: non-maximum suppression window, pixels (odd).
         resize_max: kept for the common interface; images are always fitted to 640x640.
+        backend: ``onnxruntime`` (the only form of the published model).
         """
 
         weights: str = "xfeat.onnx"
@@ -57,6 +59,8 @@ class XFeat(LocalFeatureExtractor):
 
     def __init__(self, conf=None, device: str = "auto", models_dir=None, **kwargs):
         super().__init__(conf)
+        if self.conf.backend != "onnxruntime":
+            raise ConfigError(f"XFeat runs from its ONNX file: backend must be onnxruntime, not '{self.conf.backend}'")
         self.torch = require_torch()
         self.weights_path = find_weights(self.conf.weights, models_dir)
         check_file(self.weights_path)

@@ -62,8 +62,11 @@ proto: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Iglobal_loc/map --python_out=global_loc/map \
 		--pyi_out=global_loc/map global_loc/map/global_loc_map.proto
 
+# Stage timings (median, p90, peak memory) of the presets on the temple queries, and every
+# model at 640x480 on every backend present; tables go to benchmarks/results/.
 bench: $(STAMP)
-	$(PY) benchmarks/localization_stages.py --data $(DATA)
+	$(PY) benchmarks/time_query_presets.py --data $(DATA)
+	$(PY) benchmarks/models.py
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info

@@ -248,3 +248,36 @@ def test_rclpy_localizer_node_configures(scene_localizer, tmp_path):
         bad.destroy_node()
     finally:
         rclpy.shutdown()
+
+
+def test_drop_oldest_worker_never_blocks_and_keeps_the_newest():
+    import threading
+    import time
+
+    from global_loc.ros.worker import DropOldestWorker
+
+    gate = threading.Event()
+    seen = []
+
+    def handler(item):
+        if item == "boom":
+            raise RuntimeError("a bug in one frame")
+        gate.wait(5)
+        seen.append(item)
+
+    w = DropOldestWorker(handler, maxlen=2)
+    w.start()
+    w.put("boom")  # the worker survives a failing item
+    w.put(0)
+    time.sleep(0.2)  # the worker now waits inside handler(0)
+    t = time.perf_counter()
+    for i in range(1, 6):
+        w.put(i)  # never blocks, even while the worker is busy
+    assert time.perf_counter() - t < 0.05
+    assert w.pending == 2 and w.dropped == 3 and w.latest == 5
+    gate.set()
+    deadline = time.time() + 5
+    while w.pending and time.time() < deadline:
+        time.sleep(0.01)
+    w.stop()
+    assert seen == [0, 4, 5]  # the oldest frames were dropped, the newest handled

@@ -12,7 +12,7 @@ in [0, 1]. Post-processing: keypoints by non-maximum suppression and a soft-argm
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ..runtime.ops import deform_conv2d
 from ..runtime.weights import WeightsError, check_state_dict, load_torch_checkpoint
+from ..runtime.model import RuntimeOptions
 from . import EXTRACTORS
 from .learned import LearnedExtractor
 
@@ -219,7 +220,7 @@ class ALIKED(LearnedExtractor):
     output_names = ("feature_map", "score_map")
 
     @dataclass
-    class Conf:
+    class Conf(RuntimeOptions):
         """Attributes:
         variant: aliked-t16, aliked-n16, aliked-n16rot or aliked-n32.
         weights: weight file (default: ``<variant>.pth``).
@@ -227,7 +228,7 @@ class ALIKED(LearnedExtractor):
         detection_threshold: score threshold when ``max_keypoints <= 0``.
         nms_radius: radius of the non-maximum suppression and of the soft-argmax window.
         resize_max: shrink images whose longer side exceeds this (0: never).
-        backend, precision, onnx: see :mod:`global_loc.features.learned`.
+        (and the :class:`~global_loc.runtime.model.RuntimeOptions`)
         """
 
         variant: str = "aliked-n16"
@@ -236,9 +237,6 @@ class ALIKED(LearnedExtractor):
         detection_threshold: float = 0.2
         nms_radius: int = 2
         resize_max: int = 1600
-        backend: str = field(default="torch", metadata={"runtime": True})
-        precision: str = field(default="fp32", metadata={"runtime": True})
-        onnx: str = field(default="", metadata={"runtime": True})
 
     def __init__(self, conf=None, device="auto", models_dir=None, **kwargs):
         from ..config import from_dict

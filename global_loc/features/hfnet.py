@@ -8,15 +8,15 @@ released export: non-maximum suppression (radius 4, three iterations), threshold
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..convert import load_converted
+from ..runtime.model import RuntimeOptions
 from . import EXTRACTORS
 from .learned import LearnedExtractor
 from .superpoint import detect
@@ -31,7 +31,7 @@ class HFNet(LearnedExtractor):
     wants_color = False
 
     @dataclass
-    class Conf:
+    class Conf(RuntimeOptions):
         """Attributes:
         weights: the converted file (``global-loc convert --model hfnet``).
         max_keypoints, detection_threshold, nms_radius, remove_borders: keypoint selection.
@@ -44,9 +44,6 @@ class HFNet(LearnedExtractor):
         nms_radius: int = 4
         remove_borders: int = 4
         resize_max: int = 1024
-        backend: str = field(default="torch", metadata={"runtime": True})
-        precision: str = field(default="fp32", metadata={"runtime": True})
-        onnx: str = field(default="", metadata={"runtime": True})
 
     @property
     def dim(self) -> int:
@@ -58,15 +55,6 @@ class HFNet(LearnedExtractor):
 
     def load_weights(self, net, path: Path) -> None:
         pass  # loaded with the converted file in build_network
-
-    def _extract(self, image):
-        if image.ndim == 3:
-            image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        return super()._extract(image)
-
-    def _prepare(self, image):
-        prepared, sx, sy = super()._prepare(image)
-        return (cv2.cvtColor(prepared, cv2.COLOR_RGB2GRAY) if prepared.ndim == 3 else prepared), sx, sy
 
     def preprocess(self, image):
         g = image if image.ndim == 2 else image[:, :, 0]

@@ -1,35 +1,23 @@
 """The base of learned local feature extractors: a dense network run by a backend
 (:class:`~global_loc.runtime.backends.DenseRunner`) and a post-processing in PyTorch.
 
-Options every learned extractor has (see each model's ``Conf``):
-
-- ``weights``: the weight file, by published name or path (found as described in
-  :mod:`global_loc.runtime.weights`);
-- ``backend``: ``torch`` or ``onnxruntime``; ``precision``: ``fp32`` or ``fp16`` (CUDA);
-  ``onnx``: an exported dense network to run with ``onnxruntime`` (default: exported from the
-  PyTorch weights into the cache on first use, see ``global-loc export``);
-- ``max_keypoints``, ``resize_max``.
-
-``backend`` and ``precision`` change how, not what, is computed: they are left out of the
-identity recorded in a map, so a map built with PyTorch localizes with ONNX Runtime.
+Options every learned extractor has (see each model's ``Conf``): ``weights``, the weight file
+by published name or path (found as described in :mod:`global_loc.runtime.weights`), the
+:class:`~global_loc.runtime.model.RuntimeOptions` (``backend``, ``precision``, ``onnx``), and
+``max_keypoints``, ``resize_max``.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from ..runtime.backends import DenseRunner, require_torch
-from ..runtime.weights import check_file, find_weights
+from ..runtime.model import LearnedModel
 from .base import LocalFeatureExtractor
 
-RUNTIME_KEYS = ("backend", "precision", "onnx")
 
-
-class LearnedExtractor(LocalFeatureExtractor):
+class LearnedExtractor(LearnedModel, LocalFeatureExtractor):
     """Subclasses implement :meth:`build_network`, :meth:`load_weights`,
     :meth:`preprocess` and :meth:`postprocess`; :attr:`output_names` names the dense outputs.
 
@@ -43,36 +31,11 @@ class LearnedExtractor(LocalFeatureExtractor):
     wants_color = True
 
     def __init__(self, conf=None, device: str = "auto", models_dir=None, **kwargs):
-        super().__init__(conf)
-        self.torch = require_torch()
-        self.weights_path = find_weights(self.conf.weights, models_dir)
-        check_file(self.weights_path)
-        net = self.build_network()
-        self.load_weights(net, self.weights_path)
-        self.network = net.eval()
-        self.runner = DenseRunner(net, self.export_name(), "image", self.output_names,
-                                  backend=self.conf.backend, device=device, precision=self.conf.precision,
-                                  onnx_path=getattr(self.conf, "onnx", "") or None)
+        LocalFeatureExtractor.__init__(self, conf)
+        self._load(device, models_dir, self.output_names)
         self.last_timings: dict[str, float] = {}
 
-    # --- identity ------------------------------------------------------------------------------
-    def export_name(self) -> str:
-        return f"{self.name}-{Path(self.conf.weights).stem}"
-
-    def identity_conf(self) -> dict:
-        d = dataclasses.asdict(self.conf)
-        for k in RUNTIME_KEYS:
-            d.pop(k, None)
-        d["weights"] = Path(d["weights"]).name
-        return d
-
     # --- to implement ---------------------------------------------------------------------------
-    def build_network(self):
-        raise NotImplementedError
-
-    def load_weights(self, net, path: Path) -> None:
-        raise NotImplementedError
-
     def preprocess(self, image: np.ndarray):
         """(H, W, 3) uint8 RGB -> ``(tensor (1, C, H', W'), context)``."""
         raise NotImplementedError
@@ -84,7 +47,7 @@ class LearnedExtractor(LocalFeatureExtractor):
 
     # --- extraction ------------------------------------------------------------------------------
     def _extract(self, image):
-        if image.ndim == 2:
+        if image.ndim == 2 and self.wants_color:
             image = np.repeat(image[:, :, None], 3, axis=2)
         t0 = time.perf_counter()
         x, ctx = self.preprocess(image)

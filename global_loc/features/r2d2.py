@@ -14,7 +14,7 @@ reliability x repeatability, over an image pyramid (scale factor 2^(1/4) between
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..runtime.weights import WeightsError, check_state_dict, load_torch_checkpoint, source_hint
+from ..runtime.model import RuntimeOptions
 from . import EXTRACTORS
 from .learned import LearnedExtractor
 
@@ -133,7 +134,7 @@ class R2D2(LearnedExtractor):
     output_names = ("descriptors", "reliability", "repeatability")
 
     @dataclass
-    class Conf:
+    class Conf(RuntimeOptions):
         """Attributes:
         weights: r2d2_WASF_N16.pt (the localization model), r2d2_WAF_N16.pt,
             r2d2_WASF_N8_big.pt or faster2d2_WASF_N16.pt.
@@ -142,7 +143,7 @@ class R2D2(LearnedExtractor):
         multiscale: extract over the pyramid (else at the input scale only).
         scale_factor, min_size, max_size: the pyramid.
         resize_max: shrink images whose longer side exceeds this before (0: never).
-        backend, precision, onnx: see :mod:`global_loc.features.learned`.
+        (and the :class:`~global_loc.runtime.model.RuntimeOptions`)
         """
 
         weights: str = "r2d2_WASF_N16.pt"
@@ -154,9 +155,6 @@ class R2D2(LearnedExtractor):
         min_size: int = 256
         max_size: int = 1024
         resize_max: int = 0
-        backend: str = field(default="torch", metadata={"runtime": True})
-        precision: str = field(default="fp32", metadata={"runtime": True})
-        onnx: str = field(default="", metadata={"runtime": True})
 
     @property
     def dim(self) -> int:

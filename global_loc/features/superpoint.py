@@ -10,16 +10,16 @@ bilinearly at the keypoints and normalised.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..runtime.weights import WeightsError, check_state_dict, load_torch_checkpoint
+from ..runtime.model import RuntimeOptions
 from . import EXTRACTORS
 from .aliked import simple_nms
 from .learned import LearnedExtractor
@@ -89,7 +89,7 @@ class SuperPoint(LearnedExtractor):
     wants_color = False
 
     @dataclass
-    class Conf:
+    class Conf(RuntimeOptions):
         """Attributes:
         weights: ``superpoint_v1.pth``.
         max_keypoints: top-k (<= 0: all above the threshold).
@@ -103,9 +103,6 @@ class SuperPoint(LearnedExtractor):
         nms_radius: int = 4
         remove_borders: int = 4
         resize_max: int = 1600
-        backend: str = field(default="torch", metadata={"runtime": True})
-        precision: str = field(default="fp32", metadata={"runtime": True})
-        onnx: str = field(default="", metadata={"runtime": True})
 
     @property
     def dim(self) -> int:
@@ -120,15 +117,6 @@ class SuperPoint(LearnedExtractor):
             raise WeightsError(f"{path} holds a {type(state).__name__}, not a SuperPoint state dict")
         check_state_dict(state, net.state_dict(), path, "SuperPoint")
         net.load_state_dict(state, strict=True)
-
-    def _extract(self, image):
-        if image.ndim == 3:
-            image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        return super()._extract(image)
-
-    def _prepare(self, image):
-        prepared, sx, sy = super()._prepare(image)
-        return (cv2.cvtColor(prepared, cv2.COLOR_RGB2GRAY) if prepared.ndim == 3 else prepared), sx, sy
 
     def preprocess(self, image):
         g = image if image.ndim == 2 else image[:, :, 0]

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..runtime.backends import onnx_session, require_torch
+from ..runtime.model import identity_conf
 from ..runtime.weights import WeightsError, check_file, find_weights, source_hint
 from . import EXTRACTORS
 from .base import LocalFeatureExtractor
@@ -87,9 +88,7 @@ class XFeat(LocalFeatureExtractor):
         return 64
 
     def identity_conf(self) -> dict:
-        d = {k: v for k, v in super().identity_conf().items() if k != "backend"}
-        d["weights"] = Path(d["weights"]).name
-        return d
+        return identity_conf(self.conf)
 
     def _extract(self, image):
         torch = self.torch

@@ -9,7 +9,7 @@ optionally ``whiten.*``) and ``meta`` (``mean``, ``std``), or a bare state dict.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..nets.vgg import vgg16_features
 from ..runtime.weights import WeightsError, check_state_dict, load_torch_checkpoint
+from ..runtime.model import RuntimeOptions
 from . import GLOBAL_MODELS
 from .learned import LearnedGlobalModel
 
@@ -62,7 +63,7 @@ class GeM(LearnedGlobalModel):
     size_multiple = 16
 
     @dataclass
-    class Conf:
+    class Conf(RuntimeOptions):
         """Attributes:
         weights: e.g. ``retrievalSfM120k-vgg16-gem-b4dcdc6.pth``.
         whiten: the checkpoint has a learned whitening layer.
@@ -74,9 +75,6 @@ class GeM(LearnedGlobalModel):
         whiten: bool = False
         resize_max: int = 1024
         pca_dims: int = 0
-        backend: str = field(default="torch", metadata={"runtime": True})
-        precision: str = field(default="fp32", metadata={"runtime": True})
-        onnx: str = field(default="", metadata={"runtime": True})
 
     @property
     def raw_dim(self) -> int:

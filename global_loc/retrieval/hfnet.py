@@ -7,19 +7,16 @@ network is not run again; alone, this model runs the network itself.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..convert import load_converted
 from ..types import LocalFeatures
+from ..runtime.model import RuntimeOptions
 from . import GLOBAL_MODELS
 from .learned import LearnedGlobalModel
-
-
-class _GlobalOnly:
-    """HF-Net reduced to its global output (for the runner and ONNX export)."""
 
 
 @GLOBAL_MODELS.register
@@ -30,7 +27,7 @@ class HFNetGlobal(LearnedGlobalModel):
     in_channels = 1
 
     @dataclass
-    class Conf:
+    class Conf(RuntimeOptions):
         """Attributes:
         weights: the converted file (``global-loc convert --model hfnet``), e.g. ``hfnet.pth``.
         resize_max: longer image side fed to the network when run alone.
@@ -40,9 +37,6 @@ class HFNetGlobal(LearnedGlobalModel):
         weights: str = "hfnet.pth"
         resize_max: int = 640
         pca_dims: int = 0
-        backend: str = field(default="torch", metadata={"runtime": True})
-        precision: str = field(default="fp32", metadata={"runtime": True})
-        onnx: str = field(default="", metadata={"runtime": True})
 
     def build_network(self):
         import torch.nn as nn

@@ -1,29 +1,23 @@
 """The base of learned global descriptors: a network from an image to one vector, run by a
 backend (:class:`~global_loc.runtime.backends.DenseRunner`).
 
-Common options: ``weights`` (published file name or path), ``backend`` (``torch`` or
-``onnxruntime``), ``precision`` (``fp32``/``fp16`` on CUDA), ``onnx`` (an exported network),
-``resize_max`` (longer image side fed to the network). ``backend``, ``precision`` and
-``onnx`` are left out of the identity recorded in a map.
+Common options: ``weights`` (published file name or path), the
+:class:`~global_loc.runtime.model.RuntimeOptions`, ``resize_max`` (longer image side fed to the
+network).
 """
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from typing import ClassVar
 
 import cv2
 import numpy as np
 
-from ..runtime.backends import DenseRunner, require_torch
-from ..runtime.weights import check_file, find_weights
+from ..runtime.model import LearnedModel
 from ..types import LocalFeatures
 from .base import GlobalDescriptorModel
 
-RUNTIME_KEYS = ("backend", "precision", "onnx")
 
-
-class LearnedGlobalModel(GlobalDescriptorModel):
+class LearnedGlobalModel(LearnedModel, GlobalDescriptorModel):
     """Subclasses set ``name``, ``Conf``, :attr:`in_channels` and implement
     :meth:`build_network`, :meth:`load_weights` and :attr:`raw_dim`; the network maps
     (B, C, H, W) float32 to (B, raw_dim) L2-normalised.
@@ -38,30 +32,8 @@ class LearnedGlobalModel(GlobalDescriptorModel):
     size_multiple: ClassVar[int] = 32
 
     def __init__(self, conf=None, device: str = "auto", models_dir=None, **kwargs):
-        super().__init__(conf)
-        self.torch = require_torch()
-        self.weights_path = find_weights(self.conf.weights, models_dir)
-        check_file(self.weights_path)
-        net = self.build_network()
-        self.load_weights(net, self.weights_path)
-        net.in_channels = self.in_channels
-        self.network = net.eval()
-        self.runner = DenseRunner(net, f"{self.name}-{Path(self.conf.weights).stem}", "image",
-                                  ("global_descriptor",), backend=self.conf.backend, device=device,
-                                  precision=self.conf.precision, onnx_path=self.conf.onnx or None)
-
-    def identity_conf(self) -> dict:
-        d = dataclasses.asdict(self.conf)
-        for k in RUNTIME_KEYS:
-            d.pop(k, None)
-        d["weights"] = Path(d["weights"]).name
-        return d
-
-    def build_network(self):
-        raise NotImplementedError
-
-    def load_weights(self, net, path: Path) -> None:
-        raise NotImplementedError
+        GlobalDescriptorModel.__init__(self, conf)
+        self._load(device, models_dir, ("global_descriptor",))
 
     def prepare(self, image: np.ndarray):
         """(H, W) or (H, W, 3) uint8 -> (1, C, H', W') float32 tensor in [0, 1], the longer side

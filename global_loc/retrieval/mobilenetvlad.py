@@ -7,10 +7,11 @@ Input: grey; output (4096,) float32 unit norm.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..convert import load_converted
+from ..runtime.model import RuntimeOptions
 from . import GLOBAL_MODELS
 from .learned import LearnedGlobalModel
 
@@ -21,7 +22,7 @@ class MobileNetVLAD(LearnedGlobalModel):
     in_channels = 1
 
     @dataclass
-    class Conf:
+    class Conf(RuntimeOptions):
         """Attributes:
         weights: the converted file (``global-loc convert``), e.g. ``mobilenetvlad_depth-0.35.pth``.
         resize_max: longer image side fed to the network.
@@ -31,9 +32,6 @@ class MobileNetVLAD(LearnedGlobalModel):
         weights: str = "mobilenetvlad_depth-0.35.pth"
         resize_max: int = 640
         pca_dims: int = 0
-        backend: str = field(default="torch", metadata={"runtime": True})
-        precision: str = field(default="fp32", metadata={"runtime": True})
-        onnx: str = field(default="", metadata={"runtime": True})
 
     def build_network(self):
         self._net, self._arch = load_converted(self.weights_path, "mobilenetvlad")

@@ -11,7 +11,7 @@ A PyTorch state dict of this module (``.pth``) loads as well.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from ..nets.netvlad import NetVLADLayer
 from ..nets.vgg import vgg16_features
 from ..runtime.weights import WeightsError, check_state_dict, load_torch_checkpoint, source_hint
+from ..runtime.model import RuntimeOptions
 from . import GLOBAL_MODELS
 from .learned import LearnedGlobalModel
 
@@ -96,7 +97,7 @@ class NetVLAD(LearnedGlobalModel):
     size_multiple = 16
 
     @dataclass
-    class Conf:
+    class Conf(RuntimeOptions):
         """Attributes:
         weights: ``Pitts30K_struct.mat`` (or a converted ``.pth``).
         clusters: NetVLAD clusters; whiten: whitening dimension (0: none).
@@ -109,9 +110,6 @@ class NetVLAD(LearnedGlobalModel):
         whiten: int = 4096
         resize_max: int = 640
         pca_dims: int = 0
-        backend: str = field(default="torch", metadata={"runtime": True})
-        precision: str = field(default="fp32", metadata={"runtime": True})
-        onnx: str = field(default="", metadata={"runtime": True})
 
     @property
     def raw_dim(self) -> int:

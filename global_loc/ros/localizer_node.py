@@ -15,7 +15,6 @@ This module imports rclpy; everything it calls is importable and tested without 
 """
 from __future__ import annotations
 
-import collections
 import threading
 import time
 
@@ -39,6 +38,7 @@ from . import conversions as conv
 from .frame_handler import FrameConfig, FrameHandler, diagnostic_level
 from .node_utils import declare, tf_lookup
 from .params import LOCALIZER_PARAMS
+from .worker import DropOldestWorker
 
 
 class LocalizerNode(Node):
@@ -48,11 +48,8 @@ class LocalizerNode(Node):
         super().__init__("localizer", **kwargs)
         self.params: dict = {}
         self.handler: FrameHandler | None = None
-        self._queue: collections.deque = collections.deque(maxlen=1)
-        self._cv = threading.Condition()
-        self._running = False
-        self._worker: threading.Thread | None = None
-        self._latest = None
+        self._worker: DropOldestWorker | None = None
+        self._busy = threading.Lock()  # the worker and ~/localize share the localizer
         self._last_time = 0.0
         self._subs = []
 
@@ -75,7 +72,7 @@ class LocalizerNode(Node):
         self.pose_pub = self.create_lifecycle_publisher(PoseWithCovarianceStamped, "~/pose", 10)
         self.diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         self.tf_broadcaster = TransformBroadcaster(self)
-        self._queue = collections.deque(maxlen=p["queue_size"])
+        self._worker = DropOldestWorker(self._work, p["queue_size"])
         compressed = p["image_transport"] == "compressed"
         image_sub = Subscriber(self, CompressedImage if compressed else Image,
                                "image/compressed" if compressed else "image", qos_profile=qos_profile_sensor_data)
@@ -90,8 +87,6 @@ class LocalizerNode(Node):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._running = True
-        self._worker = threading.Thread(target=self._work, name="global_loc_worker", daemon=True)
         self._worker.start()
         return super().on_activate(state)
 
@@ -125,36 +120,26 @@ class LocalizerNode(Node):
         return conf
 
     def _stop_worker(self) -> None:
-        self._running = False
-        with self._cv:
-            self._cv.notify_all()
         if self._worker is not None:
-            self._worker.join(timeout=5.0)
-            self._worker = None
+            self._worker.stop(timeout=5.0)
 
     # --- data flow -------------------------------------------------------------------------------
     def _on_frame(self, image_msg, info_msg) -> None:
         """Subscription callback: only queues (drop-oldest) and returns."""
-        with self._cv:
-            self._latest = (image_msg, info_msg)
-            self._queue.append((image_msg, info_msg))
-            self._cv.notify()
+        self._worker.put((image_msg, info_msg))
 
-    def _work(self) -> None:
+    def _work(self, frame) -> None:
         rate = self.params["rate_hz"]
-        while self._running:
-            with self._cv:
-                while self._running and not self._queue:
-                    self._cv.wait(timeout=0.5)
-                if not self._running:
-                    return
-                image_msg, info_msg = self._queue.popleft()
-            if rate > 0 and time.monotonic() - self._last_time < 1.0 / rate:
-                continue  # dropped by the rate limit
-            self._last_time = time.monotonic()
-            self._process(image_msg, info_msg)
+        if rate > 0 and time.monotonic() - self._last_time < 1.0 / rate:
+            return  # dropped by the rate limit
+        self._last_time = time.monotonic()
+        self._process(*frame)
 
     def _process(self, image_msg, info_msg):
+        with self._busy:
+            return self._process_locked(image_msg, info_msg)
+
+    def _process_locked(self, image_msg, info_msg):
         t = time.perf_counter()
         stamp_ns = conv.stamp_to_ns(image_msg.header.stamp)
         try:
@@ -165,9 +150,6 @@ class LocalizerNode(Node):
         except GlobalLocError as e:
             self.get_logger().warning(f"frame at {stamp_ns * 1e-9:.3f} s not processed: {e}",
                                       throttle_duration_sec=5.0)
-            return None
-        except Exception as e:  # a bug must not kill the worker of a running robot
-            self.get_logger().error(f"frame at {stamp_ns * 1e-9:.3f} s failed: {e!r}")
             return None
         if pub.pose is not None:
             self.pose_pub.publish(conv.make_pose_with_covariance_stamped(
@@ -181,7 +163,7 @@ class LocalizerNode(Node):
         return pub
 
     def _on_localize(self, request, response):
-        latest = self._latest
+        latest = self._worker.latest if self._worker is not None else None
         if latest is None or self.handler is None:
             response.success, response.message = False, "no camera frame received yet"
             return response

@@ -3,15 +3,13 @@
 Subscribes to ``image`` + ``camera_info`` (approximate time sync) and tf; each frame's camera
 pose in the map frame is looked up at its stamp, keyframes are selected by travelled distance
 and rotation, and their features extracted by a worker thread fed by a drop-oldest queue
-(:class:`~global_loc.map.incremental.IncrementalIndexer`). The map is written on
+(:class:`~global_loc.ros.worker.DropOldestWorker`,
+:class:`~global_loc.map.incremental.IncrementalIndexer`). The map is written on
 ``~/save_map`` (``std_srvs/Trigger``), every ``autosave_every`` keyframes, and at shutdown, so
 stopping the node loses nothing already indexed. Parameters:
 :data:`global_loc.ros.params.MAP_INDEXER_PARAMS`.
 """
 from __future__ import annotations
-
-import collections
-import threading
 
 import rclpy
 from message_filters import ApproximateTimeSynchronizer, Subscriber
@@ -29,6 +27,7 @@ from ..map.incremental import IncrementalIndexer
 from . import conversions as conv
 from .node_utils import declare, tf_lookup
 from .params import MAP_INDEXER_PARAMS
+from .worker import DropOldestWorker
 
 
 class MapIndexerNode(Node):
@@ -52,40 +51,26 @@ class MapIndexerNode(Node):
                            "image/compressed" if compressed else "image", qos_profile=qos_profile_sensor_data),
                 Subscriber(self, CameraInfo, "camera_info", qos_profile=qos_profile_sensor_data)]
         self._sync = ApproximateTimeSynchronizer(subs, queue_size=10, slop=p["sync_slop"])
-        self._sync.registerCallback(self._on_frame)
-        self._queue: collections.deque = collections.deque(maxlen=p["queue_size"])
-        self._cv = threading.Condition()
-        self._running = True
-        self._worker = threading.Thread(target=self._work, name="global_loc_indexer", daemon=True)
+        self._worker = DropOldestWorker(self._work, p["queue_size"], name="global_loc_indexer")
+        self._sync.registerCallback(lambda image, info: self._worker.put((image, info)))
         self._worker.start()
         self.create_service(Trigger, "~/save_map", self._on_save, callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(f"indexing into {p['map_path']}")
 
-    def _on_frame(self, image_msg, info_msg) -> None:
-        with self._cv:
-            self._queue.append((image_msg, info_msg))
-            self._cv.notify()
-
-    def _work(self) -> None:
-        while self._running:
-            with self._cv:
-                while self._running and not self._queue:
-                    self._cv.wait(timeout=0.5)
-                if not self._running:
-                    return
-                image_msg, info_msg = self._queue.popleft()
-            stamp_ns = conv.stamp_to_ns(image_msg.header.stamp)
-            frame = self.params["camera_frame"] or image_msg.header.frame_id
+    def _work(self, frame_msgs) -> None:
+        image_msg, info_msg = frame_msgs
+        stamp_ns = conv.stamp_to_ns(image_msg.header.stamp)
+        frame = self.params["camera_frame"] or image_msg.header.frame_id
+        try:
+            camera = conv.camera_from_camera_info(info_msg)
             try:
-                camera = conv.camera_from_camera_info(info_msg)
-                try:
-                    map_from_cam, reason = self.lookup(self.params["map_frame"], frame, stamp_ns * 1e-9), ""
-                except GlobalLocError as e:
-                    map_from_cam, reason = None, str(e)
-                self.indexer.offer(f"{frame}_{stamp_ns}", stamp_ns * 1e-9, camera, map_from_cam,
-                                   lambda: conv.image_from_msg(image_msg), reason)
+                map_from_cam, reason = self.lookup(self.params["map_frame"], frame, stamp_ns * 1e-9), ""
             except GlobalLocError as e:
-                self.get_logger().warning(f"frame not indexed: {e}", throttle_duration_sec=5.0)
+                map_from_cam, reason = None, str(e)
+            self.indexer.offer(f"{frame}_{stamp_ns}", stamp_ns * 1e-9, camera, map_from_cam,
+                               lambda: conv.image_from_msg(image_msg), reason)
+        except GlobalLocError as e:
+            self.get_logger().warning(f"frame not indexed: {e}", throttle_duration_sec=5.0)
 
     def _on_save(self, request, response):
         try:
@@ -97,10 +82,7 @@ class MapIndexerNode(Node):
 
     def shutdown(self) -> None:
         """Stop the worker and write what was indexed."""
-        self._running = False
-        with self._cv:
-            self._cv.notify_all()
-        self._worker.join(timeout=10.0)
+        self._worker.stop(timeout=10.0)
         if self.indexer.num_keyframes:
             self.indexer.save()
             self.get_logger().info(f"wrote {self.params['map_path']} at shutdown")

@@ -15,10 +15,10 @@ def _dense_models(conf: PipelineConf):
     models_dir = conf.models_dir or None
     ex = create_extractor(conf.features, device="cpu", models_dir=models_dir)
     if hasattr(ex, "runner"):  # learned with a PyTorch network (XFeat is an ONNX file already)
-        out.append((ex.runner, ex))
+        out.append(ex.runner)
     gm = create_global_model(conf.global_descriptor, device="cpu", models_dir=models_dir)
     if hasattr(gm, "runner") and not (conf.features.get("name") == "hfnet" and gm.name == "hfnet"):
-        out.append((gm.runner, gm))
+        out.append(gm.runner)  # HF-Net's global output comes with its local network
     return out
 
 
@@ -31,7 +31,7 @@ def export_preset(conf: PipelineConf, out_dir: str | os.PathLike, check: bool = 
     torch = require_torch()
     out_dir = Path(out_dir)
     written = []
-    for runner, model in _dense_models(conf):
+    for runner in _dense_models(conf):
         path = out_dir / f"{runner.name}.onnx"
         c = runner.module.in_channels
         export_onnx(runner.module, torch.zeros(1, c, 128, 128), path, [runner.input_name], runner.output_names)

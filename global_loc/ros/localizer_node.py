@@ -18,12 +18,10 @@ from __future__ import annotations
 import threading
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from message_filters import ApproximateTimeSynchronizer, Subscriber
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -36,7 +34,7 @@ from ..localizer import Localizer, conf_for_map
 from ..map.storage import read_map
 from . import conversions as conv
 from .frame_handler import FrameConfig, FrameHandler, diagnostic_level
-from .node_utils import declare, tf_lookup
+from .node_utils import declare, spin, tf_lookup
 from .params import LOCALIZER_PARAMS
 from .worker import DropOldestWorker
 
@@ -191,15 +189,4 @@ class LocalizerNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = LocalizerNode()
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node._stop_worker()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin(LocalizerNode, "_stop_worker", args)

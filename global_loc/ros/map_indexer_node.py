@@ -11,10 +11,8 @@ stopping the node loses nothing already indexed. Parameters:
 """
 from __future__ import annotations
 
-import rclpy
 from message_filters import ApproximateTimeSynchronizer, Subscriber
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -25,7 +23,7 @@ from ..config import load_preset
 from ..errors import GlobalLocError
 from ..map.incremental import IncrementalIndexer
 from . import conversions as conv
-from .node_utils import declare, tf_lookup
+from .node_utils import declare, spin, tf_lookup
 from .params import MAP_INDEXER_PARAMS
 from .worker import DropOldestWorker
 
@@ -89,15 +87,4 @@ class MapIndexerNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = MapIndexerNode()
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin(MapIndexerNode, "shutdown", args)

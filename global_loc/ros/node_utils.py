@@ -45,3 +45,22 @@ def tf_lookup(buffer: Buffer, timeout: float):
         return conv.transform_from_msg(ts.transform)
 
     return lookup
+
+
+def spin(node_class, finish: str, args=None) -> None:
+    """Run one node on a multi-threaded executor until Ctrl-C or shutdown, then call its
+    ``finish`` method (stop workers, write what must be written) and clean up."""
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    rclpy.init(args=args)
+    node = node_class()
+    executor = MultiThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        getattr(node, finish)()
+        node.destroy_node()
+        rclpy.try_shutdown()

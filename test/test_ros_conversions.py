@@ -168,3 +168,13 @@ def test_builder_names_missing_fields():
     T = conv.rosbags_types(STORES["ros2"])
     with pytest.raises(InputError, match="no value for field"):
         conv.new(T, "geometry_msgs/msg/Point", x=1.0)
+
+
+def test_diagnostic_array(types):
+    msg = conv.make_diagnostic_array(types, 3.5, "localizer: localization", "global_loc", "WARN",
+                                     "not localized for 10 frames", {"rate_hz": 4.8, "median_inliers": 120})
+    status = msg.status[0]
+    assert status.name == "localizer: localization" and status.hardware_id == "global_loc"
+    assert int(status.level) == 1 and status.message == "not localized for 10 frames"
+    assert [(kv.key, kv.value) for kv in status.values] == [("rate_hz", "4.8"), ("median_inliers", "120")]
+    assert conv.stamp_to_sec(msg.header.stamp) == 3.5

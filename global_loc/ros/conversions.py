@@ -259,15 +259,17 @@ def rosbags_types(typestore) -> TypeFactory:
 
 
 def _field_names(cls) -> list[str]:
+    """The fields a message needs values for (constants such as ``OK`` excluded)."""
     if dataclasses.is_dataclass(cls):
-        return [f.name for f in dataclasses.fields(cls) if not f.name.startswith("__")]
+        return [f.name for f in dataclasses.fields(cls) if not f.name.startswith("__")
+                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     return list(cls.get_fields_and_field_types())
 
 
-def new(types: TypeFactory, name: str, **values):
-    """Construct message ``name`` from ``values``, matching field names case-insensitively
+def new(types: TypeFactory, msgtype: str, /, **values):
+    """Construct message ``msgtype`` from ``values``, matching field names case-insensitively
     (ROS 1 ``K`` and ROS 2 ``k``) and filling a ROS 1 header's ``seq`` with 0."""
-    cls = types(name)
+    cls = types(msgtype)
     names = _field_names(cls)
     lower = {k.lower(): v for k, v in values.items()}
     kwargs = {}
@@ -278,7 +280,7 @@ def new(types: TypeFactory, name: str, **values):
             kwargs[n] = 0
     missing = [n for n in names if n not in kwargs]
     if missing and dataclasses.is_dataclass(cls):
-        raise InputError(f"building {name}: no value for field(s) {', '.join(missing)}")
+        raise InputError(f"building {msgtype}: no value for field(s) {', '.join(missing)}")
     return cls(**kwargs)
 
 

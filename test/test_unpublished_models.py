@@ -2,6 +2,8 @@
 MobileNetVLAD, HF-Net), tested with checkpoints written by the tests in the published formats:
 tensor names, layouts and shapes of the releases (with a smaller whitening / projection where
 the published one would take hundreds of megabytes)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -207,6 +209,33 @@ def test_converted_loaders_refuse_other_files(fake_weights, tmp_path, weights_di
         create_extractor({"name": "superpoint", "weights": str(bad)}, device="cpu")
     with pytest.raises(WeightsError, match="does not hold GeM \\(VGG16\\) weights"):
         create_global_model({"name": "gem", "weights": str(bad)}, device="cpu")
+    with pytest.raises(WeightsError, match="not a converted mobilenetvlad model .*global-loc convert --model "
+                                           "mobilenetvlad"):
+        create_global_model({"name": "mobilenetvlad", "weights": str(bad)}, device="cpu")
+
+
+# (kind, name, source file: in fake_weights or under ../shared/weights, what the error says)
+TRUNCATED = [
+    ("local", "superpoint", "superpoint_v1.pth", "cannot read SuperPoint weights from .*truncated"),
+    ("local", "hfnet", "hfnet.pth", "cannot read hfnet weights from .*truncated"),
+    ("global", "gem", "retrievalSfM120k-vgg16-gem-b4dcdc6.pth", "cannot read GeM weights from .*truncated"),
+    ("global", "mobilenetvlad", "mobilenetvlad_depth-0.35.pth", "cannot read mobilenetvlad weights from .*truncated"),
+    ("global", "netvlad", "Pitts30K_struct.mat", "cannot read the NetVLAD file .*truncated"),
+    ("local", "aliked", "aliked/aliked-n16.pth", "cannot read ALIKED weights from .*truncated"),
+    ("local", "xfeat", "xfeat_onnx/xfeat.onnx", "cannot load ONNX model .*truncated or not an ONNX file"),
+]
+
+
+@pytest.mark.parametrize("kind,name,source,message", TRUNCATED, ids=[t[1] for t in TRUNCATED])
+def test_loaders_refuse_truncated_files(kind, name, source, message, fake_weights, weights_dir, tmp_path):
+    # R2D2's truncated checkpoints are tested in test_learned_features.py. A name that is not
+    # in the manifest, so that the loader itself (not the manifest's size check) must notice.
+    full = fake_weights["dir"] / source if "/" not in source else weights_dir / source
+    cut = tmp_path / ("mine_" + Path(source).name)
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    create = create_extractor if kind == "local" else create_global_model
+    with pytest.raises(WeightsError, match=message):
+        create({"name": name, "weights": str(cut)}, device="cpu")
 
 
 @pytest.mark.slow

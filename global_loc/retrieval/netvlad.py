@@ -61,8 +61,9 @@ def state_from_mat(path: Path, net: NetVLADNet) -> dict:
         mat = loadmat(str(path), struct_as_record=False, squeeze_me=True)
         layers, meta = mat["net"].layers, mat["net"].meta
     except Exception as e:  # scipy raises ValueError, KeyError, AttributeError on other files
-        raise WeightsError(f"{path} is not the NetVLAD MatConvNet struct file (net.layers, net.meta): "
-                           f"{type(e).__name__}: {e}{source_hint(path.name)}") from None
+        raise WeightsError(f"cannot read the NetVLAD file {path} ({type(e).__name__}: {e}); it is truncated or "
+                           f"not the NetVLAD MatConvNet struct file (net.layers, net.meta){source_hint(path.name)}"
+                           ) from None
     state = {}
     try:
         for i, (module, layer) in enumerate(zip(net.backbone, layers)):

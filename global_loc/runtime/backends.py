@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, GlobalLocError
+from .weights import WeightsError, source_hint
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,10 @@ def onnx_session(path: str | os.PathLike, device: str = "auto", tensorrt: bool =
 
     The order is TensorRT (with engine caching in ``cache_dir``), CUDA, CPU; ``device='cpu'``
     uses the CPU only. Providers that are not available are skipped, and the choice is logged.
+
+    Raises:
+        GlobalLocError: onnxruntime is not installed.
+        WeightsError: ``path`` is not a readable ONNX model (truncated, or another kind of file).
     """
     try:
         import onnxruntime as ort
@@ -133,7 +138,9 @@ def onnx_session(path: str | os.PathLike, device: str = "auto", tensorrt: bool =
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as e:  # onnxruntime raises its own exception types
-        raise GlobalLocError(f"cannot load ONNX model {path}: {e}") from None
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError(f"cannot load ONNX model {path} ({first_line}); it is truncated or not an ONNX "
+                           f"file{source_hint(Path(path).name)}") from None
     return session
 
 

@@ -11,16 +11,33 @@ DATA ?= ../shared/data
 DEMO_OUT ?= demo_out
 GL := $(VENV)/bin/global-loc -q
 
-.PHONY: install demo demo-temple test test-fast proto bench clean
+.PHONY: install demo demo-live demo-temple test test-fast proto bench bench-stream clean
 
 # PyTorch first, so that the `learned` extra finds it: TORCH=torch==2.13.0 takes the CPU build
 # that lies on this project's machines; elsewhere pick the build for your machine.
 TORCH ?= torch==2.13.0
+# The ROS 2 runtime for the nodes, their launch files and their tests, without a system ROS 2:
+# ROS 2 Kilted wheels from the registry, plus the overlay wheels (tf2, message_filters, launch,
+# the ros2 command) from ROS2_OVERLAY. Set ROS2_RUNTIME= (empty) to skip it, e.g. where ROS 2 is
+# sourced from /opt/ros; the ROS tests then use that one.
+ROS2_OVERLAY ?= ../shared/ros2_overlay/wheels
+ROS2_RUNTIME ?= ros-kilted-rclpy ros-rmw-fastrtps-cpp ros-sensor-msgs ros-geometry-msgs ros-diagnostic-msgs \
+	ros-std-srvs ros-nav-msgs colcon-common-extensions
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-$(STAMP): setup.py setup.cfg
+$(STAMP): setup.py setup.cfg Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check '$(TORCH)'
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,learned]'
+	$(PIP) '$(TORCH)'
+	$(PIP) -e '.[test,learned]'
+ifneq ($(strip $(ROS2_RUNTIME)),)
+	@if [ -d "$(ROS2_OVERLAY)" ]; then \
+		echo "installing the ROS 2 runtime into $(VENV) (registry wheels + $(ROS2_OVERLAY))"; \
+		$(PIP) $(ROS2_RUNTIME) && \
+		$(PIP) --no-index --find-links $(ROS2_OVERLAY) ros-kilted-overlay || exit 1; \
+	else \
+		echo "warning: $(ROS2_OVERLAY) not found: the ROS 2 runtime is not installed, ROS tests will skip (fail in CI)"; \
+	fi
+endif
 	touch $(STAMP)
 
 install: $(STAMP)

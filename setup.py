@@ -22,7 +22,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
-        ("share/" + package_name + "/config", glob("config/*.yaml")),
+        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.xml")),
         ("share/" + package_name + "/models", glob("models/*.md") + glob("models/*.yaml")),
     ],
     python_requires=">=3.10",
@@ -54,7 +54,6 @@ setup(
     maintainer_email="maintainers@global-loc.dev",
     description="Visual global localization against a prebuilt map, for ROS 2.",
     license="BSD-3-Clause",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "global-loc = global_loc.cli.main:main",

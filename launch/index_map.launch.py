@@ -8,24 +8,37 @@ Arguments:
     params_file: node parameters (default: the package's config/map_indexer.yaml).
     camera: namespace of the camera topics: <camera>/image_raw and <camera>/camera_info.
     use_sim_time: use /clock (e.g. when playing a bag).
+    shutdown_timeout: seconds the node may take to write the map after Ctrl-C before launch
+        escalates to SIGTERM (which the node also answers by finishing its save), then SIGKILL
+        10 s later. A large map takes a while to build.
+    fastdds_profile: a Fast DDS XML profile for the processes this launch starts ('default': the
+        package's config/fastdds_large_data.xml, for best-effort large images; empty: none).
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 
 
 def generate_launch_description():
     share = get_package_share_directory("global_loc")
     camera = LaunchConfiguration("camera")
+    profile = LaunchConfiguration("fastdds_profile")
+    profile_path = PythonExpression([
+        "'", os.path.join(share, "config", "fastdds_large_data.xml"), "' if '", profile, "' == 'default' else '",
+        profile, "'"])
+    use_profile = IfCondition(PythonExpression(["'", profile, "' != ''"]))
     node = Node(
         package="global_loc",
         executable="map_indexer_node",
         name="map_indexer",
         output="screen",
+        sigterm_timeout=LaunchConfiguration("shutdown_timeout"),
+        sigkill_timeout="10",
         parameters=[LaunchConfiguration("params_file"),
                     {"map_path": LaunchConfiguration("map"), "use_sim_time": LaunchConfiguration("use_sim_time")}],
         remappings=[
@@ -41,5 +54,11 @@ def generate_launch_description():
         DeclareLaunchArgument("camera", default_value="/camera",
                               description="namespace of <camera>/image_raw and <camera>/camera_info"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock"),
+        DeclareLaunchArgument("shutdown_timeout", default_value="300",
+                              description="seconds to write the map at shutdown before SIGTERM"),
+        DeclareLaunchArgument("fastdds_profile", default_value="",
+                              description="Fast DDS XML profile ('default': config/fastdds_large_data.xml)"),
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile_path, condition=use_profile),
+        SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", profile_path, condition=use_profile),
         node,
     ])

@@ -8,15 +8,20 @@ Arguments:
     camera: namespace of the camera topics: <camera>/image_raw and <camera>/camera_info.
     use_sim_time: use /clock (e.g. when playing a bag).
     autostart: configure and activate the node at start (else drive it with `ros2 lifecycle`).
+    fastdds_profile: a Fast DDS XML profile for the processes this launch starts ('default': the
+        package's config/fastdds_large_data.xml, for best-effort large images; empty: none).
+
+The node's image QoS is the parameter image_qos (params_file): 'reliable' by default,
+'sensor_data' for a camera that publishes best effort.
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.events import matches_action
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import LifecycleNode
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
@@ -30,6 +35,11 @@ def generate_launch_description():
     camera = LaunchConfiguration("camera")
     use_sim_time = LaunchConfiguration("use_sim_time")
     autostart = LaunchConfiguration("autostart")
+    profile = LaunchConfiguration("fastdds_profile")
+    profile_path = PythonExpression([
+        "'", os.path.join(share, "config", "fastdds_large_data.xml"), "' if '", profile, "' == 'default' else '",
+        profile, "'"])
+    use_profile = IfCondition(PythonExpression(["'", profile, "' != ''"]))
 
     node = LifecycleNode(
         package="global_loc",
@@ -67,6 +77,11 @@ def generate_launch_description():
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock"),
         DeclareLaunchArgument("autostart", default_value="true",
                               description="configure and activate the lifecycle node at start"),
+        DeclareLaunchArgument("fastdds_profile", default_value="",
+                              description="Fast DDS XML profile ('default': config/fastdds_large_data.xml)"),
+        # Fast DDS 3 reads the first name, Fast DDS 2 (Humble, Jazzy) the second
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile_path, condition=use_profile),
+        SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", profile_path, condition=use_profile),
         node,
         activate,
         configure,

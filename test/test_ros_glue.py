@@ -15,7 +15,9 @@ from global_loc.geometry.tf_tree import TransformBuffer
 from global_loc.geometry.transforms import Pose, pose_error
 from global_loc.localizer import Localizer
 from global_loc.map.builder import MapBuilder
-from global_loc.ros.frame_handler import FrameConfig, FrameHandler, diagnostic_level
+from global_loc.ros import RCLPY_MODULES
+from global_loc.ros.diagnostics import Diagnostics, StreamMonitor, diagnostic_level
+from global_loc.ros.frame_handler import FrameConfig, FrameHandler
 from global_loc.ros.params import LOCALIZER_PARAMS, MAP_INDEXER_PARAMS, NODES, params_yaml, validate
 from synthetic import FeatureScene, synthetic_conf
 
@@ -133,7 +135,7 @@ def test_only_node_modules_import_rclpy():
     for f in (ROOT / "global_loc").rglob("*.py"):
         text = f.read_text()
         if re.search(r"^\s*(import|from)\s+rclpy", text, re.M):
-            assert f.parent.name == "ros" and f.stem in {"localizer_node", "map_indexer_node", "node_utils"}, f
+            assert f.parent.name == "ros" and f.stem in RCLPY_MODULES, f
 
 
 # --- the frame handler ------------------------------------------------------------------------------
@@ -194,14 +196,60 @@ def test_missing_transforms_are_reported_not_guessed(scene_localizer):
     feats, map_from_base = query(scene, 2 * np.pi * 8.6 / 12)
     only_static = TransformBuffer()
     only_static.add("base_link", "camera_optical", 0.0, BASE_FROM_CAM, static=True)
-    pub = FrameHandler(loc, FrameConfig(), only_static.lookup).handle(
-        np.zeros((480, 640), np.uint8), scene.camera, 5, "camera_optical", features=feats)
+    h = FrameHandler(loc, FrameConfig(), only_static.lookup)
+    pub = h.handle(np.zeros((480, 640), np.uint8), scene.camera, 5, "camera_optical", features=feats)
     assert pub.pose is not None and pub.transform is None and "odom -> base_link" in pub.note
-    empty = TransformBuffer()
-    pub = FrameHandler(loc, FrameConfig(), empty.lookup).handle(
-        np.zeros((480, 640), np.uint8), scene.camera, 5, "camera_optical", features=feats)
-    assert pub.pose_frame == "camera_optical" and pub.transform is None
-    assert "publishing the camera pose" in pub.note
+    assert diagnostic_level(h.diagnostics)[0] == "WARN" and "is the odometry running" in diagnostic_level(h.diagnostics)[1]
+    # without base_link -> camera_optical: no pose at all (never the camera's pose in the
+    # robot's place), and the diagnostics say which transform is missing
+    h = FrameHandler(loc, FrameConfig(), TransformBuffer().lookup)
+    pub = h.handle(np.zeros((480, 640), np.uint8), scene.camera, 5, "camera_optical", features=feats)
+    assert pub.localized and pub.map_from_cam is not None
+    assert pub.pose is None and pub.transform is None and pub.pose_frame == "base_link"
+    level, message = diagnostic_level(h.diagnostics)
+    assert level == "ERROR" and "no transform base_link -> camera_optical" in message and "no pose published" in message
+    # once the extrinsics arrive the problem clears and the robot's pose is published
+    h.lookup = only_static.lookup
+    h.frames = FrameConfig(odom_frame="")
+    pub = h.handle(np.zeros((480, 640), np.uint8), scene.camera, 5, "camera_optical", features=feats)
+    assert pub.pose is not None and diagnostic_level(h.diagnostics)[0] == "OK"
+    dt, dr = pose_error(pub.pose.inverse(), map_from_base.inverse())
+    assert dt < 0.01 and dr < 0.1
+
+
+def test_diagnostics_name_every_problem_and_the_worst_sets_the_level():
+    d = Diagnostics()
+    assert diagnostic_level(d) == ("STALE", "no camera frame received yet")
+    assert d.set_problem("tf_odom", "WARN", "no odometry")
+    assert not d.set_problem("tf_odom", "WARN", "no odometry")  # the same again: no new log line
+    assert d.set_problem("input", "ERROR", "unknown image encoding 'foo'")
+    level, message = diagnostic_level(d)
+    assert level == "ERROR" and message.startswith("unknown image encoding 'foo'") and "no odometry" in message
+    assert d.clear_problem("input") and not d.clear_problem("input")
+    assert diagnostic_level(d) == ("WARN", "no odometry")
+    with pytest.raises(ValueError):
+        d.set_problem("x", "OK", "not a problem")
+    d.count("dropped_stale", 3)
+    assert d.summary()["dropped_stale"] == 3
+
+
+def test_stream_monitor_says_which_input_is_missing():
+    now = [0.0]
+    m = StreamMonitor("/camera/image_raw", "/camera/camera_info", timeout=2.0, clock=lambda: now[0])
+    assert m.problem() is None  # nothing arrives: a camera that is off is not an error
+    for t in np.arange(0.0, 3.0, 0.1):
+        now[0] = t
+        m.saw("image")
+    assert "no camera_info on /camera/camera_info" in m.problem()
+    for t in np.arange(3.0, 6.0, 0.1):
+        now[0] = t
+        m.saw("image")
+        m.saw("info")
+    assert "never with stamps within sync_slop" in m.problem()
+    m.saw("pair")
+    assert m.problem() is None
+    now[0] = 20.0
+    assert m.problem() is None  # the camera stopped
 
 
 def test_not_localized_publishes_nothing_and_diagnostics_count(scene_localizer):
@@ -224,10 +272,10 @@ def test_not_localized_publishes_nothing_and_diagnostics_count(scene_localizer):
     assert "latency_total_ms" in s and "latency_matching_ms" in s
 
 
-def test_rclpy_localizer_node_configures(scene_localizer, tmp_path):
-    """Where ROS 2 is sourced: the lifecycle node loads a map in on_configure, and refuses a
-    missing one."""
-    rclpy = pytest.importorskip("rclpy", reason="rclpy is not installed here (ROS 2 is not sourced)")
+def test_rclpy_localizer_node_configures(scene_localizer, tmp_path, rclpy_context):
+    """With rclpy: the lifecycle node loads a map in on_configure with the shipped parameter
+    file (whose empty list ROS 2 leaves uninitialised), and refuses a missing map, saying why
+    in its diagnostics."""
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
@@ -236,18 +284,21 @@ def test_rclpy_localizer_node_configures(scene_localizer, tmp_path):
 
     _, loc = scene_localizer
     path = write_map(loc.map, tmp_path / "m.glmap")
-    rclpy.init()
+    args = ["--ros-args", "--params-file", str(ROOT / "config" / "localizer.yaml")]
+    node = LocalizerNode(cli_args=args, parameter_overrides=[Parameter("map_path", value=str(path))])
     try:
-        node = LocalizerNode(parameter_overrides=[Parameter("map_path", value=str(path)),
-                                                  Parameter("preset", value="")])
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.handler is not None and node.handler.frames.map_frame == "map"
-        node.destroy_node()
-        bad = LocalizerNode(parameter_overrides=[Parameter("map_path", value=str(tmp_path / "no.glmap"))])
-        assert bad.trigger_configure() == TransitionCallbackReturn.FAILURE
-        bad.destroy_node()
+        assert node.params["preset_overrides"] == [] and node.params["image_qos"] == "reliable"
     finally:
-        rclpy.shutdown()
+        node.destroy_node()
+    bad = LocalizerNode(cli_args=args, parameter_overrides=[Parameter("map_path", value=str(tmp_path / "no.glmap"))])
+    try:
+        assert bad.trigger_configure() == TransitionCallbackReturn.FAILURE
+        level, message = diagnostic_level(bad.diagnostics)
+        assert level == "ERROR" and "cannot configure" in message and "no.glmap" in message
+    finally:
+        bad.destroy_node()
 
 
 def test_drop_oldest_worker_never_blocks_and_keeps_the_newest():

@@ -11,11 +11,12 @@ to broadcast, following REP-105:
 - without one (``odom_frame`` empty): ``map -> base_link`` directly.
 
 Nothing is published for a frame that is not localized; the :class:`Diagnostics` count it.
+Nor is anything published when the camera's place on the robot (``base -> camera`` in tf) is
+unknown: the pose would be the camera's, not the robot's. That state is a problem in the
+diagnostics (and the publication's ``note``), never a silent change of frame.
 """
 from __future__ import annotations
 
-import collections
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -27,6 +28,7 @@ from ..geometry.covariance import compose_covariance
 from ..geometry.transforms import Pose
 from ..localizer import Localizer
 from ..types import LocalFeatures, LocalizationResult, Status
+from .diagnostics import Diagnostics
 
 #: ``lookup(target_frame, source_frame, stamp_seconds) -> target_from_source``; raises
 #: :class:`~global_loc.errors.GlobalLocError` (e.g. ``TransformError``) when unavailable.
@@ -61,9 +63,9 @@ class Publication:
         result: the localization result.
         map_frame: the frame of ``pose``.
         map_from_cam: camera pose in the map frame (None: not localized).
-        pose_frame: the child frame of ``pose`` (the base frame, or the camera frame when
-            the camera -> base transform is unknown).
-        pose: ``map_from_<pose_frame>``, or None.
+        pose_frame: the child frame of ``pose``: always the configured base frame.
+        pose: ``map_from_<pose_frame>``, or None (not localized, or localized but the
+            transform base -> camera is unknown: ``note`` says so).
         covariance: (6, 6) ROS-form covariance of ``pose``.
         transform: ``(parent, child, parent_from_child)`` to broadcast, or None.
         note: why something was not published although the frame was localized.
@@ -91,13 +93,15 @@ class FrameHandler:
         localizer: the :class:`~global_loc.localizer.Localizer`.
         frames: the frame names.
         lookup: tf lookup (see :data:`Lookup`).
+        diagnostics: where frames and problems are counted (a new one by default).
     """
 
-    def __init__(self, localizer: Localizer, frames: FrameConfig, lookup: Lookup):
+    def __init__(self, localizer: Localizer, frames: FrameConfig, lookup: Lookup,
+                 diagnostics: Diagnostics | None = None):
         self.localizer = localizer
         self.frames = frames
         self.lookup = lookup
-        self.diagnostics = Diagnostics()
+        self.diagnostics = diagnostics if diagnostics is not None else Diagnostics()
 
     def handle(self, image: np.ndarray, camera: Camera, stamp_ns: int, camera_frame: str,
                decode_s: float = 0.0, features: LocalFeatures | None = None) -> Publication:
@@ -114,7 +118,7 @@ class FrameHandler:
         f = self.frames
         cam_frame = f.camera_frame or camera_frame
         result = self.localizer.localize(image, camera, features=features, timings={"decode": decode_s})
-        pub = Publication(stamp_ns, result, f.map_frame)
+        pub = Publication(stamp_ns, result, f.map_frame, pose_frame=f.base_frame)
         if result.status == Status.LOCALIZED:
             t = stamp_ns * 1e-9
             pub.map_from_cam = result.cam_from_world.inverse()
@@ -125,78 +129,28 @@ class FrameHandler:
                 cam_from_base = (
                     Pose.identity() if f.base_frame == cam_frame else self.lookup(cam_frame, f.base_frame, t)
                 )
-                pub.pose_frame = f.base_frame
+            except GlobalLocError as e:
+                # never publish the camera's pose as if it were the robot's: say what is missing
+                pub.note = (f"localized, but no transform {f.base_frame} -> {cam_frame} ({e}): no pose "
+                            f"published; publish the camera extrinsics on /tf_static, or set base_frame "
+                            f"to '{cam_frame}' to publish the camera pose")
+                self.diagnostics.set_problem("tf_camera", "ERROR", pub.note)
+            else:
+                self.diagnostics.clear_problem("tf_camera")
                 pub.pose = pub.map_from_cam * cam_from_base
                 pub.covariance = compose_covariance(pub.map_from_cam, cov_cam, cam_from_base)
-            except GlobalLocError as e:
-                pub.pose_frame, pub.pose, pub.covariance = cam_frame, pub.map_from_cam, cov_cam
-                pub.note = f"no transform {cam_frame} -> {f.base_frame} ({e}); publishing the camera pose"
-            if f.publish_tf and pub.pose_frame == f.base_frame:
+            if f.publish_tf and pub.pose is not None:
                 if f.odom_frame:
                     try:
                         odom_from_base = self.lookup(f.odom_frame, f.base_frame, t)
-                        pub.transform = (f.map_frame, f.odom_frame, pub.pose * odom_from_base.inverse())
                     except GlobalLocError as e:
-                        pub.note = f"no transform {f.odom_frame} -> {f.base_frame} at the image stamp ({e})"
+                        pub.note = (f"no transform {f.odom_frame} -> {f.base_frame} at the image stamp ({e}): "
+                                    f"{f.map_frame} -> {f.odom_frame} not updated; is the odometry running?")
+                        self.diagnostics.set_problem("tf_odom", "WARN", pub.note)
+                    else:
+                        self.diagnostics.clear_problem("tf_odom")
+                        pub.transform = (f.map_frame, f.odom_frame, pub.pose * odom_from_base.inverse())
                 else:
                     pub.transform = (f.map_frame, f.base_frame, pub.pose)
         self.diagnostics.update(pub)
         return pub
-
-
-class Diagnostics:
-    """Rolling statistics of a localizer, for ``/diagnostics``.
-
-    Args:
-        window: frames kept for rates, latencies and inlier counts.
-    """
-
-    def __init__(self, window: int = 100):
-        self._recent: collections.deque = collections.deque(maxlen=window)
-        self.total = 0
-        self.localized = 0
-        self.failures_in_a_row = 0
-        self.last_reason = ""
-
-    def update(self, pub: Publication) -> None:
-        self.total += 1
-        ok = pub.localized and pub.pose is not None
-        if ok:
-            self.localized += 1
-            self.failures_in_a_row = 0
-        else:
-            self.failures_in_a_row += 1
-            self.last_reason = pub.result.reason or pub.note
-        self._recent.append((time.monotonic(), ok, pub.result.num_inliers, dict(pub.result.timings)))
-
-    def summary(self) -> dict[str, float | int | str]:
-        """Key figures: frames, success ratio, rate (Hz), median latency per stage (ms),
-        median inliers of the localized frames, failures in a row."""
-        out: dict[str, float | int | str] = {
-            "frames": self.total,
-            "localized": self.localized,
-            "failures_in_a_row": self.failures_in_a_row,
-            "last_failure": self.last_reason,
-        }
-        if self._recent:
-            times = [r[0] for r in self._recent]
-            span = times[-1] - times[0]
-            out["rate_hz"] = round((len(times) - 1) / span, 3) if span > 0 else 0.0
-            out["success_ratio"] = round(float(np.mean([r[1] for r in self._recent])), 3)
-            inl = [r[2] for r in self._recent if r[1]]
-            out["median_inliers"] = float(np.median(inl)) if inl else 0.0
-            stages = {k for r in self._recent for k in r[3]}
-            for s in sorted(stages):
-                out[f"latency_{s}_ms"] = round(float(np.median([r[3].get(s, 0.0) for r in self._recent])) * 1e3, 2)
-        return out
-
-
-
-def diagnostic_level(diag: Diagnostics, max_failures_in_a_row: int = 10) -> tuple[str, str]:
-    """``(level, message)`` for ``/diagnostics``: OK while localizing, WARN after
-    ``max_failures_in_a_row`` frames without a pose, STALE before the first frame."""
-    if diag.total == 0:
-        return "STALE", "no camera frame received yet"
-    if diag.failures_in_a_row >= max_failures_in_a_row:
-        return "WARN", f"not localized for {diag.failures_in_a_row} frames: {diag.last_reason}"
-    return "OK", f"localized {diag.localized} of {diag.total} frames"

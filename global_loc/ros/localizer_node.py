@@ -1,15 +1,21 @@
 """The localizer node: a lifecycle node around :class:`~global_loc.ros.frame_handler.FrameHandler`.
 
 Lifecycle (ros2/demos ``lifecycle_py``): the map and the models load in ``on_configure``;
-``on_activate`` starts publishing. Camera frames (``image`` + ``camera_info``, sensor-data QoS,
-approximate time sync) go into a drop-oldest queue that a worker thread empties, so that
+``on_activate`` starts the worker. Camera frames (``image`` + ``camera_info``, approximate time
+sync, QoS from ``image_qos``) go into a drop-oldest queue that a worker thread empties, so that
 subscription callbacks never wait for a localization (the pattern of image_pipeline's
-``camera_calibration``).
+``camera_calibration``); a frame older than ``max_frame_age`` when the worker takes it is
+dropped, so no stale pose goes out.
 
-Publishes ``~/pose`` (``geometry_msgs/PoseWithCovarianceStamped`` in the map frame),
-``map -> odom`` on tf (REP-105; ``map -> base_link`` when ``odom_frame`` is empty) and
+Publishes ``~/pose`` (``geometry_msgs/PoseWithCovarianceStamped`` of ``base_frame`` in the map
+frame), ``map -> odom`` on tf (REP-105; ``map -> base_link`` when ``odom_frame`` is empty) and
 ``/diagnostics``. ``~/localize`` (``std_srvs/Trigger``) localizes the latest frame at once.
 Parameters: :data:`global_loc.ros.params.LOCALIZER_PARAMS`.
+
+``/diagnostics`` is published in every lifecycle state and names each problem: a configuration
+that failed (a missing, corrupt or incompatible map; a bad parameter), a camera without
+camera_info, an image that cannot be decoded or disagrees with its camera_info, a publisher
+whose QoS cannot match, a missing transform, frames stamped far from the node's clock.
 
 This module imports rclpy; everything it calls is importable and tested without ROS.
 """
@@ -17,13 +23,14 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from message_filters import ApproximateTimeSynchronizer, Subscriber
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 from tf2_ros import Buffer, TransformBroadcaster, TransformListener
@@ -32,9 +39,11 @@ from ..config import PipelineConf
 from ..errors import GlobalLocError
 from ..localizer import Localizer, conf_for_map
 from ..map.storage import read_map
+from ..types import LocalizationResult, Status
 from . import conversions as conv
-from .frame_handler import FrameConfig, FrameHandler, diagnostic_level
-from .node_utils import declare, spin, tf_lookup
+from .diagnostics import Diagnostics, StreamMonitor, diagnostic_level
+from .frame_handler import FrameConfig, FrameHandler, Publication
+from .node_utils import declare, image_qos, qos_event_callbacks, read_params, spin, tf_lookup
 from .params import LOCALIZER_PARAMS
 from .worker import DropOldestWorker
 
@@ -46,50 +55,74 @@ class LocalizerNode(Node):
         super().__init__("localizer", **kwargs)
         self.params: dict = {}
         self.handler: FrameHandler | None = None
+        self.diagnostics = Diagnostics()
+        self.monitor: StreamMonitor | None = None
         self._worker: DropOldestWorker | None = None
         self._busy = threading.Lock()  # the worker and ~/localize share the localizer
         self._last_time = 0.0
-        self._subs = []
+        self._subs: list = []
+        self._state = "unconfigured"
+        period = 1.0
+        try:
+            declare(self, LOCALIZER_PARAMS)
+            period = float(self.get_parameter("diagnostics_period").value)
+        except Exception as e:  # e.g. a parameter file value of the wrong type
+            self._report_configure_failure(e)
+        # /diagnostics works in every state, so that a failed configuration is visible
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # a steady clock: with use_sim_time and no /clock (a bag that ended), still say how things are
+        self._diag_timer = self.create_timer(period, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     # --- lifecycle ---------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
-            p = self.params = declare(self, LOCALIZER_PARAMS)
+            p = self.params = read_params(self, LOCALIZER_PARAMS)
             map_index = read_map(p["map_path"])
-            conf = self._conf(map_index, p)
-            localizer = Localizer(map_index, conf)
-        except GlobalLocError as e:
-            self.get_logger().error(f"cannot configure: {e}")
+            localizer = Localizer(map_index, self._conf(map_index, p))
+        except Exception as e:  # rclpy would swallow it: say why, stay unconfigured
+            self._report_configure_failure(e)
             return TransitionCallbackReturn.FAILURE
+        self.diagnostics.clear_problem("configure")
         frames = FrameConfig(map_frame=p["map_frame"] or map_index.frame_id, odom_frame=p["odom_frame"],
                              base_frame=p["base_frame"], camera_frame=p["camera_frame"],
                              publish_tf=p["publish_tf"])
         self.tf_buffer = Buffer()
         self.tf_listener = TransformListener(self.tf_buffer, self)
-        self.handler = FrameHandler(localizer, frames, tf_lookup(self.tf_buffer, p["tf_timeout"]))
+        self.handler = FrameHandler(localizer, frames, tf_lookup(self.tf_buffer, p["tf_timeout"]),
+                                    self.diagnostics)
         self.pose_pub = self.create_lifecycle_publisher(PoseWithCovarianceStamped, "~/pose", 10)
-        self.diag_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         self.tf_broadcaster = TransformBroadcaster(self)
         self._worker = DropOldestWorker(self._work, p["queue_size"])
         compressed = p["image_transport"] == "compressed"
+        qos = image_qos(p["image_qos"])
+        events = qos_event_callbacks(lambda m: self._problem("qos", "ERROR", m))
         image_sub = Subscriber(self, CompressedImage if compressed else Image,
-                               "image/compressed" if compressed else "image", qos_profile=qos_profile_sensor_data)
-        info_sub = Subscriber(self, CameraInfo, "camera_info", qos_profile=qos_profile_sensor_data)
+                               "image/compressed" if compressed else "image", qos_profile=qos,
+                               event_callbacks=events)
+        info_sub = Subscriber(self, CameraInfo, "camera_info", qos_profile=qos, event_callbacks=events)
+        self.monitor = StreamMonitor(image_sub.sub.topic_name, info_sub.sub.topic_name)
+        image_sub.registerCallback(lambda _: self.monitor.saw("image"))
+        info_sub.registerCallback(lambda _: self.monitor.saw("info"))
         self._subs = [image_sub, info_sub]
         self._sync = ApproximateTimeSynchronizer(self._subs, queue_size=10, slop=p["sync_slop"])
         self._sync.registerCallback(self._on_frame)
         self._service = self.create_service(Trigger, "~/localize", self._on_localize,
                                             callback_group=MutuallyExclusiveCallbackGroup())
-        self._diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
-        self.get_logger().info(f"configured: {map_index.summary()}")
+        self._state = "inactive"
+        self.get_logger().info(f"configured: {map_index.summary()}; camera topics {self.monitor.image_topic}, "
+                               f"{self.monitor.info_topic} ({p['image_qos']})")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self._worker.start()
+        self._state = "active"
+        self.get_logger().info("active: localizing camera frames")
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._stop_worker()
+        self._worker = DropOldestWorker(self._work, self.params["queue_size"])
+        self._state = "inactive"
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
@@ -98,10 +131,10 @@ class LocalizerNode(Node):
             self.destroy_subscription(s.sub)
         self._subs = []
         self.destroy_service(self._service)
-        self.destroy_timer(self._diag_timer)
         self.destroy_lifecycle_publisher(self.pose_pub)
-        self.destroy_lifecycle_publisher(self.diag_pub)
-        self.handler = None
+        self.handler = self.monitor = None
+        self.diagnostics = Diagnostics()
+        self._state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
@@ -117,27 +150,63 @@ class LocalizerNode(Node):
         conf.localization.num_retrieved = p["num_retrieved"]
         return conf
 
+    def _report_configure_failure(self, e: Exception) -> None:
+        if isinstance(e, GlobalLocError):
+            reason = str(e)
+        else:  # not a user error: keep the traceback for the bug report
+            reason = f"{type(e).__name__}: {e}"
+            self.get_logger().error(traceback.format_exc())
+        self.get_logger().error(f"cannot configure: {reason}")
+        self.diagnostics.set_problem("configure", "ERROR", f"cannot configure: {reason}")
+
+    def _problem(self, key: str, level: str, message: str) -> None:
+        if self.diagnostics.set_problem(key, level, message):
+            (self.get_logger().error if level == "ERROR" else self.get_logger().warning)(message)
+
     def _stop_worker(self) -> None:
         if self._worker is not None:
             self._worker.stop(timeout=5.0)
 
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
     # --- data flow -------------------------------------------------------------------------------
     def _on_frame(self, image_msg, info_msg) -> None:
-        """Subscription callback: only queues (drop-oldest) and returns."""
+        """Synchroniser callback: only queues (drop-oldest) and returns."""
+        self.monitor.saw("pair")
+        self.diagnostics.clear_problem("qos")
         self._worker.put((image_msg, info_msg))
 
     def _work(self, frame) -> None:
         rate = self.params["rate_hz"]
         if rate > 0 and time.monotonic() - self._last_time < 1.0 / rate:
-            return  # dropped by the rate limit
+            self.diagnostics.count("dropped_rate_limit")
+            return
+        age = (self._now_ns() - conv.stamp_to_ns(frame[0].header.stamp)) * 1e-9
+        max_age = self.params["max_frame_age"]
+        if age > max_age:
+            self.diagnostics.count("dropped_stale")
+            if age > 10 * max_age + 1.0:  # not a slow computer: the clocks disagree
+                self._problem("clock", "WARN", f"camera frames are {age:.1f} s older than the node clock, "
+                              "so they are dropped: set use_sim_time when playing a bag (and publish /clock)")
+            return
+        if age < -max_age:
+            self._problem("clock", "WARN", f"camera frames are stamped {-age:.1f} s ahead of the node clock: "
+                          "with use_sim_time, is /clock published?")
+        else:
+            self.diagnostics.clear_problem("clock")
         self._last_time = time.monotonic()
-        self._process(*frame)
+        try:
+            self._process(*frame)
+        except Exception as e:  # a bug: keep localizing the next frames, but say so
+            self.get_logger().error(traceback.format_exc())
+            self._problem("internal", "ERROR", f"internal error, please report: {type(e).__name__}: {e}")
 
-    def _process(self, image_msg, info_msg):
+    def _process(self, image_msg, info_msg) -> Publication | None:
         with self._busy:
             return self._process_locked(image_msg, info_msg)
 
-    def _process_locked(self, image_msg, info_msg):
+    def _process_locked(self, image_msg, info_msg) -> Publication | None:
         t = time.perf_counter()
         stamp_ns = conv.stamp_to_ns(image_msg.header.stamp)
         try:
@@ -146,9 +215,12 @@ class LocalizerNode(Node):
             pub = self.handler.handle(image, camera, stamp_ns, image_msg.header.frame_id,
                                       time.perf_counter() - t)
         except GlobalLocError as e:
-            self.get_logger().warning(f"frame at {stamp_ns * 1e-9:.3f} s not processed: {e}",
-                                      throttle_duration_sec=5.0)
+            message = f"frame at {stamp_ns * 1e-9:.3f} s not processed: {e}"
+            self.diagnostics.update(Publication(stamp_ns, LocalizationResult(status=Status.FAILED, reason=message)))
+            self.diagnostics.count("input_errors")
+            self._problem("input", "ERROR", message)
             return None
+        self.diagnostics.clear_problem("input")
         if pub.pose is not None:
             self.pose_pub.publish(conv.make_pose_with_covariance_stamped(
                 conv.rclpy_types, pub.map_frame, stamp_ns, pub.pose, pub.covariance))
@@ -167,9 +239,10 @@ class LocalizerNode(Node):
             return response
         pub = self._process(*latest)
         if pub is None:
-            response.success, response.message = False, "the latest frame could not be processed"
+            response.success, response.message = False, f"the latest frame could not be processed: " \
+                                                         f"{self.diagnostics.last_reason}"
         elif pub.pose is None:
-            response.success, response.message = False, f"not localized: {pub.result.reason}"
+            response.success, response.message = False, f"not localized: {pub.note or pub.result.reason}"
         else:
             q, t = pub.pose.q_wxyz, pub.pose.t
             response.success = True
@@ -179,12 +252,22 @@ class LocalizerNode(Node):
         return response
 
     def _publish_diagnostics(self) -> None:
-        if self.handler is None:
-            return
-        level, message = diagnostic_level(self.handler.diagnostics)
-        msg = conv.make_diagnostic_array(conv.rclpy_types, self.get_clock().now().nanoseconds,
-                                         f"{self.get_name()}: localization", "global_loc", level, message,
-                                         self.handler.diagnostics.summary())
+        if self.monitor is not None:
+            problem = self.monitor.problem()
+            if problem:
+                self._problem("camera", "ERROR", problem)
+            else:
+                self.diagnostics.clear_problem("camera")
+        level, message = diagnostic_level(self.diagnostics)
+        if self._state == "unconfigured" and level != "ERROR":
+            level, message = "STALE", "unconfigured: configure the node (the launch file does, with autostart)"
+        values = {"state": self._state, **self.diagnostics.summary()}
+        if self._worker is not None:
+            values["dropped_queue"] = self._worker.dropped
+        if self.monitor is not None:
+            values.update({f"received_{k}": v for k, v in self.monitor.counts.items()})
+        msg = conv.make_diagnostic_array(conv.rclpy_types, self._now_ns(), f"{self.get_name()}: localization",
+                                         "global_loc", level, message, values)
         self.diag_pub.publish(msg)
 
 

@@ -1,39 +1,53 @@
 """The map indexer node: builds a map while the robot drives.
 
-Subscribes to ``image`` + ``camera_info`` (approximate time sync) and tf; each frame's camera
-pose in the map frame is looked up at its stamp, keyframes are selected by travelled distance
-and rotation, and their features extracted by a worker thread fed by a drop-oldest queue
-(:class:`~global_loc.ros.worker.DropOldestWorker`,
+Subscribes to ``image`` + ``camera_info`` (approximate time sync, QoS from ``image_qos``) and
+tf; each frame's camera pose in the map frame is looked up at its stamp, keyframes are
+selected by travelled distance and rotation, and their features extracted by a worker thread
+fed by a drop-oldest queue (:class:`~global_loc.ros.worker.DropOldestWorker`,
 :class:`~global_loc.map.incremental.IncrementalIndexer`). The map is written on
-``~/save_map`` (``std_srvs/Trigger``), every ``autosave_every`` keyframes, and at shutdown, so
-stopping the node loses nothing already indexed. Parameters:
+``~/save_map`` (``std_srvs/Trigger``), every ``autosave_every`` keyframes, and at shutdown:
+SIGINT or SIGTERM, however often repeated, let the last save finish (see
+:func:`~global_loc.ros.node_utils.spin`), so stopping the node loses nothing already indexed.
+``/diagnostics`` says how many keyframes are indexed and what keeps frames from being indexed
+(no pose in tf, no camera_info, undecodable images). Parameters:
 :data:`global_loc.ros.params.MAP_INDEXER_PARAMS`.
 """
 from __future__ import annotations
 
+import threading
+import traceback
+
+from diagnostic_msgs.msg import DiagnosticArray
 from message_filters import ApproximateTimeSynchronizer, Subscriber
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 from tf2_ros import Buffer, TransformListener
 
 from ..config import load_preset
 from ..errors import GlobalLocError
-from ..map.incremental import IncrementalIndexer
+from ..map.incremental import IncrementalIndexer, Offer
 from . import conversions as conv
-from .node_utils import declare, spin, tf_lookup
+from .diagnostics import Diagnostics, StreamMonitor, problem_level
+from .node_utils import declare, image_qos, qos_event_callbacks, read_params, spin, tf_lookup
 from .params import MAP_INDEXER_PARAMS
 from .worker import DropOldestWorker
 
 
 class MapIndexerNode(Node):
-    """See the module docstring."""
+    """See the module docstring.
+
+    Raises:
+        GlobalLocError: a parameter out of range, an unknown preset or missing weights (the
+            node does not start; :func:`main` logs the reason).
+    """
 
     def __init__(self, **kwargs):
         super().__init__("map_indexer", **kwargs)
-        p = self.params = declare(self, MAP_INDEXER_PARAMS)
+        declare(self, MAP_INDEXER_PARAMS)
+        p = self.params = read_params(self, MAP_INDEXER_PARAMS)
         conf = load_preset(p["preset"] or None, p["preset_overrides"])
         conf.device = p["device"]
         conf.models_dir = p["models_dir"]
@@ -41,19 +55,38 @@ class MapIndexerNode(Node):
         conf.mapping.keyframe_min_rotation_deg = p["keyframe_min_rotation"]
         self.indexer = IncrementalIndexer(conf, p["map_path"], p["map_frame"], p["autosave_every"],
                                           source={"type": "ros2", "node": self.get_fully_qualified_name()})
+        self.diagnostics = Diagnostics()
+        self._save_lock = threading.Lock()
         self.tf_buffer = Buffer()
         self.tf_listener = TransformListener(self.tf_buffer, self)
         self.lookup = tf_lookup(self.tf_buffer, p["tf_timeout"])
         compressed = p["image_transport"] == "compressed"
+        qos = image_qos(p["image_qos"])
+        events = qos_event_callbacks(lambda m: self._problem("qos", "ERROR", m))
         subs = [Subscriber(self, CompressedImage if compressed else Image,
-                           "image/compressed" if compressed else "image", qos_profile=qos_profile_sensor_data),
-                Subscriber(self, CameraInfo, "camera_info", qos_profile=qos_profile_sensor_data)]
+                           "image/compressed" if compressed else "image", qos_profile=qos, event_callbacks=events),
+                Subscriber(self, CameraInfo, "camera_info", qos_profile=qos, event_callbacks=events)]
+        self.monitor = StreamMonitor(subs[0].sub.topic_name, subs[1].sub.topic_name)
+        subs[0].registerCallback(lambda _: self.monitor.saw("image"))
+        subs[1].registerCallback(lambda _: self.monitor.saw("info"))
         self._sync = ApproximateTimeSynchronizer(subs, queue_size=10, slop=p["sync_slop"])
         self._worker = DropOldestWorker(self._work, p["queue_size"], name="global_loc_indexer")
-        self._sync.registerCallback(lambda image, info: self._worker.put((image, info)))
+        self._sync.registerCallback(self._on_frame)
         self._worker.start()
         self.create_service(Trigger, "~/save_map", self._on_save, callback_group=MutuallyExclusiveCallbackGroup())
-        self.get_logger().info(f"indexing into {p['map_path']}")
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.get_logger().info(f"indexing {self.monitor.image_topic} into {p['map_path']} "
+                               f"(poses: {p['map_frame']} -> camera from tf)")
+
+    def _problem(self, key: str, level: str, message: str) -> None:
+        if self.diagnostics.set_problem(key, level, message):
+            (self.get_logger().error if level == "ERROR" else self.get_logger().warning)(message)
+
+    def _on_frame(self, image_msg, info_msg) -> None:
+        self.monitor.saw("pair")
+        self.diagnostics.clear_problem("qos")
+        self._worker.put((image_msg, info_msg))
 
     def _work(self, frame_msgs) -> None:
         image_msg, info_msg = frame_msgs
@@ -65,25 +98,65 @@ class MapIndexerNode(Node):
                 map_from_cam, reason = self.lookup(self.params["map_frame"], frame, stamp_ns * 1e-9), ""
             except GlobalLocError as e:
                 map_from_cam, reason = None, str(e)
-            self.indexer.offer(f"{frame}_{stamp_ns}", stamp_ns * 1e-9, camera, map_from_cam,
-                               lambda: conv.image_from_msg(image_msg), reason)
+            before = self.indexer.num_keyframes
+            offer = self.indexer.offer(f"{frame}_{stamp_ns}", stamp_ns * 1e-9, camera, map_from_cam,
+                                       lambda: conv.image_from_msg(image_msg), reason)
         except GlobalLocError as e:
-            self.get_logger().warning(f"frame not indexed: {e}", throttle_duration_sec=5.0)
+            self.diagnostics.count("input_errors")
+            self._problem("input", "ERROR", f"frame at {stamp_ns * 1e-9:.3f} s not indexed: {e}")
+            return
+        except Exception as e:  # a bug: go on with the next frames, but say so
+            self.get_logger().error(traceback.format_exc())
+            self._problem("internal", "ERROR", f"internal error, please report: {type(e).__name__}: {e}")
+            return
+        if offer == Offer.NO_POSE:
+            self._problem("tf", "WARN", f"frames without a pose: {reason}")
+        elif offer == Offer.BAD_IMAGE:
+            self._problem("input", "ERROR", f"frame at {stamp_ns * 1e-9:.3f} s not indexed: "
+                          f"{self.indexer.builder.skipped.get(f'{frame}_{stamp_ns}', 'undecodable image')}")
+        else:
+            self.diagnostics.clear_problem("tf")
+            self.diagnostics.clear_problem("input")
+        if offer == Offer.ADDED and self.indexer.num_keyframes != before and self.indexer.num_keyframes % 10 == 0:
+            self.get_logger().info(f"{self.indexer.num_keyframes} keyframes indexed")
+
+    def _save(self, why: str) -> str:
+        with self._save_lock:
+            m = self.indexer.save()
+        message = f"wrote {self.params['map_path']} ({why}): {m.summary()}"
+        self.get_logger().info(message)
+        return message
 
     def _on_save(self, request, response):
         try:
-            m = self.indexer.save()
-            response.success, response.message = True, f"wrote {self.params['map_path']}: {m.summary()}"
+            response.success, response.message = True, self._save("on request")
         except GlobalLocError as e:
             response.success, response.message = False, str(e)
         return response
 
+    def _publish_diagnostics(self) -> None:
+        problem = self.monitor.problem()
+        if problem:
+            self._problem("camera", "ERROR", problem)
+        else:
+            self.diagnostics.clear_problem("camera")
+        n = self.indexer.num_keyframes
+        level, message = problem_level(self.diagnostics) or (
+            ("OK", f"{n} keyframes indexed") if self.monitor.counts["pair"] else
+            ("STALE", "no camera frame received yet"))
+        values = {"keyframes": n, **self.indexer.counts, "dropped_queue": self._worker.dropped,
+                  **{f"received_{k}": v for k, v in self.monitor.counts.items()}}
+        self.diag_pub.publish(conv.make_diagnostic_array(
+            conv.rclpy_types, self.get_clock().now().nanoseconds, f"{self.get_name()}: map indexing",
+            "global_loc", level, message, values))
+
     def shutdown(self) -> None:
         """Stop the worker and write what was indexed."""
-        self._worker.stop(timeout=10.0)
+        self._worker.stop(timeout=30.0)
         if self.indexer.num_keyframes:
-            self.indexer.save()
-            self.get_logger().info(f"wrote {self.params['map_path']} at shutdown")
+            self._save(f"at shutdown, {self.indexer.num_keyframes} keyframes")
+        else:
+            self.get_logger().warning(f"nothing indexed, {self.params['map_path']} not written")
 
 
 def main(args=None) -> None:

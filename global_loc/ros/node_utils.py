@@ -1,21 +1,47 @@
 """rclpy helpers shared by the nodes (this module imports rclpy)."""
 from __future__ import annotations
 
+import signal
+import threading
+
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.duration import Duration
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.logging import get_logger
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from tf2_ros import Buffer, TransformException
 
+from ..errors import GlobalLocError
 from ..geometry.tf_tree import TransformError
 from ..geometry.transforms import Pose
 from . import conversions as conv
 from .params import ParamSpec, validate
 
+try:  # rclpy >= Iron
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import SubscriptionEventCallbacks
 
-def declare(node, specs: list[ParamSpec]) -> dict:
-    """Declare ``specs`` with descriptors and ranges, then read and validate their values."""
+_PARAM_TYPES = {"bool": Parameter.Type.BOOL, "int": Parameter.Type.INTEGER, "float": Parameter.Type.DOUBLE,
+                "str": Parameter.Type.STRING, "list[str]": Parameter.Type.STRING_ARRAY}
+
+
+def declare(node, specs: list[ParamSpec]) -> None:
+    """Declare ``specs`` with descriptors (description, range, choices, read-only).
+
+    A value given in a parameter file or on the command line replaces the default. An empty
+    list in YAML (``preset_overrides: []``) has no type in ROS 2 and leaves the parameter
+    *uninitialized*; :func:`read_params` reads that as the default.
+
+    Raises:
+        rclpy.exceptions.InvalidParameterTypeException: a given value of another type than
+            the specification's (the message names the parameter).
+    """
     for s in specs:
+        if node.has_parameter(s.name):
+            continue
         d = ParameterDescriptor(description=s.description, read_only=s.read_only)
         if s.range is not None and s.type == "float":
             d.floating_point_range = [FloatingPointRange(from_value=float(s.range[0]), to_value=float(s.range[1]))]
@@ -23,14 +49,45 @@ def declare(node, specs: list[ParamSpec]) -> dict:
             d.integer_range = [IntegerRange(from_value=int(s.range[0]), to_value=int(s.range[1]), step=1)]
         if s.choices:
             d.additional_constraints = "one of: " + ", ".join(s.choices)
-        default = Parameter.Type.STRING_ARRAY if s.type == "list[str]" and not s.default else s.default
-        if not node.has_parameter(s.name):
-            node.declare_parameter(s.name, default, d)
+        # an empty default list has no element type: declare the type, the value stays unset
+        default = _PARAM_TYPES[s.type] if s.type == "list[str]" and not s.default else s.default
+        node.declare_parameter(s.name, default, d)
+
+
+def read_params(node, specs: list[ParamSpec]) -> dict:
+    """The values of the declared ``specs``, validated (:func:`~global_loc.ros.params.validate`).
+
+    Raises:
+        ConfigError: a value out of range, not among the choices, or a required one left empty.
+    """
     values = {}
     for s in specs:
-        v = node.get_parameter(s.name).value
-        values[s.name] = [] if v is None and s.type == "list[str]" else v
+        try:
+            v = node.get_parameter(s.name).value
+        except ParameterUninitializedException:
+            v = None
+        values[s.name] = s.default if v is None else v
     return validate(specs, values)
+
+
+def image_qos(name: str) -> QoSProfile:
+    """The subscription QoS of camera topics: ``reliable`` (the default of most camera drivers
+    and of ``image_transport``; needed for large images over Fast DDS's default transports) or
+    ``sensor_data`` (best effort, depth 5: matches any publisher)."""
+    if name == "sensor_data":
+        return qos_profile_sensor_data
+    return QoSProfile(depth=5)  # reliable, volatile, keep last
+
+
+def qos_event_callbacks(report) -> SubscriptionEventCallbacks:
+    """Event callbacks that call ``report(message)`` when a publisher's QoS cannot match."""
+
+    def incompatible(event):
+        report(f"a publisher's QoS is incompatible with this subscription (policy id "
+               f"{event.last_policy_kind}, {event.total_count} publisher(s)): a best-effort camera "
+               "needs image_qos 'sensor_data'")
+
+    return SubscriptionEventCallbacks(incompatible_qos=incompatible)
 
 
 def tf_lookup(buffer: Buffer, timeout: float):
@@ -48,19 +105,71 @@ def tf_lookup(buffer: Buffer, timeout: float):
 
 
 def spin(node_class, finish: str, args=None) -> None:
-    """Run one node on a multi-threaded executor until Ctrl-C or shutdown, then call its
-    ``finish`` method (stop workers, write what must be written) and clean up."""
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    """Run one node on a single-threaded executor until SIGINT or SIGTERM, then call its
+    ``finish`` method (stop workers, write what must be written), destroy it and return.
 
-    rclpy.init(args=args)
-    node = node_class()
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
+    The nodes' callbacks only queue frames, store transforms and publish, so one thread
+    serves them; the heavy work runs on the nodes' own worker threads. (rclpy's
+    multi-threaded executor measured slower here: its bookkeeping per callback kept a core
+    busy at a few hundred messages per second, and tf fell a second behind.)
+
+    Ctrl-C in a terminal signals the whole process group: the node gets SIGINT from the
+    terminal and again from ``ros2 launch``, which escalates to SIGTERM after its
+    ``sigterm_timeout``. The first signal asks the node to stop; every later one is logged and
+    otherwise ignored, so ``finish`` always runs to its end (a map indexer's last save is not
+    cut short) and the process exits with status 0.
+
+    Raises:
+        SystemExit: status 1 when the node cannot start (a
+            :class:`~global_loc.errors.GlobalLocError`, logged in one line).
+    """
+    try:  # rclpy >= Kilted: the callbacks are dispatched from C++, a fraction of the cost
+        from rclpy.experimental import EventsExecutor as executor_class
+    except ImportError:
+        from rclpy.executors import SingleThreadedExecutor as executor_class
+    from rclpy.signals import SignalHandlerOptions
+
+    stop = threading.Event()
+    node_ref: list = []  # the node's logger, once there is a node
+
+    def on_signal(signum, frame):
+        again = stop.is_set()
+        stop.set()  # first: a second signal may run this handler before the log call returns
+        name = signal.Signals(signum).name
+        try:
+            node_ref[0].info(f"{name} again: still finishing, please wait" if again else f"{name}: finishing")
+        except Exception:  # no logger yet, or logging already shut down
+            pass
+
+    def install():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, on_signal)
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    install()
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        try:
+            node = node_class()
+        except GlobalLocError as e:  # a user's mistake: one line, no traceback
+            get_logger(node_class.__name__).fatal(f"cannot start: {e}")
+            raise SystemExit(1) from None
+        node_ref.append(node.get_logger())
+        executor = executor_class()
+        executor.add_node(node)
+        try:
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=0.1)
+        finally:
+            getattr(node, finish)()
+            executor.shutdown(timeout_sec=1.0)
+            node.destroy_node()
     finally:
-        getattr(node, finish)()
-        node.destroy_node()
-        rclpy.try_shutdown()
+        try:
+            rclpy.try_shutdown(uninstall_handlers=False)
+        except TypeError:  # Humble has no uninstall_handlers
+            rclpy.try_shutdown()
+        # The work is done. Python's finalization would put back the default handlers (a late
+        # SIGINT, e.g. the one launch forwards, would then kill the process with -2), unless
+        # the signals are ignored.
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)

@@ -46,6 +46,11 @@ _COMMON = [
     ParamSpec("image_transport", "str", "raw", "'raw' subscribes to sensor_msgs/Image on 'image', "
               "'compressed' to sensor_msgs/CompressedImage on 'image/compressed'",
               choices=("raw", "compressed"), read_only=True),
+    ParamSpec("image_qos", "str", "reliable", "QoS of the image and camera_info subscriptions: "
+              "'reliable' (what most camera drivers and image_transport publish; large images over Fast "
+              "DDS need it, or config/fastdds_large_data.xml on the publisher) or 'sensor_data' (best "
+              "effort, for cameras that publish best effort)", choices=("reliable", "sensor_data"),
+              read_only=True),
     ParamSpec("camera_frame", "str", "", "the camera's optical frame; empty: the images' header.frame_id"),
     ParamSpec("sync_slop", "float", 0.02, "approximate time synchronisation of image and camera_info, "
               "seconds", range=(0.0, 1.0)),
@@ -72,6 +77,9 @@ LOCALIZER_PARAMS: list[ParamSpec] = [
     ParamSpec("min_inlier_ratio", "float", 0.15, "fraction of 2D-3D matches that must be inliers",
               range=(0.0, 1.0)),
     ParamSpec("num_retrieved", "int", 10, "keyframes retrieved by global descriptor", range=(1, 1000)),
+    ParamSpec("max_frame_age", "float", 1.0, "a frame older than this (node clock minus image stamp) "
+              "when the worker takes it is dropped, not localized, so no stale pose is published; also "
+              "catches a clock mismatch (use_sim_time), seconds", range=(0.01, 3600.0)),
     ParamSpec("transform_tolerance", "float", 0.1, "the broadcast transform is stamped this much "
               "after the image, so that it stays usable until the next one (as in AMCL), seconds",
               range=(0.0, 10.0)),

@@ -159,6 +159,22 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--query-seconds", type=float, default=30.0, help="length of the query run")
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("replay", help="publish a ROS 1 / ROS 2 bag on a live ROS 2 graph, with /clock "
+                       "(needs rclpy)")
+    p.add_argument("--bag", type=Path, required=True, help="ROS 1 .bag file or ROS 2 bag folder (sqlite3 or MCAP)")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1)")
+    p.add_argument("--topics", nargs="+", metavar="TOPIC", help="topics to play (default: all)")
+    p.add_argument("--loops", type=int, default=1, metavar="N",
+                   help="laps of the bag, stamps shifted so that time moves on (0: until Ctrl-C; default 1)")
+    p.add_argument("--no-clock", dest="clock", action="store_false", help="do not publish /clock")
+    p.add_argument("--qos", choices=["reliable", "sensor_data"], default="reliable",
+                   help="QoS of the published topics (default reliable; /tf_static is always latched)")
+    p.add_argument("--wait-for", nargs="+", metavar="TOPIC", default=[],
+                   help="wait until these topics have a subscriber before playing (TOPIC:N: N subscribers)")
+    p.add_argument("--wait-timeout", type=float, default=30.0, metavar="S",
+                   help="longest wait for --wait-for (default 30 s)")
+    p.set_defaults(func=_cmd_replay)
     return parser
 
 
@@ -326,6 +342,21 @@ def _cmd_synth(args) -> int:
     for run in (w.mapping, w.query):
         print(f"  {run.bag}: {run.frames} frames on {run.image_topic}; ground truth {run.ground_truth_tum}")
     return 0
+
+
+def _cmd_replay(args) -> int:
+    try:
+        from ..ros.replay import replay
+    except ImportError as e:
+        raise GlobalLocError(
+            f"global-loc replay needs ROS 2's Python packages ({e.name} is missing): source a ROS 2 "
+            "installation (Humble or newer), or install the wheels the README lists under 'ROS 2 without "
+            "a system installation'"
+        ) from None
+    stats = replay(args.bag, args.topics, args.rate, args.loops, args.clock, args.qos, args.wait_for,
+                   args.wait_timeout, progress=not args.quiet)
+    print(stats.format())
+    return 130 if stats.interrupted else 0
 
 
 def _cmd_time_query(args) -> int:

@@ -56,7 +56,12 @@ def bag_format(path: str | os.PathLike) -> str:
     )
 
 
-def _open(path: Path):
+def open_bag(path: Path):
+    """An open ``rosbags.highlevel.AnyReader`` over one bag (ROS 1 or ROS 2, any storage).
+
+    Raises:
+        InputError: a missing path, one that is not a bag, or a bag rosbags cannot read.
+    """
     from rosbags.highlevel import AnyReader
 
     bag_format(path)
@@ -131,7 +136,7 @@ def inspect_bag(path: str | os.PathLike, frames_sample: int = 50) -> BagInfo:
     """
     path = Path(path)
     fmt = bag_format(path)
-    reader = _open(path)
+    reader = open_bag(path)
     try:
         topics = {}
         seen: dict[str, int] = {}
@@ -261,7 +266,7 @@ class BagReader:
         tf_tolerance: float = 0.05,
     ):
         self.path = Path(path)
-        self._reader = _open(self.path)
+        self._reader = open_bag(self.path)
         self.map_frame = map_frame
         self.camera_frame = camera_frame
         self.body_frame = body_frame

@@ -7,6 +7,7 @@ where the environment variable ``CI`` is set, they fail instead.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,81 @@ def robot_world(data_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def weights_dir():
     return _require(WEIGHTS)
+
+
+# --- ROS 2 ------------------------------------------------------------------------------------
+def _ros2_missing() -> str | None:
+    """Why the ROS 2 runtime cannot be used here, or None."""
+    import importlib.util
+    import shutil
+
+    for module in ("rclpy", "tf2_ros", "message_filters", "launch_ros"):
+        if importlib.util.find_spec(module) is None:
+            return f"the ROS 2 Python package '{module}' is not installed"
+    venv_bin = Path(sys.executable).parent
+    for tool in ("ros2", "colcon"):
+        if not (venv_bin / tool).exists() and shutil.which(tool) is None:
+            return f"the '{tool}' command is not installed"
+    return None
+
+
+@pytest.fixture(scope="session")
+def ros2_domain():
+    """The ROS 2 runtime (``make test`` installs it), on a domain of this test session's own,
+    discovery kept on this host. Skips with the reason where the runtime is absent, fails in CI.
+
+    Returns the domain id (also set in ``os.environ`` for this process and its children).
+    """
+    why = _ros2_missing()
+    if why is not None:
+        msg = f"{why} (make test installs the ROS 2 runtime into .venv)"
+        if os.environ.get("CI"):
+            pytest.fail(msg + "; CI must run the ROS tests")
+        pytest.skip(msg)
+    domain = 1 + os.getpid() % 100
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    return domain
+
+
+@pytest.fixture(scope="session")
+def rclpy_context(ros2_domain):
+    """rclpy initialised once for the session (nodes of the tests share it)."""
+    import rclpy
+
+    rclpy.init()
+    yield rclpy
+    rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="session")
+def colcon_env(ros2_domain, tmp_path_factory):
+    """The package built with ``colcon build`` in a temporary workspace; the environment of a
+    shell that sourced its ``install/setup.bash``, on the session's ROS domain."""
+    from global_loc.ros.workspace import colcon_build, ros_env
+
+    return ros_env(colcon_build(tmp_path_factory.mktemp("colcon_ws")), ros2_domain)
+
+
+@pytest.fixture(scope="session")
+def robot_world_map(robot_world, tmp_path_factory):
+    """The map of the robot world's mapping run (MCAP), made with ``global-loc index --bag``."""
+    from global_loc.cli.main import main
+
+    world = robot_world[("mcap", False)]
+    path = tmp_path_factory.mktemp("robot_world_map") / "map.glmap"
+    assert main(["-q", "index", "--bag", str(world.mapping.bag), "--image-topic", world.mapping.image_topic,
+                 "--out", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="session")
+def mini_world_map(mini_world, tmp_path_factory):
+    """The map of the mini world's mapping run (MCAP)."""
+    from global_loc.cli.main import main
+
+    world = mini_world[("mcap", False)]
+    path = tmp_path_factory.mktemp("mini_world_map") / "map.glmap"
+    assert main(["-q", "index", "--bag", str(world.mapping.bag), "--image-topic", world.mapping.image_topic,
+                 "--out", str(path)]) == 0
+    return path

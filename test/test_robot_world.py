@@ -22,10 +22,11 @@ pytestmark = pytest.mark.slow
 BOUNDS = (0.25, 2.0)
 
 
-def run(world, tmp, every=1):
-    m, tum, out_bag = tmp / "map.glmap", tmp / "query.tum", tmp / "out_bag"
-    assert main(["-q", "index", "--bag", str(world.mapping.bag), "--image-topic", world.mapping.image_topic,
-                 "--out", str(m)]) == 0
+def run(world, tmp, every=1, map_path=None):
+    m, tum, out_bag = map_path or tmp / "map.glmap", tmp / "query.tum", tmp / "out_bag"
+    if map_path is None:
+        assert main(["-q", "index", "--bag", str(world.mapping.bag), "--image-topic", world.mapping.image_topic,
+                     "--out", str(m)]) == 0
     assert main(["-q", "localize", "--map", str(m), "--bag", str(world.query.bag), "--image-topic",
                  world.query.image_topic, "--out", str(tum), "--out-bag", str(out_bag),
                  "--every", str(every)]) == 0
@@ -46,8 +47,8 @@ def recall(estimates, gt_tum, stamps):
 
 
 @pytest.fixture(scope="module")
-def mcap_run(robot_world, tmp_path_factory):
-    return run(robot_world[("mcap", False)], tmp_path_factory.mktemp("mcap"))
+def mcap_run(robot_world, robot_world_map, tmp_path_factory):
+    return run(robot_world[("mcap", False)], tmp_path_factory.mktemp("mcap"), map_path=robot_world_map)
 
 
 def test_query_run_recall_and_map_to_odom(robot_world, mcap_run, capsys):

@@ -93,7 +93,7 @@ def _launch(path):
 
 
 @pytest.mark.parametrize("launch,executable,config,kind", [
-    ("localize.launch.py", "localizer_node", "localizer.yaml", "LifecycleNode"),
+    ("localize.launch.py", "localizer_node", "localizer.yaml", "Node"),
     ("index_map.launch.py", "map_indexer_node", "map_indexer.yaml", "Node"),
 ])
 def test_launch_files_agree_with_setup_and_config(launch, executable, config, kind):

@@ -106,14 +106,16 @@ class MapBuilder:
     def keyframes(self) -> list[Keyframe]:
         return [e.keyframe for e in self._entries]
 
-    def is_new_keyframe(self, cam_from_world: Pose) -> bool:
+    def is_new_keyframe(self, cam_from_world: Pose, last: Pose | None = None) -> bool:
         """Keyframe selection: True when the camera moved at least
         ``keyframe_min_distance_m`` or turned at least ``keyframe_min_rotation_deg`` since
-        the last keyframe (always True for the first one, or with both thresholds at 0)."""
+        ``last`` (default: the last keyframe added); always True for the first one, or with
+        both thresholds at 0."""
         m = self.conf.mapping
-        if not self._entries or (m.keyframe_min_distance_m <= 0 and m.keyframe_min_rotation_deg <= 0):
+        if last is None and self._entries:
+            last = self._entries[-1].keyframe.cam_from_world
+        if last is None or (m.keyframe_min_distance_m <= 0 and m.keyframe_min_rotation_deg <= 0):
             return True
-        last = self._entries[-1].keyframe.cam_from_world
         moved = np.linalg.norm(cam_from_world.center - last.center)
         turned = rotation_angle_deg(cam_from_world.R @ last.R.T)
         return (m.keyframe_min_distance_m > 0 and moved >= m.keyframe_min_distance_m) or (

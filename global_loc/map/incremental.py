@@ -47,7 +47,9 @@ class IncrementalIndexer:
         source: what the frames come from, recorded in the map's metadata with the counts of
             frames offered, without pose, not selected and undecodable.
 
-    Thread-safe: a node may offer frames from a worker thread while a service saves.
+    Thread-safe: a node may offer frames from a worker thread while a service saves;
+    :meth:`select` never waits for a build (it has a lock of its own), so selection keeps up
+    with the camera while the map is being written.
     """
 
     def __init__(self, conf: PipelineConf, map_path: str | os.PathLike | None = None,
@@ -57,13 +59,15 @@ class IncrementalIndexer:
         self.map_path = None if map_path is None else Path(map_path)
         self.autosave_every = int(autosave_every)
         self.counts = {o.value: 0 for o in Offer}
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the builder
+        self._select_lock = threading.Lock()  # counts and the last selected pose
         self._added_since_save = 0
+        self._last_selected: Pose | None = None
         self.first_no_pose_reason = ""
 
     def offer(self, name: str, stamp: float, camera: Camera, map_from_cam: Pose | None,
               image: Callable[[], np.ndarray] | np.ndarray, reason: str = "") -> Offer:
-        """Offer one frame.
+        """Offer one frame: :meth:`select`, then :meth:`add` when it is a keyframe.
 
         Args:
             name, stamp: keyframe name and time (seconds).
@@ -77,28 +81,55 @@ class IncrementalIndexer:
             InputError: an image whose size differs from its camera (a configuration error,
                 not a bad frame).
         """
-        with self._lock:
+        offer = self.select(name, map_from_cam, reason)
+        if offer != Offer.ADDED:
+            return offer
+        return self.add(name, stamp, camera, map_from_cam, image)
+
+    def select(self, name: str, map_from_cam: Pose | None, reason: str = "") -> Offer:
+        """Keyframe selection alone (cheap: no pixels), against the last *selected* frame, so
+        that a node can select at the camera's rate and extract features at its own pace.
+
+        Returns:
+            ``ADDED`` when the frame is a keyframe (then call :meth:`add` with it), otherwise
+            what became of it (counted).
+        """
+        with self._select_lock:
             if map_from_cam is None:
                 self.counts[Offer.NO_POSE.value] += 1
                 self.first_no_pose_reason = self.first_no_pose_reason or reason
                 return Offer.NO_POSE
             cam_from_world = map_from_cam.inverse()
-            if not self.builder.is_new_keyframe(cam_from_world):
+            if not self.builder.is_new_keyframe(cam_from_world, self._last_selected):
                 self.counts[Offer.NOT_SELECTED.value] += 1
                 return Offer.NOT_SELECTED
+            self._last_selected = cam_from_world
+            return Offer.ADDED
+
+    def add(self, name: str, stamp: float, camera: Camera, map_from_cam: Pose,
+            image: Callable[[], np.ndarray] | np.ndarray) -> Offer:
+        """Extract the features of a selected keyframe and add it (autosaving when due).
+
+        Returns:
+            ``ADDED``, or ``BAD_IMAGE`` when the image cannot be decoded (counted, logged).
+        Raises:
+            InputError: an image whose size differs from its camera.
+        """
         try:
             pixels = image() if callable(image) else image
         except ImageReadError as e:
             logger.warning("skipping frame %s: %s", name, e)
             with self._lock:
-                self.counts[Offer.BAD_IMAGE.value] += 1
                 self.builder.skipped[name] = str(e)
+            with self._select_lock:
+                self.counts[Offer.BAD_IMAGE.value] += 1
             return Offer.BAD_IMAGE
         with self._lock:
-            self.builder.add_keyframe(Keyframe(name, camera, cam_from_world, stamp), pixels, select=False)
-            self.counts[Offer.ADDED.value] += 1
+            self.builder.add_keyframe(Keyframe(name, camera, map_from_cam.inverse(), stamp), pixels, select=False)
             self._added_since_save += 1
             due = self.autosave_every and self._added_since_save >= self.autosave_every
+        with self._select_lock:
+            self.counts[Offer.ADDED.value] += 1
         if due:
             self.save()
         return Offer.ADDED
@@ -113,8 +144,9 @@ class IncrementalIndexer:
         Raises:
             EmptyMapError: no keyframe yet.
         """
+        with self._select_lock:
+            c = dict(self.counts)
         with self._lock:
-            c = self.counts
             if self.builder.num_keyframes == 0:
                 offered = sum(c.values())
                 extra = (f": {c['no_pose']} have no pose ({self.first_no_pose_reason})" if c["no_pose"] else "")

@@ -1,7 +1,8 @@
 """The localizer node: a lifecycle node around :class:`~global_loc.ros.frame_handler.FrameHandler`.
 
 Lifecycle (ros2/demos ``lifecycle_py``): the map and the models load in ``on_configure``;
-``on_activate`` starts the worker. Camera frames (``image`` + ``camera_info``, approximate time
+``on_activate`` starts the worker. With ``autostart`` the node takes both transitions itself
+at start (the launch file's default), otherwise ``ros2 lifecycle set /localizer configure``. Camera frames (``image`` + ``camera_info``, approximate time
 sync, QoS from ``image_qos``) go into a drop-oldest queue that a worker thread empties, so that
 subscription callbacks never wait for a localization (the pattern of image_pipeline's
 ``camera_calibration``); a frame older than ``max_frame_age`` when the worker takes it is
@@ -70,6 +71,8 @@ class LocalizerNode(Node):
             self._report_configure_failure(e)
         # /diagnostics works in every state, so that a failed configuration is visible
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if self.has_parameter("autostart") and self.get_parameter("autostart").value:
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
         # a steady clock: with use_sim_time and no /clock (a bag that ended), still say how things are
         self._diag_timer = self.create_timer(period, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
@@ -140,6 +143,12 @@ class LocalizerNode(Node):
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         self._stop_worker()
         return TransitionCallbackReturn.SUCCESS
+
+    def _autostart(self) -> None:
+        """Configure, then activate, from the executor (once)."""
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
 
     # --- helpers -------------------------------------------------------------------------------
     def _conf(self, map_index, p) -> PipelineConf:

@@ -1,10 +1,12 @@
 """The map indexer node: builds a map while the robot drives.
 
 Subscribes to ``image`` + ``camera_info`` (approximate time sync, QoS from ``image_qos``) and
-tf; each frame's camera pose in the map frame is looked up at its stamp, keyframes are
-selected by travelled distance and rotation, and their features extracted by a worker thread
-fed by a drop-oldest queue (:class:`~global_loc.ros.worker.DropOldestWorker`,
-:class:`~global_loc.map.incremental.IncrementalIndexer`). The map is written on
+tf. Two worker threads (:class:`~global_loc.ros.worker.DropOldestWorker`,
+:class:`~global_loc.map.incremental.IncrementalIndexer`): the first looks up each frame's camera
+pose in the map frame at its stamp and selects keyframes by travelled distance and rotation
+(cheap, so it keeps up with the camera); the second extracts the features of the selected
+keyframes from a queue of ``keyframe_queue_size``, so that a slow computer delays keyframes
+rather than losing them. The map is written on
 ``~/save_map`` (``std_srvs/Trigger``), every ``autosave_every`` keyframes, and at shutdown:
 SIGINT or SIGTERM, however often repeated, let the last save finish (see
 :func:`~global_loc.ros.node_utils.spin`), so stopping the node loses nothing already indexed.
@@ -70,9 +72,11 @@ class MapIndexerNode(Node):
         subs[0].registerCallback(lambda _: self.monitor.saw("image"))
         subs[1].registerCallback(lambda _: self.monitor.saw("info"))
         self._sync = ApproximateTimeSynchronizer(subs, queue_size=10, slop=p["sync_slop"])
-        self._worker = DropOldestWorker(self._work, p["queue_size"], name="global_loc_indexer")
+        self._worker = DropOldestWorker(self._select, p["queue_size"], name="global_loc_keyframe_selection")
+        self._extractor = DropOldestWorker(self._extract, p["keyframe_queue_size"], name="global_loc_extraction")
         self._sync.registerCallback(self._on_frame)
         self._worker.start()
+        self._extractor.start()
         self.create_service(Trigger, "~/save_map", self._on_save, callback_group=MutuallyExclusiveCallbackGroup())
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -88,37 +92,56 @@ class MapIndexerNode(Node):
         self.diagnostics.clear_problem("qos")
         self._worker.put((image_msg, info_msg))
 
-    def _work(self, frame_msgs) -> None:
+    def _select(self, frame_msgs) -> None:
+        """First worker: pose lookup and keyframe selection; keyframes go to the extractor."""
         image_msg, info_msg = frame_msgs
         stamp_ns = conv.stamp_to_ns(image_msg.header.stamp)
         frame = self.params["camera_frame"] or image_msg.header.frame_id
         try:
             camera = conv.camera_from_camera_info(info_msg)
-            try:
-                map_from_cam, reason = self.lookup(self.params["map_frame"], frame, stamp_ns * 1e-9), ""
-            except GlobalLocError as e:
-                map_from_cam, reason = None, str(e)
-            before = self.indexer.num_keyframes
-            offer = self.indexer.offer(f"{frame}_{stamp_ns}", stamp_ns * 1e-9, camera, map_from_cam,
-                                       lambda: conv.image_from_msg(image_msg), reason)
         except GlobalLocError as e:
             self.diagnostics.count("input_errors")
             self._problem("input", "ERROR", f"frame at {stamp_ns * 1e-9:.3f} s not indexed: {e}")
             return
-        except Exception as e:  # a bug: go on with the next frames, but say so
+        try:
+            map_from_cam, reason = self.lookup(self.params["map_frame"], frame, stamp_ns * 1e-9), ""
+        except GlobalLocError as e:
+            map_from_cam, reason = None, str(e)
+        name = f"{frame}_{stamp_ns}"
+        offer = self.indexer.select(name, map_from_cam, reason)
+        if offer == Offer.NO_POSE:
+            self._problem("tf", "WARN", f"frames without a pose: {reason}")
+            return
+        self.diagnostics.clear_problem("tf")
+        if offer == Offer.ADDED:
+            before = self._extractor.dropped
+            self._extractor.put((name, stamp_ns * 1e-9, camera, map_from_cam, image_msg))
+            if self._extractor.dropped > before:
+                self._problem("extraction", "WARN", f"feature extraction falls behind: {self._extractor.dropped} "
+                              "keyframes dropped; raise keyframe_min_distance or keyframe_queue_size, or "
+                              "drive slower")
+
+    def _extract(self, keyframe) -> None:
+        """Second worker: features of one selected keyframe (autosaves when due)."""
+        name, stamp, camera, map_from_cam, image_msg = keyframe
+        try:
+            offer = self.indexer.add(name, stamp, camera, map_from_cam, lambda: conv.image_from_msg(image_msg))
+        except GlobalLocError as e:
+            self.diagnostics.count("input_errors")
+            self._problem("input", "ERROR", f"frame at {stamp:.3f} s not indexed: {e}")
+            return
+        except Exception as e:  # a bug: go on with the next keyframes, but say so
             self.get_logger().error(traceback.format_exc())
             self._problem("internal", "ERROR", f"internal error, please report: {type(e).__name__}: {e}")
             return
-        if offer == Offer.NO_POSE:
-            self._problem("tf", "WARN", f"frames without a pose: {reason}")
-        elif offer == Offer.BAD_IMAGE:
-            self._problem("input", "ERROR", f"frame at {stamp_ns * 1e-9:.3f} s not indexed: "
-                          f"{self.indexer.builder.skipped.get(f'{frame}_{stamp_ns}', 'undecodable image')}")
-        else:
-            self.diagnostics.clear_problem("tf")
-            self.diagnostics.clear_problem("input")
-        if offer == Offer.ADDED and self.indexer.num_keyframes != before and self.indexer.num_keyframes % 10 == 0:
-            self.get_logger().info(f"{self.indexer.num_keyframes} keyframes indexed")
+        if offer == Offer.BAD_IMAGE:
+            self._problem("input", "ERROR", f"frame at {stamp:.3f} s not indexed: "
+                          f"{self.indexer.builder.skipped.get(name, 'undecodable image')}")
+            return
+        self.diagnostics.clear_problem("input")
+        n = self.indexer.num_keyframes
+        if n % 10 == 0:
+            self.get_logger().info(f"{n} keyframes indexed")
 
     def _save(self, why: str) -> str:
         with self._save_lock:
@@ -144,15 +167,19 @@ class MapIndexerNode(Node):
         level, message = problem_level(self.diagnostics) or (
             ("OK", f"{n} keyframes indexed") if self.monitor.counts["pair"] else
             ("STALE", "no camera frame received yet"))
-        values = {"keyframes": n, **self.indexer.counts, "dropped_queue": self._worker.dropped,
+        values = {"keyframes": n, **self.indexer.counts, "dropped_frames": self._worker.dropped,
+                  "keyframes_waiting": self._extractor.pending, "dropped_keyframes": self._extractor.dropped,
                   **{f"received_{k}": v for k, v in self.monitor.counts.items()}}
         self.diag_pub.publish(conv.make_diagnostic_array(
             conv.rclpy_types, self.get_clock().now().nanoseconds, f"{self.get_name()}: map indexing",
             "global_loc", level, message, values))
 
     def shutdown(self) -> None:
-        """Stop the worker and write what was indexed."""
+        """Stop selecting, extract the keyframes still waiting, and write what was indexed."""
         self._worker.stop(timeout=30.0)
+        if self._extractor.pending:
+            self.get_logger().info(f"extracting the {self._extractor.pending} keyframes still waiting")
+        self._extractor.stop(timeout=600.0, drain=True)
         if self.indexer.num_keyframes:
             self._save(f"at shutdown, {self.indexer.num_keyframes} keyframes")
         else:

@@ -63,6 +63,8 @@ _COMMON = [
 LOCALIZER_PARAMS: list[ParamSpec] = [
     ParamSpec("map_path", "str", "", "map file to localize against (global-loc index ...); required",
               read_only=True),
+    ParamSpec("autostart", "bool", False, "configure and activate at start, as `ros2 lifecycle set` "
+              "would (the launch file sets it); false: wait for the lifecycle transitions", read_only=True),
     ParamSpec("preset", "str", "", "named preset or YAML file; empty: the preset recorded in the map",
               read_only=True),
     *_COMMON,
@@ -96,6 +98,10 @@ MAP_INDEXER_PARAMS: list[ParamSpec] = [
               "travel, metres ...", range=(0.0, 100.0)),
     ParamSpec("keyframe_min_rotation", "float", 10.0, "... or this much rotation, degrees",
               range=(0.0, 180.0)),
+    ParamSpec("keyframe_queue_size", "int", 100, "selected keyframes waiting for feature extraction "
+              "(each holds its image); keyframes are selected at the camera's rate, extracted at the "
+              "computer's, and all of them are extracted before the map is written at shutdown",
+              range=(1, 10000)),
     ParamSpec("autosave_every", "int", 50, "write the map every N new keyframes (0: only on "
               "~/save_map and at shutdown), so a crash loses at most N", range=(0, 100000)),
 ]

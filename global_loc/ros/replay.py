@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -66,6 +67,38 @@ def shift_stamps(msg, offset_ns: int):
             else:
                 shift_stamps(item, offset_ns)
     return msg
+
+
+def to_rclpy(obj, cls):
+    """The rclpy message ``cls`` with the values of ``obj``, a message decoded by rosbags from
+    a ROS 1 bag: fields matched by name, case-insensitively (ROS 1 ``K`` is ROS 2 ``k``); ROS 1
+    only fields (``Header.seq``) dropped."""
+    msg = cls()
+    values = {k.lower(): v for k, v in vars(obj).items()} if hasattr(obj, "__dict__") else \
+        {f.lower(): getattr(obj, f) for f in obj.__dataclass_fields__}
+    for name, typ in cls.get_fields_and_field_types().items():
+        if name.lower() not in values:
+            continue
+        value = values[name.lower()]
+        if "/" not in typ:
+            if isinstance(value, np.ndarray) and typ.startswith("sequence<uint8"):
+                value = value.tobytes()
+            setattr(msg, name, value)
+            continue
+        current = getattr(msg, name)
+        if typ.startswith("sequence<") or typ.endswith("]"):
+            element = type(current[0]) if len(current) else _element_class(typ)
+            setattr(msg, name, [to_rclpy(v, element) for v in value])
+        else:
+            setattr(msg, name, to_rclpy(value, type(current)))
+    return msg
+
+
+def _element_class(typ: str):
+    """The rclpy class of the elements of ``sequence<pkg/Msg>`` or ``pkg/Msg[N]``."""
+    name = typ.removeprefix("sequence<").split(",")[0].rstrip(">").split("[")[0]
+    pkg, msg = name.split("/")
+    return getattr(importlib.import_module(f"{pkg}.msg"), msg)
 
 
 @dataclass
@@ -163,7 +196,9 @@ class BagPlayer:
     def _cdr(self, conn, raw: bytes) -> bytes:
         if self.reader.is2:
             return bytes(raw)
-        return bytes(self.reader.typestore.ros1_to_cdr(raw, conn.msgtype))
+        # ROS 1: decode with the bag's own definitions, rebuild as the ROS 2 message
+        msg = to_rclpy(self.reader.deserialize(raw, conn.msgtype), self._classes[conn.topic])
+        return serialize_message(msg)
 
     def _publish_clock(self, ns: int) -> None:
         if self._clock_pub is not None:

@@ -27,6 +27,7 @@ class DropOldestWorker:
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
         self._running = False
+        self._draining = False
         self.name = name
         self.dropped = 0
         self.handled = 0
@@ -48,9 +49,11 @@ class DropOldestWorker:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the item in hand; items still waiting are left."""
+    def stop(self, timeout: float = 10.0, drain: bool = False) -> None:
+        """Stop after the item in hand; items still waiting are left, or handled first with
+        ``drain`` (within ``timeout`` seconds)."""
         with self._cv:
+            self._draining = drain
             self._running = False
             self._cv.notify_all()
         if self._thread is not None:
@@ -67,7 +70,7 @@ class DropOldestWorker:
             with self._cv:
                 while self._running and not self._queue:
                     self._cv.wait(timeout=0.5)
-                if not self._running:
+                if not self._running and not (self._draining and self._queue):
                     return
                 item = self._queue.popleft()
             try:

@@ -61,6 +61,20 @@ demo: $(STAMP)
 	$(GL) evaluate --results $(DEMO_OUT)/query.tum --gt $(DEMO_OUT)/world/query_ground_truth_camera.tum \
 		--thresholds 0.25,2 0.5,5 --plot $(DEMO_OUT)/trajectory.png
 
+# The demo as a robot runs it: the same world and map, the package built with colcon
+# ($(DEMO_OUT)/ws), `ros2 launch global_loc localize.launch.py` on the map, the query run played
+# into it with `global-loc replay`, recall, latency and a trajectory plot of what the node
+# published; then Ctrl-C. On a ROS domain of its own, discovery kept on this computer.
+DEMO_ROS_DOMAIN_ID ?= 57
+demo-live: $(STAMP)
+	@mkdir -p $(DEMO_OUT)
+	@test -f $(DEMO_OUT)/world/world.json || $(GL) synth --out $(DEMO_OUT)/world $(if $(wildcard $(DATA)),--textures $(DATA),)
+	@test -f $(DEMO_OUT)/map.glmap || $(GL) index --bag $(DEMO_OUT)/world/mapping_mcap --image-topic /camera/image_raw \
+		--out $(DEMO_OUT)/map.glmap
+	ROS_DOMAIN_ID=$(DEMO_ROS_DOMAIN_ID) ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m global_loc.ros.live \
+		--map $(DEMO_OUT)/map.glmap --bag $(DEMO_OUT)/world/query_mcap \
+		--gt $(DEMO_OUT)/world/query_ground_truth_base.tum --workspace $(DEMO_OUT)/ws --plot $(DEMO_OUT)/trajectory_live.png
+
 # The Middlebury temple ring (../shared/data): even views make the map, odd views are localized.
 demo-temple: $(STAMP)
 	@mkdir -p $(DEMO_OUT)
@@ -84,6 +98,13 @@ proto: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/time_query_presets.py --data $(DATA)
 	$(PY) benchmarks/models.py
+
+# The localizer node on a live graph: the robot world's query run looped into
+# `ros2 launch global_loc localize.launch.py` at 10 and 30 Hz, 10 minutes each (about 21 min),
+# and large images between processes per QoS and Fast DDS profile; tables go to benchmarks/results/.
+bench-stream: $(STAMP)
+	ROS_DOMAIN_ID=$(DEMO_ROS_DOMAIN_ID) $(PY) benchmarks/stream.py
+	$(PY) benchmarks/image_transport.py
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info

@@ -41,7 +41,7 @@ setup(
         "rosbags-image>=0.9",
     ],
     extras_require={
-        "test": ["pytest>=7", "grpcio-tools==1.85.1", "matplotlib>=3.7"],
+        "test": ["pytest>=7", "grpcio-tools==1.85.1", "matplotlib>=3.7", "psutil>=5.9"],
         "plot": ["matplotlib>=3.7"],
         # learned models: install torch first for your machine (CPU-only:
         # pip install torch --index-url https://download.pytorch.org/whl/cpu), then this extra

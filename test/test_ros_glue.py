@@ -112,7 +112,7 @@ def test_launch_files_agree_with_setup_and_config(launch, executable, config, ki
 
 
 ROSDEP_OF_MODULE = {"tf2_ros": "tf2_ros_py", "yaml": "python3-yaml", "numpy": "python3-numpy",
-                    "cv2": "python3-opencv"}
+                    "cv2": "python3-opencv", "psutil": "python3-psutil"}
 
 
 def test_package_xml_declares_every_ros_import():
@@ -120,7 +120,7 @@ def test_package_xml_declares_every_ros_import():
     files = list((ROOT / "global_loc" / "ros").glob("*.py")) + list((ROOT / "launch").glob("*.py"))
     ros_packages = {"rclpy", "tf2_ros", "message_filters", "rcl_interfaces", "sensor_msgs", "geometry_msgs",
                     "nav_msgs", "diagnostic_msgs", "std_srvs", "lifecycle_msgs", "launch", "launch_ros",
-                    "ament_index_python", "tf2_msgs"}
+                    "ament_index_python", "tf2_msgs", "rosgraph_msgs", "psutil"}
     for f in files:
         for n in ast.walk(ast.parse(f.read_text())):
             names = [a.name for a in n.names] if isinstance(n, ast.Import) else (
@@ -332,3 +332,34 @@ def test_drop_oldest_worker_never_blocks_and_keeps_the_newest():
         time.sleep(0.01)
     w.stop()
     assert seen == [0, 4, 5]  # the oldest frames were dropped, the newest handled
+
+
+def test_drop_oldest_worker_drains_on_request():
+    import threading
+
+    from global_loc.ros.worker import DropOldestWorker
+
+    gate, seen = threading.Event(), []
+    w = DropOldestWorker(lambda item: (gate.wait(5), seen.append(item)), maxlen=10)
+    w.start()
+    for i in range(5):
+        w.put(i)
+    threading.Timer(0.2, gate.set).start()
+    w.stop(timeout=5, drain=True)  # the map indexer's keyframes waiting at shutdown
+    assert seen == [0, 1, 2, 3, 4] and w.dropped == 0
+
+
+def test_keyframe_selection_runs_ahead_of_extraction():
+    """The map indexer selects keyframes against the last *selected* pose, so selection keeps
+    up with the camera while extraction (and autosaves) lag behind."""
+    from global_loc.map.incremental import IncrementalIndexer, Offer
+
+    conf = synthetic_conf()
+    conf.mapping.keyframe_min_distance_m, conf.mapping.keyframe_min_rotation_deg = 0.2, 10.0
+    idx = IncrementalIndexer(conf)
+    poses = [Pose.from_qt([1, 0, 0, 0], [0.15 * k, 0.0, 0.0]) for k in range(6)]
+    got = [idx.select(f"f{k}", p) for k, p in enumerate(poses)]
+    assert got == [Offer.ADDED, Offer.NOT_SELECTED, Offer.ADDED, Offer.NOT_SELECTED, Offer.ADDED,
+                   Offer.NOT_SELECTED]
+    assert idx.select("nopose", None, "no transform map -> camera") == Offer.NO_POSE
+    assert idx.counts == {"added": 0, "not_selected": 3, "no_pose": 1, "bad_image": 0}  # added: after extraction

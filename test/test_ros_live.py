@@ -187,6 +187,10 @@ class CameraPublisher:
         self.image = node.create_publisher(Image, "/camera/image_raw", qos)
         self.info = node.create_publisher(CameraInfo, "/camera/camera_info", qos)
 
+    def wait_matched(self, timeout=15.0):
+        wait_until(lambda: self.image.get_subscription_count() and self.info.get_subscription_count(), timeout,
+                   "the localizer's camera subscriptions")
+
     def send(self, stamp_ns, image_msg=None, info_msg=None):
         from global_loc.ros import conversions as conv
 
@@ -241,6 +245,7 @@ def test_bad_input_is_named_in_diagnostics_and_nothing_crashes(colcon_env, mini_
     args = {"map": str(mini_world_map), "use_sim_time": "false"}
     with ros2_launch(colcon_env, "localize.launch.py", args) as launch:
         launch.wait_for(r"active: localizing", 60)
+        cam.wait_matched()
         # 1. a good frame of the map's world, but no tf at all: localized, not published
         poses_before = len(recorder.snapshot().poses)
         for _ in range(5):

@@ -11,10 +11,14 @@ This module imports rclpy.
 """
 from __future__ import annotations
 
+import argparse
+import os
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -248,3 +252,147 @@ def evaluate_live(rec: Recording, ground_truth_base: list[tuple[float, Pose]],
         ok += [(dt <= m) and (dr <= d) for m, d in thresholds]
     return LiveReport(frames, len(rec.poses), recall, errors, len(m2o),
                       [float(k / max(frames, 1)) for k in ok], np.array(lat), list(thresholds))
+
+
+# --- one live run, end to end ------------------------------------------------------------------------
+@dataclass
+class ResourceSamples:
+    """CPU (percent of one core) and resident memory (MiB) of a process over time (s)."""
+
+    times: list[float] = field(default_factory=list)
+    cpu_percent: list[float] = field(default_factory=list)
+    rss_mib: list[float] = field(default_factory=list)
+
+    def summary(self, settle_s: float = 30.0) -> dict:
+        """Median CPU; RSS after ``settle_s`` (start), at the end, its largest value, and its
+        slope over the run's second half (MiB per minute, a least-squares line)."""
+        t, rss = np.array(self.times), np.array(self.rss_mib)
+        if len(t) < 4:
+            return {}
+        start = rss[np.searchsorted(t, t[0] + settle_s)] if t[-1] - t[0] > settle_s else rss[0]
+        half = t >= t[0] + (t[-1] - t[0]) / 2
+        slope = float(np.polyfit(t[half] / 60.0, rss[half], 1)[0]) if half.sum() > 2 else float("nan")
+        return {"cpu_percent_median": float(np.median(self.cpu_percent)), "rss_start_mib": float(start),
+                "rss_end_mib": float(rss[-1]), "rss_max_mib": float(rss.max()),
+                "rss_slope_mib_per_min": slope, "duration_s": float(t[-1] - t[0])}
+
+
+def _sample(pid: int, out: ResourceSamples, stop: threading.Event, period: float = 2.0) -> None:
+    import psutil
+
+    proc = psutil.Process(pid)
+    proc.cpu_percent()
+    t0 = time.monotonic()
+    while not stop.wait(period):
+        try:
+            cpu, rss = proc.cpu_percent(), proc.memory_info().rss / 2**20
+        except psutil.Error:
+            return
+        out.times.append(time.monotonic() - t0)
+        out.cpu_percent.append(cpu)
+        out.rss_mib.append(rss)
+
+
+def run_live(map_path, bag, ground_truth_base, workspace, rate: float = 1.0, duration_s: float | None = None,
+             image_topic: str = "/camera/image_raw", thresholds=((0.25, 2.0), (0.5, 5.0)), echo: bool = False,
+             log=print) -> tuple[LiveReport, dict, Recording]:
+    """The localizer as a robot runs it: build the package with colcon in ``workspace``,
+    ``ros2 launch global_loc localize.launch.py map:=MAP use_sim_time:=true``, play ``bag``
+    into it with ``global-loc replay`` (looping until ``duration_s`` when given, else once),
+    record what comes out, Ctrl-C, and evaluate against ``ground_truth_base`` (TUM entries
+    ``(stamp s, map_from_base)``).
+
+    Returns:
+        ``(report, resources, recording)``: the :class:`LiveReport`, the localizer process's
+        CPU and RSS (:meth:`ResourceSamples.summary`) with ``exit_status`` and ``clean_exit``,
+        and the raw recording. rclpy must be initialised.
+    Raises:
+        WorkspaceError: the build failed or the node did not start.
+    """
+    import psutil
+
+    from ..io.bags import open_bag
+    from .replay import lap_period_ns
+    from .workspace import LaunchedProcess, colcon_build, ros2_launch, ros_env
+
+    env = ros_env(colcon_build(workspace), int(os.environ.get("ROS_DOMAIN_ID", "0")))
+    reader = open_bag(Path(bag))
+    start_ns, end_ns = reader.start_time, reader.end_time
+    reader.close()
+    recorder = Recorder(image_topic=image_topic, use_sim_time=True)
+    samples, stop_sampling = ResourceSamples(), threading.Event()
+    with Spinner(recorder):
+        launch = ros2_launch(env, "localize.launch.py", {"map": str(map_path), "use_sim_time": "true"}, echo=echo)
+        with launch:
+            launch.wait_for(r"active: localizing", 120)
+            node = next(p for p in psutil.Process(launch.proc.pid).children(recursive=True)
+                        if "localizer_node" in " ".join(p.cmdline()))
+            sampler = threading.Thread(target=_sample, args=(node.pid, samples, stop_sampling), daemon=True)
+            sampler.start()
+            args = [str(Path(sys.executable).parent / "global-loc"), "replay", "--bag", str(bag), "--rate", str(rate),
+                    "--wait-for", f"{image_topic}:2", image_topic.rsplit("/", 1)[0] + "/camera_info",
+                    "--loops", "0" if duration_s else "1"]
+            log(f"replaying {bag} at rate {rate:g}" + (f" for {duration_s:.0f} s" if duration_s else ""))
+            player = LaunchedProcess(args, env=env)
+            if duration_s:
+                time.sleep(duration_s)
+                player.stop(30)
+            else:
+                player.wait(3600)
+            time.sleep(1.5)  # the last frame's pose
+            stop_sampling.set()
+            rc = launch.stop(60)
+    recording = recorder.snapshot()
+    recorder.destroy_node()
+    resources = {**samples.summary(), "exit_status": rc,
+                 "clean_exit": rc == 0 and "process has finished cleanly" in launch.output
+                 and "process has died" not in launch.output}
+    report = evaluate_live(recording, ground_truth_base, thresholds,
+                           lap_period_ns=lap_period_ns(start_ns, end_ns) if duration_s else None, start_ns=start_ns)
+    return report, resources, recording
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m global_loc.ros.live``: :func:`run_live` from the command line (``make
+    demo-live``): recall, latency, the localizer's CPU and memory, and a trajectory plot."""
+    from ..errors import GlobalLocError
+    from ..evaluation import evaluate_trajectory, plot_trajectories
+    from ..io.text import read_tum
+
+    p = argparse.ArgumentParser(prog="python -m global_loc.ros.live", description=main.__doc__)
+    p.add_argument("--map", type=Path, required=True, help="map file")
+    p.add_argument("--bag", type=Path, required=True, help="the recording to play into the localizer")
+    p.add_argument("--gt", type=Path, required=True, help="ground truth of base_link in the map frame (TUM)")
+    p.add_argument("--workspace", type=Path, required=True, help="colcon workspace to build the package in")
+    p.add_argument("--rate", type=float, default=1.0, help="playback rate (default 1)")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="loop the bag for S seconds")
+    p.add_argument("--plot", type=Path, default=None, help="trajectory plot (PNG)")
+    p.add_argument("--echo", action="store_true", help="print the launch output")
+    args = p.parse_args(argv)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    rclpy.init()
+    try:
+        gt = read_tum(args.gt)
+        report, resources, rec = run_live(args.map, args.bag, gt, args.workspace, args.rate, args.duration,
+                                          echo=args.echo)
+    except GlobalLocError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        rclpy.try_shutdown()
+    print(report.format())
+    if resources.get("duration_s"):
+        print(f"  localizer process: CPU {resources['cpu_percent_median']:.0f} % of a core (median), RSS "
+              f"{resources['rss_start_mib']:.0f} -> {resources['rss_end_mib']:.0f} MiB")
+    print(f"  Ctrl-C: {'clean exit' if resources['clean_exit'] else 'NOT CLEAN, exit status %s' % resources['exit_status']}")
+    if args.plot is not None and not args.duration:
+        est = [(s * 1e-9, p) for s, _, p, _ in rec.poses]
+        stamps = sorted(t * 1e-9 for t in rec.images)
+        plot_trajectories(args.plot, gt, est, evaluate_trajectory(est, gt, stamps, report.thresholds),
+                          title="localize.launch.py: base_link, top view")
+        print(f"plot: {args.plot}")
+    return 0 if resources["clean_exit"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

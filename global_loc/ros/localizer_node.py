@@ -2,8 +2,9 @@
 
 Lifecycle (ros2/demos ``lifecycle_py``): the map and the models load in ``on_configure``;
 ``on_activate`` starts the worker. With ``autostart`` the node takes both transitions itself
-at start (the launch file's default), otherwise ``ros2 lifecycle set /localizer configure``. Camera frames (``image`` + ``camera_info``, approximate time
-sync, QoS from ``image_qos``) go into a drop-oldest queue that a worker thread empties, so that
+at start (the launch file's default), otherwise ``ros2 lifecycle set /localizer configure``.
+Camera frames (``image`` + ``camera_info``, approximate time sync, QoS from ``image_qos``) go
+into a drop-oldest queue that a worker thread empties, so that
 subscription callbacks never wait for a localization (the pattern of image_pipeline's
 ``camera_calibration``); a frame older than ``max_frame_age`` when the worker takes it is
 dropped, so no stale pose goes out.
@@ -28,11 +29,8 @@ import traceback
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
-from message_filters import ApproximateTimeSynchronizer, Subscriber
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 from tf2_ros import Buffer, TransformBroadcaster, TransformListener
 
@@ -44,7 +42,7 @@ from ..types import LocalizationResult, Status
 from . import conversions as conv
 from .diagnostics import Diagnostics, StreamMonitor, diagnostic_level
 from .frame_handler import FrameConfig, FrameHandler, Publication
-from .node_utils import declare, image_qos, qos_event_callbacks, read_params, spin, tf_lookup
+from .node_utils import declare, read_params, report_problem, spin, steady_timer, subscribe_camera, tf_lookup
 from .params import LOCALIZER_PARAMS
 from .worker import DropOldestWorker
 
@@ -73,8 +71,7 @@ class LocalizerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         if self.has_parameter("autostart") and self.get_parameter("autostart").value:
             self._autostart_timer = self.create_timer(0.0, self._autostart)
-        # a steady clock: with use_sim_time and no /clock (a bag that ended), still say how things are
-        self._diag_timer = self.create_timer(period, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._diag_timer = steady_timer(self, period, self._publish_diagnostics)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -96,19 +93,8 @@ class LocalizerNode(Node):
         self.pose_pub = self.create_lifecycle_publisher(PoseWithCovarianceStamped, "~/pose", 10)
         self.tf_broadcaster = TransformBroadcaster(self)
         self._worker = DropOldestWorker(self._work, p["queue_size"])
-        compressed = p["image_transport"] == "compressed"
-        qos = image_qos(p["image_qos"])
-        events = qos_event_callbacks(lambda m: self._problem("qos", "ERROR", m))
-        image_sub = Subscriber(self, CompressedImage if compressed else Image,
-                               "image/compressed" if compressed else "image", qos_profile=qos,
-                               event_callbacks=events)
-        info_sub = Subscriber(self, CameraInfo, "camera_info", qos_profile=qos, event_callbacks=events)
-        self.monitor = StreamMonitor(image_sub.sub.topic_name, info_sub.sub.topic_name)
-        image_sub.registerCallback(lambda _: self.monitor.saw("image"))
-        info_sub.registerCallback(lambda _: self.monitor.saw("info"))
-        self._subs = [image_sub, info_sub]
-        self._sync = ApproximateTimeSynchronizer(self._subs, queue_size=10, slop=p["sync_slop"])
-        self._sync.registerCallback(self._on_frame)
+        self._subs, self._sync, self.monitor = subscribe_camera(
+            self, p, self._on_frame, lambda m: self._problem("qos", "ERROR", m))
         self._service = self.create_service(Trigger, "~/localize", self._on_localize,
                                             callback_group=MutuallyExclusiveCallbackGroup())
         self._state = "inactive"
@@ -169,8 +155,7 @@ class LocalizerNode(Node):
         self.diagnostics.set_problem("configure", "ERROR", f"cannot configure: {reason}")
 
     def _problem(self, key: str, level: str, message: str) -> None:
-        if self.diagnostics.set_problem(key, level, message):
-            (self.get_logger().error if level == "ERROR" else self.get_logger().warning)(message)
+        report_problem(self, self.diagnostics, key, level, message)
 
     def _stop_worker(self) -> None:
         if self._worker is not None:
@@ -182,7 +167,6 @@ class LocalizerNode(Node):
     # --- data flow -------------------------------------------------------------------------------
     def _on_frame(self, image_msg, info_msg) -> None:
         """Synchroniser callback: only queues (drop-oldest) and returns."""
-        self.monitor.saw("pair")
         self.diagnostics.clear_problem("qos")
         self._worker.put((image_msg, info_msg))
 

@@ -20,11 +20,8 @@ import threading
 import traceback
 
 from diagnostic_msgs.msg import DiagnosticArray
-from message_filters import ApproximateTimeSynchronizer, Subscriber
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 from tf2_ros import Buffer, TransformListener
 
@@ -32,8 +29,8 @@ from ..config import load_preset
 from ..errors import GlobalLocError
 from ..map.incremental import IncrementalIndexer, Offer
 from . import conversions as conv
-from .diagnostics import Diagnostics, StreamMonitor, problem_level
-from .node_utils import declare, image_qos, qos_event_callbacks, read_params, spin, tf_lookup
+from .diagnostics import Diagnostics, problem_level
+from .node_utils import declare, read_params, report_problem, spin, steady_timer, subscribe_camera, tf_lookup
 from .params import MAP_INDEXER_PARAMS
 from .worker import DropOldestWorker
 
@@ -62,33 +59,22 @@ class MapIndexerNode(Node):
         self.tf_buffer = Buffer()
         self.tf_listener = TransformListener(self.tf_buffer, self)
         self.lookup = tf_lookup(self.tf_buffer, p["tf_timeout"])
-        compressed = p["image_transport"] == "compressed"
-        qos = image_qos(p["image_qos"])
-        events = qos_event_callbacks(lambda m: self._problem("qos", "ERROR", m))
-        subs = [Subscriber(self, CompressedImage if compressed else Image,
-                           "image/compressed" if compressed else "image", qos_profile=qos, event_callbacks=events),
-                Subscriber(self, CameraInfo, "camera_info", qos_profile=qos, event_callbacks=events)]
-        self.monitor = StreamMonitor(subs[0].sub.topic_name, subs[1].sub.topic_name)
-        subs[0].registerCallback(lambda _: self.monitor.saw("image"))
-        subs[1].registerCallback(lambda _: self.monitor.saw("info"))
-        self._sync = ApproximateTimeSynchronizer(subs, queue_size=10, slop=p["sync_slop"])
+        self._subs, self._sync, self.monitor = subscribe_camera(
+            self, p, self._on_frame, lambda m: self._problem("qos", "ERROR", m))
         self._worker = DropOldestWorker(self._select, p["queue_size"], name="global_loc_keyframe_selection")
         self._extractor = DropOldestWorker(self._extract, p["keyframe_queue_size"], name="global_loc_extraction")
-        self._sync.registerCallback(self._on_frame)
         self._worker.start()
         self._extractor.start()
         self.create_service(Trigger, "~/save_map", self._on_save, callback_group=MutuallyExclusiveCallbackGroup())
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        steady_timer(self, 1.0, self._publish_diagnostics)
         self.get_logger().info(f"indexing {self.monitor.image_topic} into {p['map_path']} "
                                f"(poses: {p['map_frame']} -> camera from tf)")
 
     def _problem(self, key: str, level: str, message: str) -> None:
-        if self.diagnostics.set_problem(key, level, message):
-            (self.get_logger().error if level == "ERROR" else self.get_logger().warning)(message)
+        report_problem(self, self.diagnostics, key, level, message)
 
     def _on_frame(self, image_msg, info_msg) -> None:
-        self.monitor.saw("pair")
         self.diagnostics.clear_problem("qos")
         self._worker.put((image_msg, info_msg))
 

@@ -10,22 +10,23 @@ from rclpy.duration import Duration
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.logging import get_logger
 from rclpy.parameter import Parameter
+from message_filters import ApproximateTimeSynchronizer, Subscriber
+from rclpy.clock import Clock, ClockType
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tf2_ros import Buffer, TransformException
 
 from ..errors import GlobalLocError
 from ..geometry.tf_tree import TransformError
 from ..geometry.transforms import Pose
 from . import conversions as conv
+from .diagnostics import Diagnostics, StreamMonitor
 from .params import ParamSpec, validate
 
 try:  # rclpy >= Iron
     from rclpy.event_handler import SubscriptionEventCallbacks
 except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
-
-_PARAM_TYPES = {"bool": Parameter.Type.BOOL, "int": Parameter.Type.INTEGER, "float": Parameter.Type.DOUBLE,
-                "str": Parameter.Type.STRING, "list[str]": Parameter.Type.STRING_ARRAY}
 
 
 def declare(node, specs: list[ParamSpec]) -> None:
@@ -50,7 +51,7 @@ def declare(node, specs: list[ParamSpec]) -> None:
         if s.choices:
             d.additional_constraints = "one of: " + ", ".join(s.choices)
         # an empty default list has no element type: declare the type, the value stays unset
-        default = _PARAM_TYPES[s.type] if s.type == "list[str]" and not s.default else s.default
+        default = Parameter.Type.STRING_ARRAY if s.type == "list[str]" and not s.default else s.default
         node.declare_parameter(s.name, default, d)
 
 
@@ -88,6 +89,49 @@ def qos_event_callbacks(report) -> SubscriptionEventCallbacks:
                "needs image_qos 'sensor_data'")
 
     return SubscriptionEventCallbacks(incompatible_qos=incompatible)
+
+
+def subscribe_camera(node, params: dict, on_pair, report):
+    """The camera inputs of a node: ``image`` (or ``image/compressed``) and ``camera_info``
+    with the QoS of ``params["image_qos"]``, an approximate time synchroniser
+    (``params["sync_slop"]``) that calls ``on_pair(image_msg, info_msg)``, and a
+    :class:`~global_loc.ros.diagnostics.StreamMonitor` that counts images, camera_infos and
+    pairs (``on_pair`` is counted before it is called). A publisher whose QoS cannot match is
+    reported with ``report(message)``.
+
+    Returns:
+        ``(subscribers, synchroniser, monitor)``; keep them referenced.
+    """
+    compressed = params["image_transport"] == "compressed"
+    qos = image_qos(params["image_qos"])
+    events = qos_event_callbacks(report)
+    subs = [Subscriber(node, CompressedImage if compressed else Image, "image/compressed" if compressed else "image",
+                       qos_profile=qos, event_callbacks=events),
+            Subscriber(node, CameraInfo, "camera_info", qos_profile=qos, event_callbacks=events)]
+    monitor = StreamMonitor(subs[0].sub.topic_name, subs[1].sub.topic_name)
+    subs[0].registerCallback(lambda _: monitor.saw("image"))
+    subs[1].registerCallback(lambda _: monitor.saw("info"))
+    sync = ApproximateTimeSynchronizer(subs, queue_size=10, slop=params["sync_slop"])
+
+    def pair(image_msg, info_msg):
+        monitor.saw("pair")
+        on_pair(image_msg, info_msg)
+
+    sync.registerCallback(pair)
+    return subs, sync, monitor
+
+
+def report_problem(node, diagnostics: Diagnostics, key: str, level: str, message: str) -> None:
+    """:meth:`Diagnostics.set_problem <global_loc.ros.diagnostics.Diagnostics.set_problem>`,
+    and a log line when the problem is new or changed."""
+    if diagnostics.set_problem(key, level, message):
+        (node.get_logger().error if level == "ERROR" else node.get_logger().warning)(message)
+
+
+def steady_timer(node, period: float, callback):
+    """A timer on the steady clock: it ticks with ``use_sim_time`` even when no ``/clock``
+    comes (a bag that ended), so ``/diagnostics`` still says how things are."""
+    return node.create_timer(period, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
 
 def tf_lookup(buffer: Buffer, timeout: float):

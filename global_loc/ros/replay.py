@@ -4,7 +4,8 @@ For machines where ``ros2 bag`` is absent, or the bag is ROS 1. The bag is read 
 ``rosbags``; messages are published at their recorded pace (times ``rate``), with
 ``rosgraph_msgs/Clock`` on ``/clock`` so that nodes started with ``use_sim_time`` follow the
 bag's time. ROS 2 messages are published as recorded (their CDR bytes, nothing decoded); ROS 1
-messages are converted to CDR by ``rosbags``. ``/tf_static`` is latched (transient local) and
+messages are decoded with the bag's own definitions and rebuilt as the ROS 2 messages
+(:func:`to_rclpy`). ``/tf_static`` is latched (transient local) and
 accumulates every static transform seen, as ``tf2_ros.StaticTransformBroadcaster`` does. With
 ``loops`` > 1 the run repeats, every header stamp shifted by the run's length per lap, so that
 time only moves forward (tf buffers and synchronisers need that).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message, serialize_message
+from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 
 from ..errors import InputError
@@ -34,6 +37,12 @@ logger = logging.getLogger(__name__)
 
 STATIC_TF = "/tf_static"
 CLOCK_TOPIC = "/clock"
+
+
+def lap_period_ns(start_ns: int, end_ns: int) -> int:
+    """The stamp shift between two laps of a bag spanning ``[start_ns, end_ns]``: its length
+    and a 0.1 s pause."""
+    return end_ns - start_ns + 100_000_000
 
 
 def message_class(msgtype: str):
@@ -134,20 +143,16 @@ class BagPlayer:
         clock_hz: ``/clock`` messages per wall second (each one a callback in every node
             with ``use_sim_time``: rclpy nodes pay for a high rate).
         qos: ``reliable`` or ``sensor_data`` (best effort) for every topic but ``/tf_static``.
-        on_publish: called as ``on_publish(topic, stamp_ns)`` after each message (shifted bag
-            time).
 
     Raises:
         InputError: a missing or unreadable bag, or a ``topics`` entry the bag lacks.
     """
 
     def __init__(self, node: Node, bag: str | Path, topics: list[str] | None = None, rate: float = 1.0,
-                 loops: int = 1, clock: bool = True, clock_hz: float = 25.0, qos: str = "reliable",
-                 on_publish=None):
+                 loops: int = 1, clock: bool = True, clock_hz: float = 25.0, qos: str = "reliable"):
         if rate <= 0:
             raise InputError(f"--rate must be positive, got {rate}")
         self.node, self.rate, self.loops, self.clock_hz = node, rate, loops, clock_hz
-        self.on_publish = on_publish
         self.reader = open_bag(Path(bag))
         self.stats = ReplayStats()
         conns = list(self.reader.connections)
@@ -178,7 +183,7 @@ class BagPlayer:
         self._clock_pub = node.create_publisher(Clock, CLOCK_TOPIC, QoSProfile(depth=1)) if clock else None
         self._static: dict[tuple[str, str], object] = {}
         self.start_ns, self.end_ns = self.reader.start_time, self.reader.end_time
-        self.period_ns = self.end_ns - self.start_ns + int(0.1e9)  # one lap, with a pause
+        self.period_ns = lap_period_ns(self.start_ns, self.end_ns)
 
     def wait_for_subscribers(self, topics: list[str], timeout: float) -> list[str]:
         """Wait until each of ``topics`` has a subscriber; ``TOPIC:N`` asks for N of them.
@@ -226,7 +231,7 @@ class BagPlayer:
                     time.sleep(max(min(due - now, last_clock + tick - now), 0.0))
                 if stop.is_set():
                     break
-                self._publish(conn, ns + offset, self._cdr(conn, raw), offset)
+                self._publish(conn, self._cdr(conn, raw), offset)
                 self.stats.bag_seconds = (ns + offset - self.start_ns) * 1e-9
             lap += 1
             self.stats.laps = lap
@@ -234,7 +239,7 @@ class BagPlayer:
         self.stats.interrupted = stop.is_set()
         return self.stats
 
-    def _publish(self, conn, stamp_ns: int, cdr: bytes, offset: int) -> None:
+    def _publish(self, conn, cdr: bytes, offset: int) -> None:
         topic = conn.topic
         if topic == STATIC_TF:  # latched: one message with every static transform so far
             msg = deserialize_message(cdr, self._classes[topic])
@@ -248,8 +253,6 @@ class BagPlayer:
         else:
             self._pubs[topic].publish(cdr)
         self.stats.published[topic] = self.stats.published.get(topic, 0) + 1
-        if self.on_publish is not None:
-            self.on_publish(topic, stamp_ns)
 
     def close(self) -> None:
         self.reader.close()
@@ -266,10 +269,6 @@ def replay(bag: str | Path, topics: list[str] | None = None, rate: float = 1.0, 
     Raises:
         InputError: see :class:`BagPlayer`.
     """
-    import signal
-
-    from rclpy.signals import SignalHandlerOptions
-
     stop = threading.Event()
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())

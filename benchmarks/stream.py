@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""A robot's stream into the launched localizer: the robot world's query run (10 Hz, 640x480
+rgb8) replayed in a loop into ``ros2 launch global_loc localize.launch.py``, at several
+rates, for a set time each: frames in, poses out, recall, latency from an image's arrival to
+its pose's (p50/p90/max), and the localizer process's CPU and memory (RSS) over the run.
+
+    python benchmarks/stream.py [--rates 1 3] [--minutes 10] [--world demo_out/world]
+
+Rate 1 is the recorded 10 Hz, rate 3 is 30 Hz. Everything runs on this computer: the player
+(``global-loc replay``) and the listener share its cores with the node, as a camera driver and
+a navigation stack would. The world and its map are made when missing (as ``make demo``
+does). Prints a markdown table and writes it to ``benchmarks/results/stream.md`` (and the
+figures to ``stream.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rates", type=float, nargs="+", default=[1.0, 3.0])
+    ap.add_argument("--minutes", type=float, default=10.0, help="replay time per rate")
+    ap.add_argument("--world", type=Path, default=ROOT / "demo_out" / "world")
+    ap.add_argument("--map", type=Path, default=ROOT / "demo_out" / "map.glmap")
+    ap.add_argument("--textures", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--workspace", type=Path, default=ROOT / "demo_out" / "ws")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args()
+
+    import rclpy
+
+    from global_loc.cli.main import main as cli
+    from global_loc.io.text import read_tum
+    from global_loc.ros.live import run_live
+
+    if not (args.world / "world.json").exists():
+        cli(["-q", "synth", "--out", str(args.world)] + (["--textures", str(args.textures)] if args.textures.exists() else []))
+    if not args.map.exists():
+        cli(["-q", "index", "--bag", str(args.world / "mapping_mcap"), "--image-topic", "/camera/image_raw",
+             "--out", str(args.map)])
+    os.environ.setdefault("ROS_DOMAIN_ID", "59")
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    gt = read_tum(args.world / "query_ground_truth_base.tum")
+    rows = []
+    rclpy.init()
+    try:
+        for rate in args.rates:
+            t0 = time.monotonic()
+            report, res, _ = run_live(args.map, args.world / "query_mcap", gt, args.workspace, rate,
+                                      duration_s=60.0 * args.minutes, thresholds=[(0.25, 2.0)])
+            ok_of_poses = report.recall[0] * report.frames / max(report.poses, 1)
+            rows.append({
+                "rate": rate, "camera_hz": 10.0 * rate, "wall_s": time.monotonic() - t0,
+                "frames_in": report.frames, "poses_out": report.poses,
+                "poses_per_frame": report.poses / max(report.frames, 1),
+                "recall_frames": report.recall[0], "recall_poses": ok_of_poses,
+                "map_odom_recall_frames": report.map_odom_recall[0],
+                "latency_p50_ms": report.percentile_ms(50), "latency_p90_ms": report.percentile_ms(90),
+                "latency_max_ms": report.percentile_ms(100), **res,
+            })
+            print(f"rate {rate:g}: {report.format()}\n  {res}", flush=True)
+    finally:
+        rclpy.try_shutdown()
+    header = (f"Stream into `localize.launch.py` (preset sift), robot world query run looped, "
+              f"{args.minutes:g} min per rate; {platform.node()}, {os.cpu_count()} cores; "
+              f"`python benchmarks/stream.py`, {time.strftime('%Y-%m-%d')}\n")
+    table = ["| camera | frames in | poses out | within (0.25 m, 2°) of poses | latency p50 / p90 / max (ms) "
+             "| node CPU (median, % of a core) | node RSS start → end, max (MiB) | RSS slope, 2nd half "
+             "(MiB/min) | Ctrl-C |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        table.append(
+            f"| {r['camera_hz']:.0f} Hz | {r['frames_in']} | {r['poses_out']} ({100 * r['poses_per_frame']:.0f} %) "
+            f"| {100 * r['recall_poses']:.1f} % | {r['latency_p50_ms']:.0f} / {r['latency_p90_ms']:.0f} / "
+            f"{r['latency_max_ms']:.0f} | {r.get('cpu_percent_median', float('nan')):.0f} "
+            f"| {r.get('rss_start_mib', float('nan')):.0f} → {r.get('rss_end_mib', float('nan')):.0f}, "
+            f"{r.get('rss_max_mib', float('nan')):.0f} | {r.get('rss_slope_mib_per_min', float('nan')):+.2f} "
+            f"| {'clean' if r['clean_exit'] else 'exit %s' % r['exit_status']} |")
+    text = header + "\n" + "\n".join(table) + "\n"
+    print("\n" + text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "stream.md").write_text(text)
+    (args.out / "stream.json").write_text(json.dumps(rows, indent=1))
+    return 0 if all(r["clean_exit"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

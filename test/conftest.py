@@ -167,25 +167,23 @@ def colcon_env(ros2_domain, tmp_path_factory):
     return ros_env(colcon_build(tmp_path_factory.mktemp("colcon_ws")), ros2_domain)
 
 
-@pytest.fixture(scope="session")
-def robot_world_map(robot_world, tmp_path_factory):
-    """The map of the robot world's mapping run (MCAP), made with ``global-loc index --bag``."""
+def _index_mapping_run(world, folder) -> Path:
+    """``global-loc index --bag`` of a world's mapping run into ``folder/map.glmap``."""
     from global_loc.cli.main import main
 
-    world = robot_world[("mcap", False)]
-    path = tmp_path_factory.mktemp("robot_world_map") / "map.glmap"
+    path = folder / "map.glmap"
     assert main(["-q", "index", "--bag", str(world.mapping.bag), "--image-topic", world.mapping.image_topic,
                  "--out", str(path)]) == 0
     return path
+
+
+@pytest.fixture(scope="session")
+def robot_world_map(robot_world, tmp_path_factory):
+    """The map of the robot world's mapping run (MCAP), made with ``global-loc index --bag``."""
+    return _index_mapping_run(robot_world[("mcap", False)], tmp_path_factory.mktemp("robot_world_map"))
 
 
 @pytest.fixture(scope="session")
 def mini_world_map(mini_world, tmp_path_factory):
     """The map of the mini world's mapping run (MCAP)."""
-    from global_loc.cli.main import main
-
-    world = mini_world[("mcap", False)]
-    path = tmp_path_factory.mktemp("mini_world_map") / "map.glmap"
-    assert main(["-q", "index", "--bag", str(world.mapping.bag), "--image-topic", world.mapping.image_topic,
-                 "--out", str(path)]) == 0
-    return path
+    return _index_mapping_run(mini_world[("mcap", False)], tmp_path_factory.mktemp("mini_world_map"))

@@ -75,3 +75,21 @@ def test_generated_protobuf_code_is_reproducible(tmp_path):
             f"{name} is stale: run `make proto`"
         )
     assert grpc_tools
+
+
+def test_replay_without_ros_says_what_to_install(tmp_path):
+    """`global-loc replay` on a machine without rclpy: one line that says what is missing."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('rclpy', 'rosgraph_msgs'):\n"
+        "            raise ImportError('blocked ' + name, name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from global_loc.cli.main import main\n"
+        f"sys.exit(main(['replay', '--bag', {str(tmp_path)!r}]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    assert "error: global-loc replay needs ROS 2's Python packages (rclpy is missing)" in out.stderr
+    assert "Traceback" not in out.stderr

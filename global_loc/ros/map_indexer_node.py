@@ -7,7 +7,8 @@ pose in the map frame at its stamp and selects keyframes by travelled distance a
 (cheap, so it keeps up with the camera); the second extracts the features of the selected
 keyframes from a queue of ``keyframe_queue_size``, so that a slow computer delays keyframes
 rather than losing them. The map is written on
-``~/save_map`` (``std_srvs/Trigger``), every ``autosave_every`` keyframes, and at shutdown:
+``~/save_map`` (``std_srvs/Trigger``; served by a helper node on a thread of its own, since a
+build takes seconds), every ``autosave_every`` keyframes, and at shutdown:
 SIGINT or SIGTERM, however often repeated, let the last save finish (see
 :func:`~global_loc.ros.node_utils.spin`), so stopping the node loses nothing already indexed.
 ``/diagnostics`` says how many keyframes are indexed and what keeps frames from being indexed
@@ -20,7 +21,6 @@ import threading
 import traceback
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 from tf2_ros import Buffer, TransformListener
@@ -65,7 +65,12 @@ class MapIndexerNode(Node):
         self._extractor = DropOldestWorker(self._extract, p["keyframe_queue_size"], name="global_loc_extraction")
         self._worker.start()
         self._extractor.start()
-        self.create_service(Trigger, "~/save_map", self._on_save, callback_group=MutuallyExclusiveCallbackGroup())
+        # ~/save_map builds the whole map (seconds): it is served by a node of its own, which spin()
+        # runs on another thread, so that images and tf keep flowing meanwhile
+        self.side_nodes = [Node(f"{self.get_name()}_save_map", namespace=self.get_namespace(),
+                                use_global_arguments=False, context=self.context)]
+        self.side_nodes[0].create_service(Trigger, self.get_fully_qualified_name().rstrip("/") + "/save_map",
+                                          self._on_save)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         steady_timer(self, 1.0, self._publish_diagnostics)
         self.get_logger().info(f"indexing {self.monitor.image_topic} into {p['map_path']} "

@@ -148,12 +148,24 @@ def tf_lookup(buffer: Buffer, timeout: float):
     return lookup
 
 
+def _spin_until(node, stop: threading.Event, executor=None) -> None:
+    """Spin ``node`` (on ``executor``, or a single-threaded one of its own) until ``stop``."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    if executor is None:
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+    while not stop.is_set() and rclpy.ok():
+        executor.spin_once(timeout_sec=0.1)
+
+
 def spin(node_class, finish: str, args=None) -> None:
     """Run one node on a single-threaded executor until SIGINT or SIGTERM, then call its
     ``finish`` method (stop workers, write what must be written), destroy it and return.
 
     The nodes' callbacks only queue frames, store transforms and publish, so one thread
-    serves them; the heavy work runs on the nodes' own worker threads. (rclpy's
+    serves them; the heavy work runs on the nodes' own worker threads. A node may list
+    ``side_nodes`` (e.g. one serving a slow service): each is spun on a thread of its own. (rclpy's
     multi-threaded executor measured slower here: its bookkeeping per callback kept a core
     busy at a few hundred messages per second, and tf fell a second behind.)
 
@@ -200,12 +212,20 @@ def spin(node_class, finish: str, args=None) -> None:
         node_ref.append(node.get_logger())
         executor = executor_class()
         executor.add_node(node)
+        side = [threading.Thread(target=_spin_until, args=(n, stop), daemon=True, name=f"spin_{n.get_name()}")
+                for n in getattr(node, "side_nodes", ())]
+        for t in side:
+            t.start()
         try:
-            while not stop.is_set() and rclpy.ok():
-                executor.spin_once(timeout_sec=0.1)
+            _spin_until(node, stop, executor)
         finally:
             getattr(node, finish)()
+            stop.set()
+            for t in side:
+                t.join(5.0)
             executor.shutdown(timeout_sec=1.0)
+            for n in getattr(node, "side_nodes", ()):
+                n.destroy_node()
             node.destroy_node()
     finally:
         try:

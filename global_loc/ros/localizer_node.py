@@ -158,8 +158,10 @@ class LocalizerNode(Node):
         report_problem(self, self.diagnostics, key, level, message)
 
     def _stop_worker(self) -> None:
+        """Stop the worker after the frame in hand (before the node goes, so that frame's
+        publications still find their publishers)."""
         if self._worker is not None:
-            self._worker.stop(timeout=5.0)
+            self._worker.stop(timeout=30.0)
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds

@@ -165,3 +165,36 @@ def ros_env(base: dict[str, str], domain_id: int) -> dict[str, str]:
     must not talk to other graphs)."""
     return {**base, "ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
             "PYTHONUNBUFFERED": "1", "RCUTILS_LOGGING_BUFFERED_STREAM": "0"}
+
+
+def ctrl_c_trials(env: dict[str, str], launch_file: str, arguments: dict[str, str], trials: int,
+                  ready: str = r"active: localizing", seed: int = 0, log=None) -> list[dict]:
+    """Start ``ros2 launch`` ``trials`` times and stop it as a terminal's Ctrl-C does (SIGINT
+    to the whole process group, once or twice), at a random moment 0.2-1.5 s after ``ready``
+    appears in its output.
+
+    Returns:
+        One dict per trial: ``exit_status`` of ``ros2 launch``, ``clean`` (exit 0, every node
+        "finished cleanly", none "died", no traceback), ``signals``, ``delay_s``, ``tail``
+        (the last output lines).
+    """
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(trials):
+        delay, times = rng.uniform(0.2, 1.5), rng.choice([1, 2])
+        with ros2_launch(env, launch_file, arguments) as launch:
+            launch.wait_for(ready, 120)
+            time.sleep(delay)
+            launch.interrupt(times=times)
+            rc = launch.wait(60)
+        text = launch.output
+        clean = (rc == 0 and "process has finished cleanly" in text and "process has died" not in text
+                 and "Traceback" not in text)
+        out.append({"exit_status": rc, "clean": clean, "signals": times, "delay_s": round(delay, 2),
+                    "tail": launch.lines[-12:] if clean else list(launch.lines)})
+        if log is not None:
+            log(f"trial {i + 1}/{trials}: {times} SIGINT after {delay:.2f} s -> exit {rc}, "
+                f"{'clean' if clean else 'NOT CLEAN'}")
+    return out

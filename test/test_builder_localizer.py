@@ -43,6 +43,13 @@ def test_map_points_match_the_scene(scene, built):
     # covisibility: neighbouring keyframes share points, opposite ones do not
     assert m.num_shared_points(0, 1) > 50
     assert m.num_shared_points(0, 6) == 0
+    rows = [3, 0, 1, 6, 11]
+    C = m.covisibility(rows)
+    assert C.shape == (5, 5) and np.array_equal(C, C.T)
+    for a, i in enumerate(rows):
+        assert C[a, a] == len(m.points_of(i))
+        for b, j in enumerate(rows[a + 1:], a + 1):
+            assert C[a, b] == m.num_shared_points(i, j)
 
 
 def test_localize_a_new_view(scene, built):

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from global_loc.matching import match_descriptors
 
@@ -56,3 +57,46 @@ def test_empty_inputs():
     assert len(match_descriptors(z, x)) == 0
     assert len(match_descriptors(x, z)) == 0
     assert len(match_descriptors(x, z, groups=np.zeros(0))) == 0
+
+
+def _brute_force(q, db, ratio, mutual, groups):
+    """The definition, one query at a time: nearest group, second-nearest other group, and
+    whether the query is the nearest to some observation of its group."""
+    S = q.astype(np.float64) @ db.astype(np.float64).T
+    out = []
+    for i in range(len(q)):
+        j = int(np.argmax(S[i]))
+        g = groups[j]
+        others = S[i][groups != g]
+        if ratio < 1.0 and len(others):
+            d1, d2 = np.sqrt(max(2 - 2 * S[i, j], 0)), np.sqrt(max(2 - 2 * others.max(), 0))
+            if not d1 < ratio * d2:
+                continue
+        if mutual:
+            cols = np.flatnonzero(groups == g)
+            best_col = cols[np.argmax(S[:, cols].max(axis=0))]
+            if int(np.argmax(S[:, best_col])) != i:
+                continue
+        out.append((i, int(g)))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grouped_matching_is_exact(seed, monkeypatch):
+    """Against the brute-force definition, also when the similarity is computed in blocks."""
+    import global_loc.matching.nn as nn
+
+    rng = np.random.default_rng(seed)
+    points = rng.normal(size=(60, 16))
+    groups = rng.integers(0, 60, 400)
+    db = points[groups] + 0.3 * rng.normal(size=(400, 16))
+    q = points[rng.integers(0, 60, 150)] + 0.3 * rng.normal(size=(150, 16))
+    db = (db / np.linalg.norm(db, axis=1, keepdims=True)).astype(np.float32)
+    q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+    groups = groups * 7 + 3  # arbitrary labels
+    monkeypatch.setattr(nn, "BLOCK_BYTES", 400 * 4 * 16)  # 16 query rows per block
+    for ratio, mutual in [(0.8, True), (0.9, False), (1.0, True)]:
+        m = match_descriptors(q, db, ratio, mutual, groups=groups)
+        assert sorted(zip(m.query.tolist(), m.db.tolist())) == _brute_force(q, db, ratio, mutual, groups)
+    m = match_descriptors(q, db, 0.8, True)  # ungrouped: every row its own group
+    assert sorted(zip(m.query.tolist(), m.db.tolist())) == _brute_force(q, db, 0.8, True, np.arange(400))

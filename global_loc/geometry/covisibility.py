@@ -1,7 +1,7 @@
 """Covisibility clustering of retrieved keyframes into places (HF-Net, Sarlin et al. 2019)."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Sequence, Union
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -10,7 +10,7 @@ from scipy.sparse.csgraph import connected_components
 
 def covisibility_clusters(
     keyframes: Sequence[int],
-    num_shared: Callable[[int, int], int],
+    num_shared: Union[Callable[[int, int], int], np.ndarray],
     min_shared: int = 1,
 ) -> list[list[int]]:
     """Group keyframes that observe common 3D points.
@@ -20,7 +20,9 @@ def covisibility_clusters(
 
     Args:
         keyframes: keyframe rows in retrieval order (best first).
-        num_shared: ``(i, j) -> number of 3D points both observe``.
+        num_shared: ``(i, j) -> number of 3D points both observe`` (keyframe rows), or the
+            (n, n) matrix of those numbers for ``keyframes`` in their order
+            (:meth:`~global_loc.map.index.MapIndex.covisibility`).
         min_shared: link threshold.
     Returns:
         Places as lists of keyframe rows, each in retrieval order; places sorted by the rank
@@ -30,12 +32,16 @@ def covisibility_clusters(
     n = len(kfs)
     if n == 0:
         return []
-    rows, cols = [], []
-    for a in range(n):
-        for b in range(a + 1, n):
-            if num_shared(kfs[a], kfs[b]) >= min_shared:
-                rows.append(a)
-                cols.append(b)
+    if callable(num_shared):
+        shared = np.zeros((n, n), np.int64)
+        for a in range(n):
+            for b in range(a + 1, n):
+                shared[a, b] = num_shared(kfs[a], kfs[b])
+    else:
+        shared = np.asarray(num_shared)
+        if shared.shape != (n, n):
+            raise ValueError(f"num_shared must be ({n}, {n}) for {n} keyframes, got {shared.shape}")
+    rows, cols = np.nonzero(np.triu(shared >= min_shared, k=1))
     graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     places: dict[int, list[int]] = {}

@@ -66,6 +66,7 @@ class MapIndex:
         self.validate()
         self._name_to_row = {n: i for i, n in enumerate(self.names)}
         self._point_sets: list[np.ndarray] | None = None
+        self._incidence = None
 
     # --- sizes -----------------------------------------------------------------------------
     @property
@@ -144,6 +145,25 @@ class MapIndex:
     def num_shared_points(self, i: int, j: int) -> int:
         """Covisibility: the number of 3D points keyframes ``i`` and ``j`` both observe."""
         return int(len(np.intersect1d(self.points_of(i), self.points_of(j), assume_unique=True)))
+
+    def incidence(self):
+        """(K, P) scipy CSR matrix, 1 where keyframe ``i`` observes point ``p`` (built once)."""
+        if self._incidence is None:
+            from scipy.sparse import csr_matrix
+
+            kf = np.repeat(np.arange(self.num_keyframes), np.diff(self.obs_offsets))
+            a = csr_matrix((np.ones(len(kf), np.int32), (kf, self.obs_point_index)),
+                           shape=(self.num_keyframes, self.num_points3D))
+            a.data[:] = 1  # a keyframe observing a point twice counts once
+            self._incidence = a
+        return self._incidence
+
+    def covisibility(self, rows) -> np.ndarray:
+        """(n, n) int64 matrix of the 3D points each pair of the given keyframes both observe
+        (its diagonal: the points each observes), from one sparse product."""
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        sub = self.incidence()[rows]
+        return np.asarray((sub @ sub.T).toarray(), np.int64)
 
     def gather_observations(self, rows) -> tuple[np.ndarray, np.ndarray]:
         """Descriptors and point rows of all observations of the given keyframes.

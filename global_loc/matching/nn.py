@@ -1,4 +1,4 @@
-"""Mutual nearest-neighbour matching with Lowe's ratio test, on faiss exact k-NN.
+"""Mutual nearest-neighbour matching with Lowe's ratio test, exact, on one BLAS product.
 
 Descriptors are L2-normalised, so the Euclidean distance is ``sqrt(2 - 2 s)`` for the inner
 product ``s``. The ratio test follows Lowe (IJCV 2004): a match is kept when the distance to
@@ -8,13 +8,20 @@ For 2D-3D matching a database descriptor belongs to a 3D point that other descri
 other observations) may share. With ``groups`` the nearest and second-nearest neighbours are
 taken over *points*: the second must belong to another point than the first, and the mutual
 check asks whether the query descriptor is the nearest to any observation of that point.
+
+All three questions (nearest, second nearest of another group, nearest query of each database
+row) are answered from the same similarity matrix ``query @ db.T`` (one float32 GEMM, in row
+blocks of at most :data:`BLOCK_BYTES`), exactly: no candidate list bounds the search for the
+second group, and nothing is computed twice.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
+
+#: largest similarity block held at once (bytes); rows of the query are processed in blocks
+BLOCK_BYTES = 32 << 20
 
 
 @dataclass
@@ -40,12 +47,26 @@ class Matches:
         return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
 
 
-def _knn(xq: np.ndarray, xb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    return faiss.knn(xq, xb, k, metric=faiss.METRIC_INNER_PRODUCT)
-
-
 def _dist(sim: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(2.0 - 2.0 * sim, 0.0, None))
+
+
+class _Groups:
+    """Dense group ids of the database rows and, per group, its rows (CSR)."""
+
+    def __init__(self, groups: np.ndarray):
+        self.labels, self.inv = np.unique(groups, return_inverse=True)
+        self.inv = self.inv.reshape(-1)
+        self.order = np.argsort(self.inv, kind="stable")
+        self.sizes = np.bincount(self.inv, minlength=len(self.labels))
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+
+    def members(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(k, column)`` pairs: every database row of group ``g[k]``, for each ``k``."""
+        counts = self.sizes[g]
+        k = np.repeat(np.arange(len(g)), counts)
+        within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        return k, self.order[self.starts[g][k] + within]
 
 
 def match_descriptors(
@@ -64,11 +85,16 @@ def match_descriptors(
         ratio_threshold: Lowe's ratio; 1.0 or more disables the test.
         mutual: keep only mutual nearest neighbours.
         groups: optional (M,) int labels of the database rows (3D point ids); matches are
-            then made to groups, as described in the module docstring.
-        max_candidates: neighbours searched per query descriptor when grouped.
+            then made to groups, as described in the module docstring. Where the database
+            holds a single group, there is nothing to confuse it with and the ratio test passes.
+        max_candidates: accepted for configurations written for the earlier k-NN search
+            (``matching.max_candidates``); the search is now exact and does not use it.
     Returns:
         :class:`Matches`; ``db`` holds row indices, or group labels when ``groups`` is given.
+    Raises:
+        ValueError: descriptors of different sizes, or ``groups`` of another length than ``db``.
     """
+    del max_candidates
     n, m = len(query), len(db)
     if n == 0 or m == 0:
         return Matches.empty()
@@ -76,43 +102,53 @@ def match_descriptors(
     xb = np.ascontiguousarray(db, dtype=np.float32)
     if xq.shape[1] != xb.shape[1]:
         raise ValueError(f"descriptor sizes differ: query {xq.shape[1]}, database {xb.shape[1]}")
-    rows = np.arange(n)
+    if groups is not None:
+        groups = np.asarray(groups).reshape(-1)
+        if len(groups) != m:
+            raise ValueError(f"groups must have one label per database row ({m}), got {len(groups)}")
+        grp = _Groups(groups)
+    else:
+        grp = None
+    ratio = ratio_threshold < 1.0
 
-    if groups is None:
-        k = min(2, m)
-        sim, idx = _knn(xq, xb, k)
-        best, s1 = idx[:, 0], sim[:, 0]
-        keep = best >= 0
-        if ratio_threshold < 1.0 and k == 2:
-            keep &= _dist(s1) < ratio_threshold * _dist(sim[:, 1])
+    best = np.empty(n, np.int64)
+    s1 = np.empty(n, np.float32)
+    s2 = np.full(n, -np.inf, np.float32)
+    col_sim = np.full(m, -np.inf, np.float32)
+    col_query = np.zeros(m, np.int64)
+    xbt = xb.T
+    step = max(1, min(n, BLOCK_BYTES // (4 * m)))
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        S = xq[a:b] @ xbt  # (r, m)
+        r = np.arange(b - a)
+        j = S.argmax(axis=1)
+        best[a:b], s1[a:b] = j, S[r, j]
         if mutual:
-            _, rev = _knn(xb, xq, 1)
-            keep &= rev[np.clip(best, 0, m - 1), 0] == rows
-        return Matches(rows[keep].astype(np.int64), best[keep].astype(np.int64), s1[keep])
-
-    groups = np.asarray(groups).reshape(-1)
-    if len(groups) != m:
-        raise ValueError(f"groups must have one label per database row ({m}), got {len(groups)}")
-    k = min(max(2, int(max_candidates)), m)
-    sim, idx = _knn(xq, xb, k)
-    g = groups[np.clip(idx, 0, m - 1)]
-    g1, s1 = g[:, 0], sim[:, 0]
-    keep = idx[:, 0] >= 0
-    if ratio_threshold < 1.0:
-        other = (g != g1[:, None]) & (idx >= 0)
-        has_other = other.any(axis=1)
-        j = np.argmax(other, axis=1)
-        s2 = np.where(has_other, sim[rows, j], sim[:, -1] if k < m else -1.0)
-        # no second group at all (a single point in the database): nothing to be confused with
-        lone = ~has_other & (k >= m)
-        keep &= lone | (_dist(s1) < ratio_threshold * _dist(s2))
+            cq = S.argmax(axis=0)
+            cs = S[cq, np.arange(m)]
+            better = cs > col_sim
+            col_sim[better], col_query[better] = cs[better], cq[better] + a
+        if ratio and m > 1:
+            if grp is None:
+                S[r, j] = -np.inf
+            else:
+                k, cols = grp.members(grp.inv[j])
+                S[k, cols] = -np.inf
+            s2[a:b] = S.max(axis=1)
+    rows = np.arange(n)
+    keep = np.ones(n, bool)
+    if ratio:
+        keep &= _dist(s1) < ratio_threshold * _dist(s2)  # no second candidate: inf, kept
+    if grp is None:
+        if mutual:
+            keep &= col_query[best] == rows
+        return Matches(rows[keep], best[keep], s1[keep])
+    g1 = grp.inv[best]
     if mutual:
-        rsim, rq = _knn(xb, xq, 1)
-        labels, inv = np.unique(groups, return_inverse=True)
-        order = np.lexsort((-rsim[:, 0], inv))
-        first = order[np.r_[True, inv[order][1:] != inv[order][:-1]]]
-        best_query = np.full(len(labels), -1, np.int64)
-        best_query[inv[first]] = rq[first, 0]
-        pos = np.searchsorted(labels, g1)
-        keep &= best_query[np.clip(pos, 0, len(labels) - 1)] == rows
-    return Matches(rows[keep].astype(np.int64), g1[keep].astype(np.int64), s1[keep])
+        order = np.lexsort((-col_sim, grp.inv))
+        first = order[np.r_[True, grp.inv[order][1:] != grp.inv[order][:-1]]]
+        best_query = np.full(len(grp.labels), -1, np.int64)
+        best_query[grp.inv[first]] = col_query[first]
+        keep &= best_query[g1] == rows
+    return Matches(rows[keep], grp.labels[g1[keep]].astype(np.int64), s1[keep])

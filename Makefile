@@ -43,7 +43,7 @@ endif
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -ra
+	$(PY) -m pytest -ra --durations=25
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -ra -m "not slow"

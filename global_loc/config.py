@@ -121,6 +121,59 @@ class LocalizationConf:
 
 
 @dataclass
+class TrackingConf:
+    """Tracking against the map between global queries (frame sequences: bags and the node).
+
+    Once a frame is localized, the next ones are localized from a pose prior (the last pose
+    composed with odometry from tf, or a constant-velocity model without odometry): the map
+    points of the keyframes near the prior are projected into the image and matched to the
+    query keypoints in a window around their projection, then PnP-RANSAC solves the pose as in
+    a global query, with the same inlier checks. See :mod:`global_loc.tracking`.
+
+    Attributes:
+        enabled: track between global queries (false: every frame is a global query).
+        global_period_s: a global query at least this often (seconds of image time), so that a
+            wrong track cannot persist; where it fails, tracking answers that frame.
+        max_prior_age_s: no prior (a global query) when the last localized frame is older than
+            this, seconds, without odometry...
+        max_prior_age_odometry_s: ... and with odometry.
+        num_keyframes: keyframes nearest to the prior (camera centre, viewing direction within
+            ``max_view_angle_deg``) whose points are projected.
+        max_view_angle_deg: max angle between the prior's optical axis and a keyframe's.
+        window_px_odometry: matching window radius around a projected point, pixels, with an
+            odometry prior...
+        window_px_motion_model: ... and with a constant-velocity prior.
+        ratio_threshold: Lowe's ratio between the best and the second-best point of the local map.
+        min_inlier_ratio: a tracked pose needs at least this fraction of its matches as PnP
+            inliers (right tracks have nearly all; ``localization.min_inliers`` applies too).
+        max_prior_deviation_m: a tracked pose farther than this from its prior is rejected
+            (and a global query decides), metres...
+        max_prior_deviation_deg: ... or turned further than this, degrees.
+        ransac_max_iterations: RANSAC iterations bound for tracked frames (few outliers).
+        image_scale: tracked frames are described at this fraction of their size (SIFT's
+            first, upsampled octave costs most of its time; the prior needs fewer, coarser
+            keypoints); global queries always use the full image...
+        min_image_size: ... but the longer side is not shrunk below this, pixels.
+    """
+
+    enabled: bool = True
+    global_period_s: float = 2.0
+    max_prior_age_s: float = 1.0
+    max_prior_age_odometry_s: float = 5.0
+    num_keyframes: int = 8
+    max_view_angle_deg: float = 60.0
+    window_px_odometry: float = 24.0
+    window_px_motion_model: float = 48.0
+    ratio_threshold: float = 0.8
+    min_inlier_ratio: float = 0.5
+    max_prior_deviation_m: float = 0.5
+    max_prior_deviation_deg: float = 10.0
+    ransac_max_iterations: int = 1000
+    image_scale: float = 0.5
+    min_image_size: int = 320
+
+
+@dataclass
 class PipelineConf:
     """A whole preset.
 
@@ -141,6 +194,7 @@ class PipelineConf:
     matching: MatchingConf = field(default_factory=MatchingConf)
     mapping: MappingConf = field(default_factory=MappingConf)
     localization: LocalizationConf = field(default_factory=LocalizationConf)
+    tracking: TrackingConf = field(default_factory=TrackingConf)
 
 
 # --------------------------------------------------------------------------------------------

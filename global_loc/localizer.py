@@ -21,20 +21,22 @@ import os
 import time
 from contextlib import contextmanager
 
+import cv2
 import numpy as np
 
 from .config import LocalizationConf, PipelineConf, deep_merge, from_dict, load_preset, parse_override, to_dict
 from .errors import ConfigError, EmptyMapError, ImageReadError, MapMismatchError
 from .features import LocalFeatureExtractor, create_extractor
+from .features.base import rescale_keypoints
 from .geometry.camera import Camera
-from .geometry.covariance import world_from_cam_covariance
 from .geometry.covisibility import covisibility_clusters
-from .geometry.pnp import estimate_absolute_pose
+from .geometry.pnp import acceptance_problems, estimate_absolute_pose
 from .map.index import MapIndex
 from .map.storage import read_map
 from .matching import match_descriptors
 from .retrieval import GlobalDescriptorModel, create_global_model
 from .retrieval.index import RetrievalIndex
+from .tracking import LocalMapTracker, PosePrior
 from .types import LocalFeatures, LocalizationResult, Status
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ STAGES = (
     "global_descriptor",
     "retrieval",
     "clustering",
+    "local_map",
     "matching",
     "pnp",
     "total",
@@ -142,7 +145,7 @@ class Localizer:
                 f"{self.global_model.name} gives {self.global_model.dim}-d ones"
             )
         self.index = RetrievalIndex(map_index.global_descriptors, device=conf.device)
-        self._covis_cache: dict[tuple[int, int], int] = {}
+        self.tracker = LocalMapTracker(map_index, conf.tracking, conf.localization, conf.matching)
 
     @classmethod
     def from_path(cls, map_path: str | os.PathLike, conf: PipelineConf | str | None = None) -> "Localizer":
@@ -181,12 +184,6 @@ class Localizer:
                     f"{model.dim}-d ones"
                 )
 
-    def _num_shared(self, i: int, j: int) -> int:
-        key = (min(i, j), max(i, j))
-        if key not in self._covis_cache:
-            self._covis_cache[key] = self.map.num_shared_points(*key)
-        return self._covis_cache[key]
-
     # ---------------------------------------------------------------------------------------
     def localize(
         self,
@@ -194,17 +191,26 @@ class Localizer:
         camera: Camera,
         features: LocalFeatures | None = None,
         timings: dict[str, float] | None = None,
+        prior: PosePrior | None = None,
+        global_first: bool = False,
     ) -> LocalizationResult:
-        """Localize one query image.
+        """Localize one query image: a global query, or tracking from a pose prior.
 
         Args:
             image: (H, W) uint8 grey or (H, W, 3) uint8 RGB, of the size of ``camera``.
             camera: the query camera.
             features: precomputed local features of ``image`` (skips extraction).
             timings: stage times already spent (e.g. ``{"decode": ...}``) to include.
+            prior: a predicted pose (:class:`~global_loc.tracking.PosePrior`, e.g. from
+                :class:`~global_loc.tracking.MotionModel`): tracking against the local map
+                is tried (with ``conf.tracking.enabled``), and a global query runs when it
+                fails. Tracking uses the image as it is (no ``query_rotations``).
+            global_first: with a prior, run the global query first and track only when it
+                fails (the periodic check that a track is right).
         Returns:
             A :class:`LocalizationResult`: ``LOCALIZED`` with ``cam_from_world`` and its
-            covariance, or ``NOT_LOCALIZED`` with the reason.
+            covariance, or ``NOT_LOCALIZED`` with the reason; ``mode`` says which of the global
+            query and tracking produced it, ``tracking`` what tracking said.
         Raises:
             ImageReadError: an image whose size differs from the camera's.
         """
@@ -217,20 +223,70 @@ class Localizer:
         timer.times.update(timings or {})
         t_start = time.perf_counter()
         result = LocalizationResult(status=Status.NOT_LOCALIZED, reason="no query orientation was tried")
+        track = prior is not None and self.conf.tracking.enabled
+        tracked = None
         try:
-            for k, rotation in enumerate(self.loc_conf.query_rotations):
-                attempt = self._localize_oriented(image, camera, int(rotation), features if k == 0 else None,
-                                                  timer)
-                if k == 0 or attempt.status == Status.LOCALIZED or attempt.num_inliers > result.num_inliers:
-                    result = attempt
-                if attempt.status == Status.LOCALIZED:
-                    if rotation:
-                        result.reason = f"localized with the query rotated by {rotation} deg"
-                    break
+            tc = self.conf.tracking
+            scale = min(1.0, max(tc.image_scale, tc.min_image_size / max(image.shape[:2])))
+            track_features = features
+            if track and not global_first:
+                if track_features is None:
+                    track_features = self._extract(image, 0, timer, scale)
+                tracked = self.tracker.track(track_features, camera, prior, timer)
+                if tracked.success:
+                    result = tracked
+                    return result
+            if features is None and track_features is not None and scale == 1.0:
+                features = track_features
+            if track and features is None:
+                features = self._extract(image, 0, timer)
+            result = self._global_query(image, camera, features, timer)
+            if track and global_first and not result.success:
+                tracked = self.tracker.track(features, camera, prior, timer)  # full-resolution features
+                if tracked.success:
+                    result = tracked
             return result
         finally:
+            if tracked is not None:
+                result.tracking = "localized" if tracked.success else tracked.reason
             timer.times["total"] = timer.times.get("decode", 0.0) + time.perf_counter() - t_start
             result.timings = {s: timer.times.get(s, 0.0) for s in STAGES}
+
+    def _global_query(self, image, camera, features, timer) -> LocalizationResult:
+        """The hierarchical query, over ``query_rotations`` until one localizes."""
+        result = LocalizationResult(status=Status.NOT_LOCALIZED, reason="no query orientation was tried")
+        for k, rotation in enumerate(self.loc_conf.query_rotations):
+            attempt = self._localize_oriented(image, camera, int(rotation), features if k == 0 else None, timer)
+            if k == 0 or attempt.status == Status.LOCALIZED or attempt.num_inliers > result.num_inliers:
+                result = attempt
+            if attempt.status == Status.LOCALIZED:
+                if rotation:
+                    result.reason = f"localized with the query rotated by {rotation} deg"
+                break
+        return result
+
+    def _extract(self, image, turns: int, timer, scale: float = 1.0) -> LocalFeatures:
+        """Local features of ``image`` turned ``turns`` quarter-turns (and shrunk by ``scale``),
+        keypoints in pixels of ``image``; the time goes to the ``preprocess`` and
+        ``local_features`` stages."""
+        view = np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+        with timer("local_features"):
+            if scale != 1.0:
+                h, w = view.shape[:2]
+                small = cv2.resize(view, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                   interpolation=cv2.INTER_AREA)
+                features = self.extractor.extract(small)
+                features = LocalFeatures(
+                    rescale_keypoints(features.keypoints, w / small.shape[1], h / small.shape[0]),
+                    features.descriptors, features.scores, (w, h), features.colors, dict(features.extras))
+            else:
+                features = self.extractor.extract(view)
+            pre = getattr(self.extractor, "last_timings", {}).get("preprocess", 0.0)
+            timer.times["preprocess"] = timer.times.get("preprocess", 0.0) + pre
+            timer.times["local_features"] = timer.times.get("local_features", 0.0) - pre
+            if turns:
+                features = _unrotate(features, turns, image.shape[1], image.shape[0])
+        return features
 
     def _localize_oriented(self, image, camera, rotation: int, features, timer) -> LocalizationResult:
         """One attempt with the image turned ``rotation`` degrees counter-clockwise (a multiple
@@ -241,14 +297,8 @@ class Localizer:
             raise ConfigError(f"query rotations must be multiples of 90 degrees, got {rotation}")
         turns = (rotation // 90) % 4
         view = np.ascontiguousarray(np.rot90(image, turns)) if turns else image
-        with timer("local_features"):
-            if features is None:
-                features = self.extractor.extract(view)
-                pre = getattr(self.extractor, "last_timings", {}).get("preprocess", 0.0)
-                timer.times["preprocess"] = timer.times.get("preprocess", 0.0) + pre
-                timer.times["local_features"] = timer.times.get("local_features", 0.0) - pre
-                if turns:
-                    features = _unrotate(features, turns, image.shape[1], image.shape[0])
+        if features is None:
+            features = self._extract(image, turns, timer)
         with timer("global_descriptor"):
             gdesc = self.global_model(view, features)
         with timer("retrieval"):
@@ -259,7 +309,7 @@ class Localizer:
             result.reason = f"the query has {len(features)} local features"
             return result
         with timer("clustering"):
-            places = covisibility_clusters(retrieved, self._num_shared, lc.min_covisible_points)
+            places = covisibility_clusters(retrieved, self.map.covisibility(retrieved), lc.min_covisible_points)
         best = None
         for place in places[: lc.max_places]:
             attempt = self._localize_place(features, camera, place, timer)
@@ -297,19 +347,7 @@ class Localizer:
             return res
         res.num_inliers = pnp.num_inliers
         res.inlier_ratio = pnp.num_inliers / len(matches)
-        reasons = []
-        if res.num_inliers < lc.min_inliers:
-            reasons.append(f"{res.num_inliers} inliers < min_inliers {lc.min_inliers}")
-        if res.inlier_ratio < lc.min_inlier_ratio:
-            reasons.append(f"inlier ratio {res.inlier_ratio:.3f} < min_inlier_ratio {lc.min_inlier_ratio}")
-        if pnp.covariance is not None and (lc.max_position_std_m > 0 or lc.max_rotation_std_deg > 0):
-            cov_world = world_from_cam_covariance(pnp.cam_from_world, pnp.covariance)[:3, :3]
-            pos_std = float(np.sqrt(max(np.linalg.eigvalsh(cov_world).max(), 0.0)))
-            rot_std = float(np.degrees(np.sqrt(max(np.linalg.eigvalsh(pnp.covariance[:3, :3]).max(), 0.0))))
-            if lc.max_position_std_m > 0 and pos_std > lc.max_position_std_m:
-                reasons.append(f"position std {pos_std:.3f} m > max_position_std_m {lc.max_position_std_m}")
-            if lc.max_rotation_std_deg > 0 and rot_std > lc.max_rotation_std_deg:
-                reasons.append(f"rotation std {rot_std:.3f} deg > max_rotation_std_deg {lc.max_rotation_std_deg}")
+        reasons = acceptance_problems(pnp, len(matches), lc)
         if reasons:
             res.reason = "; ".join(reasons)
             return res

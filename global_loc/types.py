@@ -126,6 +126,11 @@ class LocalizationResult:
             ``total``).
         inlier_keypoints: (I, 2) float32 pixels of the inlier query keypoints, or None.
         inlier_points3D: (I, 3) float64 world points matched to them, or None.
+        mode: what produced the result: ``"global"`` (retrieval and 2D-3D matching against
+            places) or ``"tracking"`` (matching against the local map of a pose prior, see
+            :mod:`global_loc.tracking`).
+        tracking: what tracking said for this frame: empty when it was not tried,
+            ``"localized"``, or why it failed.
     """
 
     status: Status
@@ -140,6 +145,8 @@ class LocalizationResult:
     timings: dict[str, float] = field(default_factory=dict)
     inlier_keypoints: np.ndarray | None = None
     inlier_points3D: np.ndarray | None = None
+    mode: str = "global"
+    tracking: str = ""
 
     @property
     def success(self) -> bool:
@@ -158,6 +165,7 @@ class LocalizationResult:
         out = {
             "status": self.status.value,
             "reason": self.reason,
+            "mode": self.mode,
             "num_inliers": int(self.num_inliers),
             "num_matches": int(self.num_matches),
             "inlier_ratio": round(float(self.inlier_ratio), 4),
@@ -165,6 +173,8 @@ class LocalizationResult:
             "retrieved": list(self.retrieved),
             "timings_ms": {k: round(v * 1e3, 3) for k, v in self.timings.items()},
         }
+        if self.tracking:
+            out["tracking"] = self.tracking
         if self.cam_from_world is not None:
             out["q_wxyz"] = self.cam_from_world.q_wxyz.tolist()
             out["t"] = self.cam_from_world.t.tolist()

@@ -95,6 +95,10 @@ def _build_parser() -> argparse.ArgumentParser:
                      "(default: odom)")
     bag.add_argument("--base-frame", default="base_link", help="robot body frame (default: base_link)")
     bag.add_argument("--every", type=int, default=1, metavar="N", help="localize one frame in N")
+    bag.add_argument("--tracking", choices=["on", "off"], default=None,
+                     help="track against the map between global queries, from the last pose and the "
+                          "odometry (default: the preset's tracking.enabled, on); off: a global query "
+                          "per frame")
     p.add_argument("--out", type=Path, required=True,
                    help="results: with --images, name qw qx qy qz tx ty tz per localized query; with "
                         "--bag, a TUM trajectory (stamp tx ty tz qx qy qz qw, map_from_camera). A JSON "
@@ -280,6 +284,8 @@ def _cmd_localize(args) -> int:
     queries = read_cameras(args.queries) if args.bag is None else None
     map_index = read_map(args.map)
     conf = conf_for_map(map_index, args.preset, args.overrides, args.models_dir, args.device)
+    if args.bag is not None and args.tracking is not None:
+        conf.tracking.enabled = args.tracking == "on"
     localizer = Localizer(map_index, conf)
     if args.bag is not None:
         return _localize_bag(args, localizer)
@@ -313,7 +319,9 @@ def _localize_bag(args, localizer) -> int:
              "preset": localizer.conf.name, "version": __version__}
     tum, log = write_bag_results(run, args.out, args.out_bag, args.out_bag_format, extra=extra)
     n = len(run.publications)
-    print(f"localized {run.num_localized} of {n} frames -> {tum} (log: {log})"
+    modes = [p.result.mode for p in run.publications if p.localized]
+    print(f"localized {run.num_localized} of {n} frames ({modes.count('tracking')} tracked, "
+          f"{modes.count('global')} by global query) -> {tum} (log: {log})"
           + (f", bag: {args.out_bag}" if args.out_bag else ""))
     notes = {p.note for p in run.publications if p.note}
     for note in list(notes)[:3]:

@@ -11,6 +11,7 @@ import numpy as np
 import pycolmap
 
 from .camera import Camera
+from .covariance import world_from_cam_covariance
 from .transforms import Pose
 
 
@@ -85,3 +86,31 @@ def estimate_absolute_pose(
         if not np.all(np.isfinite(cov)):
             cov = None
     return PnPResult(pose, inliers, cov, float(np.sqrt(np.nanmean(np.sum(res**2, axis=1)))))
+
+
+def acceptance_problems(pnp: PnPResult, num_matches: int, conf) -> list[str]:
+    """Why a PnP pose must not be trusted, by the localization thresholds; empty when it passes.
+
+    Args:
+        pnp: the PnP result.
+        num_matches: the 2D-3D matches it was solved from.
+        conf: a :class:`~global_loc.config.LocalizationConf` (``min_inliers``,
+            ``min_inlier_ratio``, ``max_position_std_m``, ``max_rotation_std_deg``).
+    Returns:
+        One sentence per failed check, e.g. ``"7 inliers < min_inliers 15"``.
+    """
+    problems = []
+    ratio = pnp.num_inliers / max(num_matches, 1)
+    if pnp.num_inliers < conf.min_inliers:
+        problems.append(f"{pnp.num_inliers} inliers < min_inliers {conf.min_inliers}")
+    if ratio < conf.min_inlier_ratio:
+        problems.append(f"inlier ratio {ratio:.3f} < min_inlier_ratio {conf.min_inlier_ratio}")
+    if pnp.covariance is not None and (conf.max_position_std_m > 0 or conf.max_rotation_std_deg > 0):
+        cov_world = world_from_cam_covariance(pnp.cam_from_world, pnp.covariance)[:3, :3]
+        pos_std = float(np.sqrt(max(np.linalg.eigvalsh(cov_world).max(), 0.0)))
+        rot_std = float(np.degrees(np.sqrt(max(np.linalg.eigvalsh(pnp.covariance[:3, :3]).max(), 0.0))))
+        if conf.max_position_std_m > 0 and pos_std > conf.max_position_std_m:
+            problems.append(f"position std {pos_std:.3f} m > max_position_std_m {conf.max_position_std_m}")
+        if conf.max_rotation_std_deg > 0 and rot_std > conf.max_rotation_std_deg:
+            problems.append(f"rotation std {rot_std:.3f} deg > max_rotation_std_deg {conf.max_rotation_std_deg}")
+    return problems

@@ -68,6 +68,7 @@ class Diagnostics:
             if ok:
                 self.localized += 1
                 self.failures_in_a_row = 0
+                self.counters[f"localized_{pub.result.mode}"] += 1
             else:
                 self.failures_in_a_row += 1
                 self.last_reason = pub.note or pub.result.reason

@@ -10,6 +10,11 @@ to broadcast, following REP-105:
   the localized pose and the odometry keeps its own, drifting, frame;
 - without one (``odom_frame`` empty): ``map -> base_link`` directly.
 
+Between global queries, frames are tracked (:mod:`global_loc.tracking`): the handler keeps a
+:class:`~global_loc.tracking.MotionModel` fed with the localized poses and the odometry
+(``odom -> camera`` from tf at each stamp), gives the localizer its prior, and asks for a global
+query first at least every ``tracking.global_period_s`` seconds of image time.
+
 Nothing is published for a frame that is not localized; the :class:`Diagnostics` count it.
 Nor is anything published when the camera's place on the robot (``base -> camera`` in tf) is
 unknown: the pose would be the camera's, not the robot's. That state is a problem in the
@@ -27,6 +32,7 @@ from ..geometry.camera import Camera
 from ..geometry.covariance import compose_covariance
 from ..geometry.transforms import Pose
 from ..localizer import Localizer
+from ..tracking import MotionModel
 from ..types import LocalFeatures, LocalizationResult, Status
 from .diagnostics import Diagnostics
 
@@ -102,6 +108,23 @@ class FrameHandler:
         self.frames = frames
         self.lookup = lookup
         self.diagnostics = diagnostics if diagnostics is not None else Diagnostics()
+        self.motion = MotionModel(localizer.conf.tracking)
+        self._last_global_s: float | None = None
+
+    def _prior(self, stamp_s: float, cam_frame: str):
+        """``(prior or None, global_first, odom_from_cam or None)`` for a frame."""
+        tc = self.localizer.conf.tracking
+        if not tc.enabled:
+            return None, False, None
+        odom_from_cam = None
+        if self.frames.odom_frame:
+            try:
+                odom_from_cam = self.lookup(self.frames.odom_frame, cam_frame, stamp_s)
+            except GlobalLocError:
+                odom_from_cam = None  # no odometry at this stamp: the constant-velocity model
+        prior = self.motion.predict(stamp_s, odom_from_cam)
+        due = self._last_global_s is None or not 0 <= stamp_s - self._last_global_s < tc.global_period_s
+        return prior, prior is not None and due, odom_from_cam
 
     def handle(self, image: np.ndarray, camera: Camera, stamp_ns: int, camera_frame: str,
                decode_s: float = 0.0, features: LocalFeatures | None = None) -> Publication:
@@ -117,7 +140,14 @@ class FrameHandler:
         """
         f = self.frames
         cam_frame = f.camera_frame or camera_frame
-        result = self.localizer.localize(image, camera, features=features, timings={"decode": decode_s})
+        stamp_s = stamp_ns * 1e-9
+        prior, global_first, odom_from_cam = self._prior(stamp_s, cam_frame)
+        result = self.localizer.localize(image, camera, features=features, timings={"decode": decode_s},
+                                         prior=prior, global_first=global_first)
+        if prior is None or global_first or result.mode == "global":  # a global query ran
+            self._last_global_s = stamp_s
+        if result.status == Status.LOCALIZED:
+            self.motion.update(stamp_s, result.cam_from_world, odom_from_cam)
         pub = Publication(stamp_ns, result, f.map_frame, pose_frame=f.base_frame)
         if result.status == Status.LOCALIZED:
             t = stamp_ns * 1e-9

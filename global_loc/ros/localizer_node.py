@@ -143,6 +143,8 @@ class LocalizerNode(Node):
         conf.localization.min_inliers = p["min_inliers"]
         conf.localization.min_inlier_ratio = p["min_inlier_ratio"]
         conf.localization.num_retrieved = p["num_retrieved"]
+        conf.tracking.enabled = p["tracking"]
+        conf.tracking.global_period_s = p["global_period"]
         return conf
 
     def _report_configure_failure(self, e: Exception) -> None:

@@ -79,6 +79,13 @@ LOCALIZER_PARAMS: list[ParamSpec] = [
     ParamSpec("min_inlier_ratio", "float", 0.15, "fraction of 2D-3D matches that must be inliers",
               range=(0.0, 1.0)),
     ParamSpec("num_retrieved", "int", 10, "keyframes retrieved by global descriptor", range=(1, 1000)),
+    ParamSpec("tracking", "bool", True, "between global queries, localize each frame against the map "
+              "points near the last pose moved by the odometry (odom_frame in tf) or a constant-velocity "
+              "model: a fraction of a global query's time; false: a global query per frame",
+              read_only=True),
+    ParamSpec("global_period", "float", 2.0, "while tracking, a global query at least this often, so "
+              "that a wrong track cannot persist, seconds of image time", range=(0.0, 3600.0),
+              read_only=True),
     ParamSpec("max_frame_age", "float", 1.0, "a frame older than this (node clock minus image stamp) "
               "when the worker takes it is dropped, not localized, so no stale pose is published; also "
               "catches a clock mismatch (use_sim_time), seconds", range=(0.01, 3600.0)),

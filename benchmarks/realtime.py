@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Real time on this CPU: the default preset's global query against the floor of any SIFT
+pipeline (OpenCV SIFT extraction alone, same images, same run), and a robot's sequence
+localized frame by frame in global-only and in tracking mode.
+
+    python benchmarks/realtime.py [--data ../shared/data] [--world demo_out/world] [--map demo_out/map.glmap]
+
+1. Temple ring (map: even views, queries: odd views, 24 images 640x480): each query is
+   localized by a global query and, alternately, described by ``cv2.SIFT_create()`` with
+   OpenCV's defaults, for ``--rounds`` rounds after a warm-up round. Printed: median and p90 of
+   every stage, the SIFT extraction time, their ratio, and the accuracy.
+2. Robot world (the query run of ``make demo``'s world, 300 frames at 10 Hz, odometry in tf):
+   localized from its bag as ``global-loc localize --bag`` does, once with ``--tracking off``
+   (a global query per frame) and once with tracking; per-frame time p50/p90, recall within
+   (0.25 m, 2 deg), the worst error, and the share of tracked frames. The world and its map
+   are made when missing (as ``make demo`` does).
+
+The machine is shared: compare ratios measured in one run, not absolute times across runs.
+Prints markdown and writes ``benchmarks/results/realtime.md`` (figures in ``realtime.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BOUNDS = (0.25, 2.0)
+
+
+def _pct(values, q):
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def temple(data: Path, rounds: int) -> dict:
+    """Global queries on the temple ring next to OpenCV SIFT extraction of the same images."""
+    import cv2
+
+    from global_loc.config import load_preset
+    from global_loc.geometry.transforms import pose_error
+    from global_loc.features.base import to_grayscale
+    from global_loc.io.images import read_image
+    from global_loc.io.text import read_cameras, read_poses
+    from global_loc.localizer import STAGES, Localizer
+    from global_loc.pipeline import index_image_folder
+
+    root = data / "temple_ring"
+    poses = read_poses(root / "poses_cam_from_world.txt")
+    cameras = read_cameras(root / "cameras.txt")
+    num = lambda n: int(n[7:11])  # noqa: E731 - templeRNNNN.png
+    map_poses = {n: p for n, p in poses.items() if num(n) % 2 == 0}
+    queries = sorted(n for n in poses if num(n) % 2 == 1)
+    conf = load_preset("sift")
+    loc = Localizer(index_image_folder(root / "images", map_poses, cameras, conf), conf)
+    images = {n: read_image(root / "images" / n) for n in queries}
+    sift = cv2.SIFT_create()
+    stage_times = {s: [] for s in STAGES}
+    sift_times, ratios, errors, keypoints = [], [], [], []
+    for r in range(rounds + 1):  # round 0 warms up
+        for n in queries:
+            t = time.perf_counter()
+            kp, _ = sift.detectAndCompute(to_grayscale(images[n]), None)
+            t_sift = time.perf_counter() - t
+            res = loc.localize(images[n], cameras[n])
+            if r == 0:
+                continue
+            sift_times.append(t_sift)
+            keypoints.append(len(kp))
+            for s in STAGES:
+                stage_times[s].append(res.timings.get(s, 0.0))
+            ratios.append(res.timings["total"] / t_sift)
+            if r == 1:
+                errors.append(pose_error(res.cam_from_world, poses[n]) if res.success else (np.inf, np.inf))
+    e = np.array(errors)
+    ok = np.isfinite(e[:, 0])
+    return {
+        "queries": len(queries),
+        "rounds": rounds,
+        "stages_ms": {s: {"p50": 1e3 * _pct(v, 50), "p90": 1e3 * _pct(v, 90)} for s, v in stage_times.items()},
+        "sift_ms": {"p50": 1e3 * _pct(sift_times, 50), "p90": 1e3 * _pct(sift_times, 90)},
+        "sift_keypoints": float(np.median(keypoints)),
+        "ratio_total_to_sift": {"of_medians": _pct(stage_times["total"], 50) / _pct(sift_times, 50),
+                                "median_per_image": float(np.median(ratios))},
+        "localized": int(ok.sum()),
+        "within_1cm_1deg": int(np.sum((e[:, 0] <= 0.01) & (e[:, 1] <= 1.0))),
+        "median_error_mm": float(np.median(e[ok, 0]) * 1e3) if ok.any() else float("nan"),
+        "median_error_deg": float(np.median(e[ok, 1])) if ok.any() else float("nan"),
+    }
+
+
+def robot_world(world_dir: Path, map_path: Path, textures: Path) -> dict:
+    """The robot world's query run, global-only and with tracking."""
+    import cv2
+
+    from global_loc.evaluation import trajectory_errors
+    from global_loc.io.bags import BagReader
+    from global_loc.features.base import to_grayscale
+    from global_loc.io.text import read_tum
+    from global_loc.localizer import Localizer, conf_for_map
+    from global_loc.map.storage import read_map
+    from global_loc.pipeline import localize_bag
+
+    if not (world_dir / "world.json").exists():
+        from global_loc.synthetic.world import WorldConfig, generate_world
+
+        print(f"making the robot world in {world_dir} ...", flush=True)
+        generate_world(world_dir, WorldConfig(), texture_dir=textures if textures.is_dir() else None)
+    bag = world_dir / "query_mcap"
+    if not map_path.exists():
+        from global_loc.cli.main import main as cli
+
+        print(f"indexing its mapping run into {map_path} ...", flush=True)
+        assert cli(["-q", "index", "--bag", str(world_dir / "mapping_mcap"), "--image-topic", "/camera/image_raw",
+                    "--out", str(map_path)]) == 0
+    map_index = read_map(map_path)
+    gt = read_tum(world_dir / "query_ground_truth_camera.tum")
+    sift = cv2.SIFT_create()
+    sift_times = []
+    with BagReader(bag, "/camera/image_raw") as reader:
+        for k, f in enumerate(reader.frames()):
+            if k % 10 == 0:
+                g = to_grayscale(f.image())
+                sift.detectAndCompute(g, None)
+                t = time.perf_counter()
+                sift.detectAndCompute(g, None)
+                sift_times.append(time.perf_counter() - t)
+    out = {"sift_ms_p50": 1e3 * _pct(sift_times, 50)}
+    for mode in ("global-only", "tracking"):
+        conf = conf_for_map(map_index)
+        if hasattr(conf, "tracking"):
+            conf.tracking.enabled = mode == "tracking"
+        elif mode == "tracking":
+            continue  # a version without tracking
+        loc = Localizer(map_index, conf)
+        run = localize_bag(loc, bag, "/camera/image_raw")
+        est = [(p.stamp_ns * 1e-9, p.map_from_cam) for p in run.publications if p.localized]
+        stamps = [p.stamp_ns * 1e-9 for p in run.publications]
+        err = np.array(list(trajectory_errors(est, gt, stamps).values()))
+        fin = err[np.isfinite(err[:, 0])]
+        total = np.array([p.result.timings["total"] for p in run.publications]) * 1e3
+        modes = [getattr(p.result, "mode", "global") for p in run.publications]
+        tracked = total[[m == "tracking" for m in modes]]
+        out[mode] = {
+            "frames": len(stamps),
+            "localized": len(est),
+            "tracked": modes.count("tracking"),
+            "recall": float(np.mean((err[:, 0] <= BOUNDS[0]) & (err[:, 1] <= BOUNDS[1]))),
+            "worst_m": float(fin[:, 0].max()) if len(fin) else float("nan"),
+            "worst_deg": float(fin[:, 1].max()) if len(fin) else float("nan"),
+            "median_error_mm": float(np.median(fin[:, 0]) * 1e3) if len(fin) else float("nan"),
+            "p50_ms": _pct(total, 50),
+            "p90_ms": _pct(total, 90),
+            "tracked_p50_ms": _pct(tracked, 50),
+        }
+        print(f"  {mode}: {out[mode]}", flush=True)
+    return out
+
+
+def markdown(res: dict) -> str:
+    t, w = res["temple"], res["robot_world"]
+    lines = [f"Real time on {res['machine']}; `python benchmarks/realtime.py`, {res['date']}"
+             + (f" ({res['label']})" if res.get("label") else ""), "",
+             f"**Temple ring, global query (preset sift), {t['queries']} queries x {t['rounds']} rounds, "
+             "alternating with OpenCV SIFT extraction (defaults) of the same image**", "",
+             "| stage | p50 (ms) | p90 (ms) |", "|---|---:|---:|"]
+    for s, v in t["stages_ms"].items():
+        if v["p50"] > 0 or s == "total":
+            lines.append(f"| {s} | {v['p50']:.1f} | {v['p90']:.1f} |")
+    lines += [f"| *OpenCV SIFT extraction alone ({t['sift_keypoints']:.0f} keypoints)* | {t['sift_ms']['p50']:.1f} | "
+              f"{t['sift_ms']['p90']:.1f} |", "",
+              f"Global query / SIFT extraction: **{t['ratio_total_to_sift']['of_medians']:.2f}** (ratio of medians; "
+              f"median of per-image ratios {t['ratio_total_to_sift']['median_per_image']:.2f}). "
+              f"Localized {t['localized']}/{t['queries']}, {t['within_1cm_1deg']} within (1 cm, 1 deg), median "
+              f"{t['median_error_mm']:.3f} mm / {t['median_error_deg']:.4f} deg.", "",
+              f"**Robot world query run from its bag (300 frames, 640x480, 10 Hz)**; OpenCV SIFT extraction of its "
+              f"frames: p50 {w['sift_ms_p50']:.1f} ms", "",
+              "| mode | localized | tracked | within (0.25 m, 2 deg) | worst error | median error | "
+              "per frame p50 / p90 (ms) | tracked frames p50 (ms) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for mode in ("global-only", "tracking"):
+        if mode in w:
+            m = w[mode]
+            lines.append(f"| {mode} | {m['localized']}/{m['frames']} | {m['tracked']} | {100 * m['recall']:.1f} % | "
+                         f"{m['worst_m']:.3f} m, {m['worst_deg']:.2f} deg | {m['median_error_mm']:.1f} mm | "
+                         f"{m['p50_ms']:.1f} / {m['p90_ms']:.1f} | {m['tracked_p50_ms']:.1f} |")
+    if "tracking" in w and "global-only" in w:
+        lines += ["", f"Tracking / global-only, per-frame p50: **{w['tracking']['p50_ms'] / w['global-only']['p50_ms']:.2f}**."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--world", type=Path, default=ROOT / "demo_out" / "world")
+    ap.add_argument("--map", type=Path, default=ROOT / "demo_out" / "map.glmap")
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds over the temple queries")
+    ap.add_argument("--label", default="", help="a note for the table (e.g. the commit)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = ap.parse_args()
+
+    res = {"machine": f"{platform.node() or 'this machine'}, {os.cpu_count()} cores",
+           "date": time.strftime("%Y-%m-%d"), "label": args.label}
+    print("temple ring ...", flush=True)
+    res["temple"] = temple(args.data, args.rounds)
+    print("robot world ...", flush=True)
+    res["robot_world"] = robot_world(args.world, args.map, args.data)
+    text = markdown(res)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "realtime.md").write_text(text)
+    (args.out / "realtime.json").write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -39,6 +39,7 @@ setup(
         "Pillow>=9",
         "rosbags>=0.10",
         "rosbags-image>=0.9",
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         "test": ["pytest>=7", "grpcio-tools==1.85.1", "matplotlib>=3.7", "psutil>=5.9"],

@@ -36,8 +36,8 @@ class MatchingConf:
         ratio_threshold: max ratio of the distances to the best and to the second-best
             candidate (Lowe, IJCV 2004); 1.0 disables the test.
         mutual: keep only mutual nearest neighbours.
-        max_candidates: neighbours looked at per query descriptor when candidates are grouped
-            by 3D point (the second-best must belong to another point).
+        max_candidates: unused since matching became exact (kept so that presets and maps
+            that name it still load).
     """
 
     ratio_threshold: float = 0.8
@@ -184,11 +184,15 @@ class PipelineConf:
             ``$GLOBAL_LOC_MODELS`` (see :mod:`global_loc.runtime.weights`).
         features: ``{name: <extractor>, ...options}`` (see :mod:`global_loc.features`).
         global_descriptor: ``{name: <model>, ...options}`` (see :mod:`global_loc.retrieval`).
+        blas_threads: threads of BLAS (numpy, scipy, faiss) and faiss's OpenMP, set
+            process-wide when a Localizer is made (0: the libraries' default, a
+            thread per core); see :mod:`global_loc.runtime.threads`.
     """
 
     name: str = DEFAULT_PRESET
     device: str = "auto"
     models_dir: str = ""
+    blas_threads: int = 1
     features: dict = field(default_factory=lambda: {"name": "sift"})
     global_descriptor: dict = field(default_factory=lambda: {"name": "vlad"})
     matching: MatchingConf = field(default_factory=MatchingConf)

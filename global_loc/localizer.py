@@ -36,6 +36,7 @@ from .map.storage import read_map
 from .matching import match_descriptors
 from .retrieval import GlobalDescriptorModel, create_global_model
 from .retrieval.index import RetrievalIndex
+from .runtime.threads import limit_blas_threads
 from .tracking import LocalMapTracker, PosePrior
 from .types import LocalFeatures, LocalizationResult, Status
 
@@ -132,6 +133,7 @@ class Localizer:
         elif not isinstance(conf, PipelineConf):
             conf = load_preset(conf)
         self.conf = conf
+        limit_blas_threads(conf.blas_threads)
         self.extractor = extractor or create_extractor(conf.features, device=conf.device,
                                                        models_dir=conf.models_dir or None)
         self.global_model = global_model or create_global_model(

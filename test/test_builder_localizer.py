@@ -161,3 +161,15 @@ def test_pca_whitened_global_descriptors_round_trip_through_the_map(scene, tmp_p
     assert pose_error(res.cam_from_world, pose)[0] < 0.01
     # the top retrieved keyframe is one of the two neighbours of the query
     assert res.retrieved[0] in ("kf005", "kf006")
+
+
+def test_localizer_limits_blas_threads(built):
+    from threadpoolctl import threadpool_info
+
+    from global_loc.runtime.threads import limit_blas_threads
+
+    Localizer(built, synthetic_conf(blas_threads=1))
+    blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+    assert blas and all(i["num_threads"] == 1 for i in blas)
+    with pytest.raises(ValueError, match="blas_threads"):
+        limit_blas_threads(-1)

@@ -127,8 +127,9 @@ class TrackingConf:
     Once a frame is localized, the next ones are localized from a pose prior (the last pose
     composed with odometry from tf, or a constant-velocity model without odometry): the map
     points of the keyframes near the prior are projected into the image and matched to the
-    query keypoints in a window around their projection, then PnP-RANSAC solves the pose as in
-    a global query, with the same inlier checks. See :mod:`global_loc.tracking`.
+    query keypoints; matches far from their point's projection are dropped, then PnP-RANSAC
+    solves the pose as in a global query, with the same inlier checks. See
+    :mod:`global_loc.tracking`.
 
     Attributes:
         enabled: track between global queries (false: every frame is a global query).
@@ -140,8 +141,8 @@ class TrackingConf:
         num_keyframes: keyframes nearest to the prior (camera centre, viewing direction within
             ``max_view_angle_deg``) whose points are projected.
         max_view_angle_deg: max angle between the prior's optical axis and a keyframe's.
-        window_px_odometry: matching window radius around a projected point, pixels, with an
-            odometry prior...
+        window_px_odometry: a match is dropped when its point projects farther than this from
+            its keypoint, pixels, with an odometry prior...
         window_px_motion_model: ... and with a constant-velocity prior.
         ratio_threshold: Lowe's ratio between the best and the second-best point of the local map.
         min_inlier_ratio: a tracked pose needs at least this fraction of its matches as PnP

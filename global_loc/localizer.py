@@ -353,12 +353,7 @@ class Localizer:
         if reasons:
             res.reason = "; ".join(reasons)
             return res
-        res.status = Status.LOCALIZED
-        res.cam_from_world = pnp.cam_from_world
-        res.covariance = pnp.covariance
-        res.inlier_keypoints = kpts[pnp.inliers]
-        res.inlier_points3D = xyz[pnp.inliers]
-        return res
+        return res.accept(pnp, kpts, xyz)
 
 
 

@@ -152,6 +152,16 @@ class LocalizationResult:
     def success(self) -> bool:
         return self.status == Status.LOCALIZED
 
+    def accept(self, pnp, keypoints: np.ndarray, points3D: np.ndarray) -> "LocalizationResult":
+        """Mark localized with the pose of ``pnp`` (a :class:`~global_loc.geometry.pnp.PnPResult`
+        that passed the checks) solved from ``keypoints`` (N, 2) and ``points3D`` (N, 3)."""
+        self.status = Status.LOCALIZED
+        self.cam_from_world = pnp.cam_from_world
+        self.covariance = pnp.covariance
+        self.inlier_keypoints = keypoints[pnp.inliers]
+        self.inlier_points3D = points3D[pnp.inliers]
+        return self
+
     def world_from_cam_covariance(self) -> np.ndarray | None:
         """(6, 6) covariance of the camera pose in the world frame, in the convention of
         ``geometry_msgs/PoseWithCovariance``: ``[x, y, z, rot_x, rot_y, rot_z]``, metres and

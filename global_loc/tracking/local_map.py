@@ -132,12 +132,7 @@ class LocalMapTracker:
         if problems:
             res.reason = "tracking: " + "; ".join(problems)
             return res
-        res.status = Status.LOCALIZED
-        res.cam_from_world = pnp.cam_from_world
-        res.covariance = pnp.covariance
-        res.inlier_keypoints = kpts[pnp.inliers]
-        res.inlier_points3D = xyz[pnp.inliers]
-        return res
+        return res.accept(pnp, kpts, xyz)
 
     def _match(self, features: LocalFeatures, desc: np.ndarray, inv: np.ndarray, visible: np.ndarray,
                uv: np.ndarray, window_px: float) -> tuple[np.ndarray, np.ndarray]:

@@ -185,6 +185,13 @@ def test_localize_bag_writes_tum_log_and_node_outputs(mini_world, tmp_path, caps
     assert info["/global_loc/pose"].frames == ["map"]
     assert info["/tf"].count == len(est)
     assert [e[:2] for e in inspect_bag(out_bag).tf_edges] == [("map", "odom")]
+    # tracking by default, a global query per frame with --tracking off; each entry says its mode
+    assert {q["mode"] for q in log["queries"] if q["status"] == "localized"} == {"global", "tracking"}
+    assert "tracked" in capsys.readouterr().out
+    assert main(["-q", "localize", "--map", str(mp), "--bag", str(world.query.bag), "--image-topic", IMAGE_TOPIC,
+                 "--out", str(tmp_path / "off.tum"), "--every", "3", "--tracking", "off"]) == 0
+    off = json.loads((tmp_path / "off_log.json").read_text())["queries"]
+    assert off and all(q["mode"] == "global" and "tracking" not in q for q in off)
 
 
 def test_incremental_indexer_autosaves_so_nothing_is_lost(mini_world, tmp_path):

@@ -290,8 +290,19 @@ def test_rclpy_localizer_node_configures(scene_localizer, tmp_path, rclpy_contex
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.handler is not None and node.handler.frames.map_frame == "map"
         assert node.params["preset_overrides"] == [] and node.params["image_qos"] == "reliable"
+        tc = node.handler.localizer.conf.tracking
+        assert tc.enabled and tc.global_period_s == 2.0  # the shipped defaults
     finally:
         node.destroy_node()
+    off = LocalizerNode(cli_args=args, parameter_overrides=[
+        Parameter("map_path", value=str(path)), Parameter("tracking", value=False),
+        Parameter("global_period", value=5.0)])
+    try:
+        assert off.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        tc = off.handler.localizer.conf.tracking
+        assert not tc.enabled and tc.global_period_s == 5.0
+    finally:
+        off.destroy_node()
     bad = LocalizerNode(cli_args=args, parameter_overrides=[Parameter("map_path", value=str(tmp_path / "no.glmap"))])
     try:
         assert bad.trigger_configure() == TransitionCallbackReturn.FAILURE

@@ -31,14 +31,10 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
 
-    from global_loc.cli.main import main as cli
+    from global_loc.benchmarking import ensure_robot_world
     from global_loc.ros.workspace import LaunchedProcess, colcon_build, ctrl_c_trials, ros_env
 
-    if not (args.world / "world.json").exists():
-        cli(["-q", "synth", "--out", str(args.world)] + (["--textures", str(args.textures)] if args.textures.exists() else []))
-    if not args.map.exists():
-        cli(["-q", "index", "--bag", str(args.world / "mapping_mcap"), "--image-topic", "/camera/image_raw",
-             "--out", str(args.map)])
+    ensure_robot_world(args.world, args.map, args.textures)
     env = ros_env(colcon_build(args.workspace), int(os.environ.get("ROS_DOMAIN_ID", "61")))
     scratch = Path(tempfile.mkdtemp(prefix="gl_ctrl_c_"))
     cases = [("localize.launch.py", "query_mcap", {"map": str(args.map), "use_sim_time": "true"}, r"active: localizing"),

@@ -104,6 +104,7 @@ def robot_world(world_dir: Path, map_path: Path, textures: Path, blas_threads=No
     """The robot world's query run, global-only and with tracking."""
     import cv2
 
+    from global_loc.benchmarking import ensure_robot_world
     from global_loc.evaluation import trajectory_errors
     from global_loc.io.bags import BagReader
     from global_loc.features.base import to_grayscale
@@ -112,18 +113,8 @@ def robot_world(world_dir: Path, map_path: Path, textures: Path, blas_threads=No
     from global_loc.map.storage import read_map
     from global_loc.pipeline import localize_bag
 
-    if not (world_dir / "world.json").exists():
-        from global_loc.synthetic.world import WorldConfig, generate_world
-
-        print(f"making the robot world in {world_dir} ...", flush=True)
-        generate_world(world_dir, WorldConfig(), texture_dir=textures if textures.is_dir() else None)
+    ensure_robot_world(world_dir, map_path, textures)
     bag = world_dir / "query_mcap"
-    if not map_path.exists():
-        from global_loc.cli.main import main as cli
-
-        print(f"indexing its mapping run into {map_path} ...", flush=True)
-        assert cli(["-q", "index", "--bag", str(world_dir / "mapping_mcap"), "--image-topic", "/camera/image_raw",
-                    "--out", str(map_path)]) == 0
     map_index = read_map(map_path)
     gt = read_tum(world_dir / "query_ground_truth_camera.tum")
     sift = cv2.SIFT_create()

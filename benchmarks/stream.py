@@ -38,15 +38,11 @@ def main() -> int:
 
     import rclpy
 
-    from global_loc.cli.main import main as cli
+    from global_loc.benchmarking import ensure_robot_world
     from global_loc.io.text import read_tum
     from global_loc.ros.live import run_live
 
-    if not (args.world / "world.json").exists():
-        cli(["-q", "synth", "--out", str(args.world)] + (["--textures", str(args.textures)] if args.textures.exists() else []))
-    if not args.map.exists():
-        cli(["-q", "index", "--bag", str(args.world / "mapping_mcap"), "--image-topic", "/camera/image_raw",
-             "--out", str(args.map)])
+    ensure_robot_world(args.world, args.map, args.textures)
     os.environ.setdefault("ROS_DOMAIN_ID", "59")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     gt = read_tum(args.world / "query_ground_truth_base.tum")

@@ -138,3 +138,24 @@ def run_time_query(map_path, images, queries, preset=None, overrides=(), models_
         "timed": len(results),
         "localized": sum(r.success for r in results),
     }
+
+
+def ensure_robot_world(world_dir: Path, map_path: Path, textures: Path | None = None) -> None:
+    """Make ``make demo``'s robot world in ``world_dir`` and its map at ``map_path`` where they
+    are missing (``global-loc synth``, then ``global-loc index`` of the mapping run's bag), for
+    the benchmarks that replay it.
+
+    Raises:
+        RuntimeError: a command that failed.
+    """
+    from .cli.main import main as cli
+
+    world_dir, map_path = Path(world_dir), Path(map_path)
+    if not (world_dir / "world.json").exists():
+        tex = ["--textures", str(textures)] if textures is not None and Path(textures).is_dir() else []
+        if cli(["-q", "synth", "--out", str(world_dir)] + tex) != 0:
+            raise RuntimeError(f"global-loc synth --out {world_dir} failed")
+    if not map_path.exists():
+        if cli(["-q", "index", "--bag", str(world_dir / "mapping_mcap"), "--image-topic", "/camera/image_raw",
+                "--out", str(map_path)]) != 0:
+            raise RuntimeError(f"global-loc index of {world_dir / 'mapping_mcap'} failed")

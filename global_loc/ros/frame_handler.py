@@ -150,14 +150,13 @@ class FrameHandler:
             self.motion.update(stamp_s, result.cam_from_world, odom_from_cam)
         pub = Publication(stamp_ns, result, f.map_frame, pose_frame=f.base_frame)
         if result.status == Status.LOCALIZED:
-            t = stamp_ns * 1e-9
             pub.map_from_cam = result.cam_from_world.inverse()
             cov_cam = result.world_from_cam_covariance()
             if cov_cam is None:  # no covariance: do not claim certainty
                 cov_cam = np.diag([1.0, 1.0, 1.0, 0.1, 0.1, 0.1])
             try:
                 cam_from_base = (
-                    Pose.identity() if f.base_frame == cam_frame else self.lookup(cam_frame, f.base_frame, t)
+                    Pose.identity() if f.base_frame == cam_frame else self.lookup(cam_frame, f.base_frame, stamp_s)
                 )
             except GlobalLocError as e:
                 # never publish the camera's pose as if it were the robot's: say what is missing
@@ -172,7 +171,9 @@ class FrameHandler:
             if f.publish_tf and pub.pose is not None:
                 if f.odom_frame:
                     try:
-                        odom_from_base = self.lookup(f.odom_frame, f.base_frame, t)
+                        # the odometry at this stamp was looked up for the prior already
+                        odom_from_base = (odom_from_cam * cam_from_base if odom_from_cam is not None
+                                          else self.lookup(f.odom_frame, f.base_frame, stamp_s))
                     except GlobalLocError as e:
                         pub.note = (f"no transform {f.odom_frame} -> {f.base_frame} at the image stamp ({e}): "
                                     f"{f.map_frame} -> {f.odom_frame} not updated; is the odometry running?")

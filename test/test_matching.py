@@ -93,6 +93,7 @@ def test_grouped_matching_is_exact(seed, monkeypatch):
     q = points[rng.integers(0, 60, 150)] + 0.3 * rng.normal(size=(150, 16))
     db = (db / np.linalg.norm(db, axis=1, keepdims=True)).astype(np.float32)
     q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+    q[[40, 120]] = q[[7, 30]]  # exact ties: the mutual check keeps the first query row
     groups = groups * 7 + 3  # arbitrary labels
     monkeypatch.setattr(nn, "BLOCK_BYTES", 400 * 4 * 16)  # 16 query rows per block
     for ratio, mutual in [(0.8, True), (0.9, False), (1.0, True)]:

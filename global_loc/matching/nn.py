@@ -99,9 +99,11 @@ def match_descriptors(
     if n == 0 or m == 0:
         return Matches.empty()
     xq = np.ascontiguousarray(query, dtype=np.float32)
-    xb = np.ascontiguousarray(db, dtype=np.float32)
-    if xq.shape[1] != xb.shape[1]:
-        raise ValueError(f"descriptor sizes differ: query {xq.shape[1]}, database {xb.shape[1]}")
+    if xq.shape[1] != np.shape(db)[1]:
+        raise ValueError(f"descriptor sizes differ: query {xq.shape[1]}, database {np.shape(db)[1]}")
+    # (D, M) float32 in one pass (conversion from float16 and transpose): BLAS then runs the
+    # plain NN product, which is faster than the transposed one
+    xbt = np.asarray(db).T.astype(np.float32, order="C")
     if groups is not None:
         groups = np.asarray(groups).reshape(-1)
         if len(groups) != m:
@@ -114,9 +116,7 @@ def match_descriptors(
     best = np.empty(n, np.int64)
     s1 = np.empty(n, np.float32)
     s2 = np.full(n, -np.inf, np.float32)
-    col_sim = np.full(m, -np.inf, np.float32)
-    col_query = np.zeros(m, np.int64)
-    xbt = xb.T
+    col_max = np.full(m, -np.inf, np.float32)
     step = max(1, min(n, BLOCK_BYTES // (4 * m)))
     for a in range(0, n, step):
         b = min(n, a + step)
@@ -124,11 +124,8 @@ def match_descriptors(
         r = np.arange(b - a)
         j = S.argmax(axis=1)
         best[a:b], s1[a:b] = j, S[r, j]
-        if mutual:
-            cq = S.argmax(axis=0)
-            cs = S[cq, np.arange(m)]
-            better = cs > col_sim
-            col_sim[better], col_query[better] = cs[better], cq[better] + a
+        if mutual:  # a column maximum, not its argmax: argmax across rows is ten times slower
+            np.maximum(col_max, S.max(axis=0), out=col_max)
         if ratio and m > 1:
             if grp is None:
                 S[r, j] = -np.inf
@@ -140,15 +137,21 @@ def match_descriptors(
     keep = np.ones(n, bool)
     if ratio:
         keep &= _dist(s1) < ratio_threshold * _dist(s2)  # no second candidate: inf, kept
-    if grp is None:
-        if mutual:
-            keep &= col_query[best] == rows
-        return Matches(rows[keep], best[keep], s1[keep])
-    g1 = grp.inv[best]
+    target = best if grp is None else grp.inv[best]
     if mutual:
-        order = np.lexsort((-col_sim, grp.inv))
-        first = order[np.r_[True, grp.inv[order][1:] != grp.inv[order][:-1]]]
-        best_query = np.full(len(grp.labels), -1, np.int64)
-        best_query[grp.inv[first]] = col_query[first]
-        keep &= best_query[g1] == rows
-    return Matches(rows[keep], grp.labels[g1[keep]].astype(np.int64), s1[keep])
+        # query i is the nearest to its target when its similarity reaches the target's
+        # largest one (over the target's columns); of exact ties the first query row stays,
+        # as an argmax would keep it
+        if grp is None:
+            target_max = col_max
+        else:
+            target_max = np.full(len(grp.labels), -np.inf, np.float32)
+            np.maximum.at(target_max, grp.inv, col_max)
+        nearest = np.flatnonzero(s1 >= target_max[target])
+        _, first = np.unique(target[nearest], return_index=True)
+        is_mutual = np.zeros(n, bool)
+        is_mutual[nearest[first]] = True
+        keep &= is_mutual
+    if grp is None:
+        return Matches(rows[keep], best[keep], s1[keep])
+    return Matches(rows[keep], grp.labels[target[keep]].astype(np.int64), s1[keep])

@@ -142,11 +142,12 @@ def robot_world(world_dir: Path, map_path: Path, textures: Path, blas_threads=No
         fin = err[np.isfinite(err[:, 0])]
         total = np.array([p.result.timings["total"] for p in run.publications]) * 1e3
         modes = [getattr(p.result, "mode", "global") for p in run.publications]
-        tracked = total[[m == "tracking" for m in modes]]
+        tracked = total[[m != "global" for m in modes]]
         out[mode] = {
             "frames": len(stamps),
             "localized": len(est),
-            "tracked": modes.count("tracking"),
+            "tracked": sum(m != "global" for m in modes),
+            "flow": modes.count("flow"),
             "recall": float(np.mean((err[:, 0] <= BOUNDS[0]) & (err[:, 1] <= BOUNDS[1]))),
             "worst_m": float(fin[:, 0].max()) if len(fin) else float("nan"),
             "worst_deg": float(fin[:, 1].max()) if len(fin) else float("nan"),

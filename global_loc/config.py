@@ -155,6 +155,16 @@ class TrackingConf:
             first, upsampled octave costs most of its time; the prior needs fewer, coarser
             keypoints); global queries always use the full image...
         min_image_size: ... but the longer side is not shrunk below this, pixels.
+        flow_max_frames: between descriptor-based tracked frames, at most this many frames are
+            tracked by optical flow from the previous frame's inliers (see
+            :mod:`global_loc.tracking.flow`); 0 disables optical flow.
+        flow_window_px: Lucas-Kanade window side, pixels.
+        flow_pyramid_levels: pyramid levels above the image (each halves it).
+        flow_max_fb_error_px: a point followed back into the previous frame must land within
+            this many pixels of where it started (forward-backward check).
+        flow_min_tracked_ratio: flow fails when fewer than this fraction of the inliers of the
+            last descriptor-based pose are followed (or are inliers): the view has changed
+            enough for descriptors to find new points.
     """
 
     enabled: bool = True
@@ -172,6 +182,11 @@ class TrackingConf:
     ransac_max_iterations: int = 1000
     image_scale: float = 0.5
     min_image_size: int = 320
+    flow_max_frames: int = 2
+    flow_window_px: int = 21
+    flow_pyramid_levels: int = 3
+    flow_max_fb_error_px: float = 1.0
+    flow_min_tracked_ratio: float = 0.5
 
 
 @dataclass

@@ -37,7 +37,7 @@ from .matching import match_descriptors
 from .retrieval import GlobalDescriptorModel, create_global_model
 from .retrieval.index import RetrievalIndex
 from .runtime.threads import limit_blas_threads
-from .tracking import LocalMapTracker, PosePrior
+from .tracking import FlowTracker, LocalMapTracker, PosePrior
 from .types import LocalFeatures, LocalizationResult, Status
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ STAGES = (
     "global_descriptor",
     "retrieval",
     "clustering",
+    "flow",
     "local_map",
     "matching",
     "pnp",
@@ -148,6 +149,8 @@ class Localizer:
             )
         self.index = RetrievalIndex(map_index.global_descriptors, device=conf.device)
         self.tracker = LocalMapTracker(map_index, conf.tracking, conf.localization, conf.matching)
+        self.flow = FlowTracker(conf.tracking, conf.localization)
+        self._flow_ref = None  # the last call's localized frame, for optical flow
 
     @classmethod
     def from_path(cls, map_path: str | os.PathLike, conf: PipelineConf | str | None = None) -> "Localizer":
@@ -204,15 +207,19 @@ class Localizer:
             features: precomputed local features of ``image`` (skips extraction).
             timings: stage times already spent (e.g. ``{"decode": ...}``) to include.
             prior: a predicted pose (:class:`~global_loc.tracking.PosePrior`, e.g. from
-                :class:`~global_loc.tracking.MotionModel`): tracking against the local map
-                is tried (with ``conf.tracking.enabled``), and a global query runs when it
-                fails. Tracking uses the image as it is (no ``query_rotations``).
+                :class:`~global_loc.tracking.MotionModel`): with ``conf.tracking.enabled``,
+                optical flow from the previous call's localized frame is tried (when that
+                call localized this image's predecessor, at most ``flow_max_frames`` in a row,
+                and ``features`` is not given), then tracking against the local map, and a
+                global query runs when both fail. Tracking uses the image as it is (no
+                ``query_rotations``).
             global_first: with a prior, run the global query first and track only when it
                 fails (the periodic check that a track is right).
         Returns:
             A :class:`LocalizationResult`: ``LOCALIZED`` with ``cam_from_world`` and its
-            covariance, or ``NOT_LOCALIZED`` with the reason; ``mode`` says which of the global
-            query and tracking produced it, ``tracking`` what tracking said.
+            covariance, or ``NOT_LOCALIZED`` with the reason; ``mode`` says what produced it
+            (``"global"``, ``"tracking"``: the local map, ``"flow"``: optical flow),
+            ``tracking`` what tracking said.
         Raises:
             ImageReadError: an image whose size differs from the camera's.
         """
@@ -227,10 +234,16 @@ class Localizer:
         result = LocalizationResult(status=Status.NOT_LOCALIZED, reason="no query orientation was tried")
         track = prior is not None and self.conf.tracking.enabled
         tracked = None
+        flow_ref, self._flow_ref = self._flow_ref, None  # only the next call may follow this one
         try:
             tc = self.conf.tracking
             scale = min(1.0, max(tc.image_scale, tc.min_image_size / max(image.shape[:2])))
             track_features = features
+            if track and not global_first and features is None and self.flow.enabled and flow_ref is not None:
+                flowed = self.flow.track(image, camera, prior, flow_ref, timer)
+                if flowed.success:
+                    tracked = result = flowed
+                    return result
             if track and not global_first:
                 if track_features is None:
                     track_features = self._extract(image, 0, timer, scale)
@@ -251,6 +264,9 @@ class Localizer:
         finally:
             if tracked is not None:
                 result.tracking = "localized" if tracked.success else tracked.reason
+            if self.conf.tracking.enabled and result.success:
+                with timer("flow"):
+                    self._flow_ref = self.flow.reference(image, result, flow_ref)
             timer.times["total"] = timer.times.get("decode", 0.0) + time.perf_counter() - t_start
             result.timings = {s: timer.times.get(s, 0.0) for s in STAGES}
 

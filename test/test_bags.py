@@ -186,7 +186,7 @@ def test_localize_bag_writes_tum_log_and_node_outputs(mini_world, tmp_path, caps
     assert info["/tf"].count == len(est)
     assert [e[:2] for e in inspect_bag(out_bag).tf_edges] == [("map", "odom")]
     # tracking by default, a global query per frame with --tracking off; each entry says its mode
-    assert {q["mode"] for q in log["queries"] if q["status"] == "localized"} == {"global", "tracking"}
+    assert {q["mode"] for q in log["queries"] if q["status"] == "localized"} == {"global", "tracking", "flow"}
     assert "tracked" in capsys.readouterr().out
     assert main(["-q", "localize", "--map", str(mp), "--bag", str(world.query.bag), "--image-topic", IMAGE_TOPIC,
                  "--out", str(tmp_path / "off.tum"), "--every", "3", "--tracking", "off"]) == 0

@@ -82,11 +82,14 @@ def test_query_run_recall_and_map_to_odom(robot_world, mcap_run, capsys):
     gt_cam = {round(t * 1e6): p for t, p in read_tum(world.query.ground_truth_tum)}
     worst = np.max([pose_error(p.inverse(), gt_cam[round(t * 1e6)].inverse()) for t, p in est], axis=0)
     with capsys.disabled():
-        print(f"\nrobot world (MCAP): {len(est)} of {len(stamps)} localized ({modes.count('tracking')} tracked); "
+        print(f"\nrobot world (MCAP): {len(est)} of {len(stamps)} localized ({modes.count('tracking')} tracked against "
+              f"the local map, {modes.count('flow')} by optical flow); "
               f"recall @ (0.25 m, 2 deg): camera {100 * r_cam:.1f} %, map->odom + odometry vs ground-truth base "
               f"{100 * r_tf:.1f} % ({n_tf} transforms); worst {worst[0]:.3f} m, {worst[1]:.2f} deg")
     assert r_cam >= 0.95 and r_tf >= 0.95
-    assert modes.count("tracking") >= 0.5 * len(stamps)  # tracking between global queries, by default
+    # tracking between global queries, by default: optical flow, re-anchored on the local map
+    assert modes.count("tracking") + modes.count("flow") >= 0.5 * len(stamps)
+    assert modes.count("flow") >= 0.3 * len(stamps) and modes.count("tracking") >= 0.1 * len(stamps)
     assert worst[0] <= 0.5 and worst[1] <= 5.0
 
 

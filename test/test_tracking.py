@@ -174,7 +174,11 @@ def test_frame_handler_tracks_and_relocalizes_at_its_period(mini):
     off, err_off = _run(world, map_index, enabled=False)
     on, err_on = _run(world, map_index, global_period_s=1.0)
     modes = [p.result.mode for _, p in on if p.localized]
-    assert modes.count("tracking") >= len(on) // 2, modes
+    assert len(modes) - modes.count("global") >= len(on) // 2, modes
+    assert modes.count("tracking") and modes.count("flow"), modes
+    # optical flow re-anchors to the map's descriptors after flow_max_frames frames
+    flow_runs = "".join("f" if m == "flow" else "." for m in modes).split(".")
+    assert max(len(r) for r in flow_runs) <= conf_for_map(map_index).tracking.flow_max_frames
     assert all(p.result.mode == "global" for _, p in off)
 
     def recall(errs):
@@ -197,12 +201,52 @@ def test_frame_handler_recovers_after_a_kidnapping(mini):
     jump_at = 12
     out, errors = _run(world, map_index, jump_at=jump_at, global_period_s=100.0)
     # before the jump the handler tracks; at the jump tracking fails and a global query answers
-    assert any(p.result.mode == "tracking" for _, p in out[:jump_at])
+    assert any(p.result.mode in ("tracking", "flow") for _, p in out[:jump_at])
     _, at = out[jump_at]
     assert at.result.tracking.startswith("tracking:"), at.result.tracking
     assert at.localized and at.result.mode == "global"
     # then tracking resumes from the new odometry frame
-    assert any(p.result.mode == "tracking" for _, p in out[jump_at + 1:])
+    assert any(p.result.mode in ("tracking", "flow") for _, p in out[jump_at + 1:])
     # and no pose anywhere is wrong
     assert all(e[0] <= 0.5 and e[1] <= 5.0 for e in errors if e is not None), errors
     assert sum(e is not None for e in errors) >= 0.9 * len(errors)
+
+
+def test_optical_flow_follows_the_next_frame_and_refuses_a_jump(mini):
+    """Flow from one real frame to the next gives a right pose; to a frame seconds later, which
+    the prior does not explain (a kidnapping in the images), it gives none, and the local map
+    or the global query answers instead."""
+    world, map_index = mini
+    loc = Localizer(map_index, conf_for_map(map_index))
+    gt = dict((round(t, 6), p.inverse()) for t, p in read_tum(world.query.ground_truth_tum))
+    with BagReader(world.query.bag, world.query.image_topic) as reader:
+        frames = list(reader.frames())
+        # 4 -> 5: driving straight (in turns at 5 Hz the image moves by a third of its width,
+        # and flow refuses); 19: 3 s later
+        f0, f1, far = frames[4], frames[5], frames[4 + len(frames) // 2]
+        images = {id(f): f.image() for f in (f0, f1, far)}
+    truth = lambda f: gt[round(f.stamp_ns * 1e-9, 6)]  # noqa: E731 - cam_from_world
+    r0 = loc.localize(images[id(f0)], f0.camera)
+    assert r0.success and r0.mode == "global", r0.reason
+    ref = loc.flow.reference(images[id(f0)], r0)
+    assert ref is not None and len(ref.keypoints) == r0.num_inliers and ref.frames_since_anchor == 0
+    prior = PosePrior(r0.cam_from_world, "last_pose", 0.1)
+    res = loc.flow.track(images[id(f1)], f1.camera, prior, ref)
+    assert res.success and res.mode == "flow", res.reason
+    dt, dr = pose_error(res.cam_from_world, truth(f1))
+    assert dt <= 0.25 and dr <= 2.0, (dt, dr)
+    assert res.num_inliers >= 0.5 * r0.num_inliers
+    assert loc.flow.reference(images[id(f1)], res, ref).frames_since_anchor == 1
+    # the jump: few points survive the forward-backward check, and what survives disagrees
+    # with the prior
+    jumped = loc.flow.track(images[id(far)], far.camera, prior, ref)
+    assert not jumped.success and jumped.cam_from_world is None and jumped.reason.startswith("flow:")
+    # the Localizer: flow only follows its previous call's frame, and the jump is answered by
+    # descriptors
+    loc.localize(images[id(f0)], f0.camera)
+    res = loc.localize(images[id(far)], far.camera, prior=prior)
+    assert res.success and res.mode == "global", res.reason
+    dt, dr = pose_error(res.cam_from_world, truth(far))
+    assert dt <= 0.25 and dr <= 2.0, (dt, dr)
+    failed = loc.localize(np.zeros_like(images[id(f1)]), f1.camera, prior=prior)
+    assert not failed.success and loc._flow_ref is None  # nothing to follow after a failure

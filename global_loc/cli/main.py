@@ -320,8 +320,8 @@ def _localize_bag(args, localizer) -> int:
     tum, log = write_bag_results(run, args.out, args.out_bag, args.out_bag_format, extra=extra)
     n = len(run.publications)
     modes = [p.result.mode for p in run.publications if p.localized]
-    print(f"localized {run.num_localized} of {n} frames ({modes.count('tracking')} tracked, "
-          f"{modes.count('global')} by global query) -> {tum} (log: {log})"
+    print(f"localized {run.num_localized} of {n} frames ({modes.count('tracking')} tracked against the local map, "
+          f"{modes.count('flow')} by optical flow, {modes.count('global')} by global query) -> {tum} (log: {log})"
           + (f", bag: {args.out_bag}" if args.out_bag else ""))
     notes = {p.note for p in run.publications if p.note}
     for note in list(notes)[:3]:

@@ -16,12 +16,16 @@ Accurate Monocular SLAM System", T-RO 2015, section V-D), here against a fixed, 
   test) with matches kept only near their projection, and PnP-RANSAC with the same inlier checks as a global query, plus a bound on how far the
   pose may move from its prior.
 
+- :class:`FlowTracker` follows the previous frame's inliers into the next frame with optical
+  flow (no descriptors), for up to ``flow_max_frames`` frames between two local-map steps.
+
 A pose never comes from a prior alone: every tracked pose is solved from its own 2D-3D inliers.
 The prior chooses the keyframes, never the matches: a ratio test among the few points of a
 window passes for wrong matches too, and wrong matches chosen near a wrong prior's projections
 agree with it, so PnP would confirm it (the kidnapping test of ``test/test_tracking.py``).
 """
+from .flow import FlowReference, FlowTracker
 from .local_map import LocalMapTracker
 from .motion import MotionModel, PosePrior
 
-__all__ = ["LocalMapTracker", "MotionModel", "PosePrior"]
+__all__ = ["FlowReference", "FlowTracker", "LocalMapTracker", "MotionModel", "PosePrior"]

@@ -1,0 +1,185 @@
+"""Optical-flow tracking: the last frame's PnP inliers followed into the next frame.
+
+Between two frames a few tens of milliseconds apart, the map points that were inliers of the
+last pose are still in view and have barely moved in the image. Following each of their
+keypoints with pyramidal Lucas-Kanade optical flow (Lucas and Kanade, IJCAI 1981; Bouguet's
+pyramidal implementation in OpenCV, ``cv2.calcOpticalFlowPyrLK``) gives 2D-3D correspondences
+for the new frame without extracting or matching any descriptor; PnP-RANSAC then solves the
+pose from them. This is the inter-frame tracking of visual odometry (e.g. Forster et al.,
+"SVO", ICRA 2014; Qin et al., "VINS-Mono", T-RO 2018), here against fixed map points, so the
+pose does not drift: only the 2D positions can, and they are re-anchored to the map's
+descriptors every ``flow_max_frames`` frames by :class:`~global_loc.tracking.LocalMapTracker`.
+
+Safeguards, so that a flow track cannot become a confident wrong pose:
+
+- flow starts where the keypoints were (zero motion), never where a prior projects them:
+  the prior does not choose the correspondences;
+- forward-backward check (Kalal, Mikolajczyk and Matas, "Forward-Backward Error", ICPR 2010):
+  a point followed back into the last frame must land within ``flow_max_fb_error_px`` of where
+  it started;
+- the pose passes the same checks as every tracked pose (inliers, inlier ratio, uncertainty,
+  distance from the prior), and at least ``flow_min_tracked_ratio`` of the last frame's inliers
+  must have been followed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..config import LocalizationConf, TrackingConf
+from ..features.base import to_grayscale
+from ..geometry.camera import Camera
+from ..geometry.pnp import acceptance_problems, estimate_absolute_pose
+from ..geometry.transforms import pose_error
+from ..types import LocalizationResult, Status
+from .motion import PosePrior
+
+
+@dataclass
+class FlowReference:
+    """The last localized frame, as optical flow needs it.
+
+    Attributes:
+        grey: (H, W) uint8, its grey image.
+        size: ``(width, height)`` of the image, pixels.
+        keypoints: (N, 2) float32 pixels of its PnP inliers.
+        points3D: (N, 3) float64 world points of those inliers, metres.
+        frames_since_anchor: frames tracked by flow since the last pose from descriptors.
+        anchor_inliers: inliers of that last pose from descriptors.
+    """
+
+    grey: np.ndarray
+    size: tuple[int, int]
+    keypoints: np.ndarray
+    points3D: np.ndarray
+    frames_since_anchor: int
+    anchor_inliers: int
+
+
+class FlowTracker:
+    """Localizes a frame by following the previous frame's inliers with optical flow.
+
+    Args:
+        conf: :class:`~global_loc.config.TrackingConf` (``flow_*`` options, the prior bounds,
+            ``min_inlier_ratio``, ``ransac_max_iterations``).
+        loc_conf: :class:`~global_loc.config.LocalizationConf` (RANSAC threshold and seed,
+            the inlier and uncertainty checks).
+    """
+
+    def __init__(self, conf: TrackingConf, loc_conf: LocalizationConf):
+        self.conf = conf
+        self.loc_conf = loc_conf
+        self._criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
+        self._last: tuple[np.ndarray, np.ndarray] | None = None  # (image, grey) of the last track()
+
+    @property
+    def enabled(self) -> bool:
+        return self.conf.flow_max_frames > 0
+
+    def _grey(self, image: np.ndarray) -> np.ndarray:
+        """``image`` in grey, converted once for both :meth:`track` and :meth:`reference`.
+        (OpenCV's Python bindings take images, not prebuilt pyramids: each call builds them.)"""
+        if self._last is not None and self._last[0] is image:
+            return self._last[1]
+        grey = np.ascontiguousarray(to_grayscale(image))
+        self._last = (image, grey)
+        return grey
+
+    def reference(self, image: np.ndarray, result: LocalizationResult,
+                  previous: FlowReference | None = None) -> FlowReference | None:
+        """The reference for the next frame from a localized ``result`` of ``image``.
+
+        Args:
+            image: (H, W) or (H, W, 3) uint8, the frame that was localized.
+            result: its result; None is returned unless it is ``LOCALIZED`` with inliers.
+            previous: the reference the result was tracked from, when its mode is ``"flow"``
+                (carries the count of frames since the last anchor).
+        """
+        if not self.enabled or not result.success or result.inlier_keypoints is None:
+            return None
+        flowed = result.mode == "flow" and previous is not None
+        return FlowReference(
+            grey=self._grey(image),
+            size=(image.shape[1], image.shape[0]),
+            keypoints=np.ascontiguousarray(result.inlier_keypoints, np.float32).reshape(-1, 1, 2),
+            points3D=np.asarray(result.inlier_points3D, np.float64),
+            frames_since_anchor=previous.frames_since_anchor + 1 if flowed else 0,
+            anchor_inliers=previous.anchor_inliers if flowed else int(result.num_inliers),
+        )
+
+    def track(self, image: np.ndarray, camera: Camera, prior: PosePrior, ref: FlowReference | None,
+              timer=None) -> LocalizationResult:
+        """Localize ``image`` from the reference frame ``ref`` and check the pose against ``prior``.
+
+        Args:
+            image: (H, W) or (H, W, 3) uint8, of the size of ``camera``.
+            camera: the query camera.
+            prior: the predicted pose (:class:`~global_loc.tracking.PosePrior`), used only to
+                reject a pose too far from it.
+            ref: the reference (:meth:`reference`) of the previous localized frame.
+            timer: optional ``timer(stage)`` context manager factory; stages ``flow``, ``pnp``.
+        Returns:
+            A :class:`~global_loc.types.LocalizationResult` with ``mode="flow"``: ``LOCALIZED``
+            with a pose solved from the followed points, or ``NOT_LOCALIZED`` with the reason
+            (then descriptor tracking decides).
+        """
+        from contextlib import nullcontext
+
+        timer = timer or (lambda stage: nullcontext())
+        tc, lc = self.conf, self.loc_conf
+        res = LocalizationResult(status=Status.NOT_LOCALIZED, mode="flow")
+        if ref is None:
+            res.reason = "flow: no reference frame"
+            return res
+        if ref.frames_since_anchor + 1 > tc.flow_max_frames:
+            res.reason = f"flow: re-anchoring to the map after {ref.frames_since_anchor} frames"
+            return res
+        if ref.size != (image.shape[1], image.shape[0]):
+            res.reason = "flow: the image size changed"
+            return res
+        with timer("flow"):
+            grey = self._grey(image)
+            w = (int(tc.flow_window_px),) * 2
+            levels = int(tc.flow_pyramid_levels)
+            p0 = ref.keypoints
+            p1, st1, _ = cv2.calcOpticalFlowPyrLK(ref.grey, grey, p0, None, winSize=w, maxLevel=levels,
+                                                  criteria=self._criteria)
+            p0b, st2, _ = cv2.calcOpticalFlowPyrLK(grey, ref.grey, p1, None, winSize=w, maxLevel=levels,
+                                                   criteria=self._criteria)
+            fb = np.linalg.norm((p0b - p0).reshape(-1, 2), axis=1)
+            uv = p1.reshape(-1, 2)
+            ok = ((st1.reshape(-1) == 1) & (st2.reshape(-1) == 1) & (fb <= tc.flow_max_fb_error_px)
+                  & (uv[:, 0] >= 0) & (uv[:, 0] <= camera.width - 1)
+                  & (uv[:, 1] >= 0) & (uv[:, 1] <= camera.height - 1))
+        res.num_matches = int(ok.sum())
+        needed = max(lc.min_inliers, int(np.ceil(tc.flow_min_tracked_ratio * ref.anchor_inliers)))
+        if res.num_matches < needed:
+            res.reason = (f"flow: {res.num_matches} of {len(p0)} points followed, fewer than {needed} "
+                          f"({tc.flow_min_tracked_ratio} of the {ref.anchor_inliers} inliers at the last anchor)")
+            return res
+        kpts = uv[ok].astype(np.float64)
+        xyz = ref.points3D[ok]
+        with timer("pnp"):
+            pnp = estimate_absolute_pose(kpts, xyz, camera, lc.ransac_max_error_px, tc.ransac_max_iterations,
+                                         lc.ransac_seed)
+        if pnp is None:
+            res.reason = f"flow: PnP-RANSAC found no pose from {res.num_matches} points"
+            return res
+        res.num_inliers = pnp.num_inliers
+        res.inlier_ratio = pnp.num_inliers / res.num_matches
+        problems = acceptance_problems(pnp, res.num_matches, lc)
+        if res.inlier_ratio < tc.min_inlier_ratio:
+            problems.append(f"inlier ratio {res.inlier_ratio:.3f} < tracking.min_inlier_ratio {tc.min_inlier_ratio}")
+        if pnp.num_inliers < needed:
+            problems.append(f"{pnp.num_inliers} inliers < {needed} ({tc.flow_min_tracked_ratio} of the "
+                            f"{ref.anchor_inliers} at the last anchor)")
+        dt, dr = pose_error(pnp.cam_from_world, prior.cam_from_world)
+        if dt > tc.max_prior_deviation_m or dr > tc.max_prior_deviation_deg:
+            problems.append(f"{dt:.3f} m / {dr:.2f} deg from the {prior.source} prior (max "
+                            f"{tc.max_prior_deviation_m} m / {tc.max_prior_deviation_deg} deg)")
+        if problems:
+            res.reason = "flow: " + "; ".join(problems)
+            return res
+        return res.accept(pnp, kpts, xyz)

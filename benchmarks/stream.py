@@ -34,6 +34,9 @@ def main() -> int:
     ap.add_argument("--textures", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--workspace", type=Path, default=ROOT / "demo_out" / "ws")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--set", nargs="+", default=[], metavar="PARAM=VALUE",
+                    help="node parameters over config/localizer.yaml (e.g. queue_size=3)")
+    ap.add_argument("--name", default="stream", help="results file name (without extension)")
     args = ap.parse_args()
 
     import rclpy
@@ -46,13 +49,29 @@ def main() -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", "59")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     gt = read_tum(args.world / "query_ground_truth_base.tum")
+    launch_args = {}
+    if args.set:
+        import yaml
+
+        conf = yaml.safe_load((ROOT / "config" / "localizer.yaml").read_text())
+        for item in args.set:
+            key, value = item.split("=", 1)
+            conf["/**"]["ros__parameters"][key] = yaml.safe_load(value)
+        params = args.out / f"{args.name}_params.yaml"
+        args.out.mkdir(parents=True, exist_ok=True)
+        params.write_text(yaml.safe_dump(conf))
+        launch_args["params_file"] = str(params)
     rows = []
     rclpy.init()
     try:
         for rate in args.rates:
             t0 = time.monotonic()
-            report, res, _ = run_live(args.map, args.world / "query_mcap", gt, args.workspace, rate,
-                                      duration_s=60.0 * args.minutes, thresholds=[(0.25, 2.0)])
+            report, res, rec = run_live(args.map, args.world / "query_mcap", gt, args.workspace, rate,
+                                        duration_s=60.0 * args.minutes, thresholds=[(0.25, 2.0)],
+                                        launch_args=launch_args)
+            # the localizer's last diagnostics: where the frames that got no pose went
+            counters = next((values for _, name, _, _, values in reversed(rec.diagnostics)
+                             if "localizer" in name and "dropped_queue" in values), {})
             ok_of_poses = report.recall[0] * report.frames / max(report.poses, 1)
             rows.append({
                 "rate": rate, "camera_hz": 10.0 * rate, "wall_s": time.monotonic() - t0,
@@ -62,12 +81,15 @@ def main() -> int:
                 "map_odom_recall_frames": report.map_odom_recall[0],
                 "latency_p50_ms": report.percentile_ms(50), "latency_p90_ms": report.percentile_ms(90),
                 "latency_max_ms": report.percentile_ms(100), **res,
+                "node_counters": {k: v for k, v in counters.items()
+                                  if k.startswith(("frames", "localized", "dropped", "input", "latency_", "rate_hz"))},
             })
-            print(f"rate {rate:g}: {report.format()}\n  {res}", flush=True)
+            print(f"rate {rate:g}: {report.format()}\n  {res}\n  node: {rows[-1]['node_counters']}", flush=True)
     finally:
         rclpy.try_shutdown()
     header = (f"Stream into `localize.launch.py` (preset sift), robot world query run looped, "
-              f"{args.minutes:g} min per rate; {platform.node()}, {os.cpu_count()} cores; "
+              f"{args.minutes:g} min per rate" + (f", {' '.join(args.set)}" if args.set else "")
+              + f"; {platform.node()}, {os.cpu_count()} cores; "
               f"`python benchmarks/stream.py`, {time.strftime('%Y-%m-%d')}\n")
     table = ["| camera | frames in | poses out | within (0.25 m, 2°) of poses | latency p50 / p90 / max (ms) "
              "| node CPU (median, % of a core) | node RSS start → end, max (MiB) | RSS slope, 2nd half "
@@ -84,8 +106,8 @@ def main() -> int:
     text = header + "\n" + "\n".join(table) + "\n"
     print("\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "stream.md").write_text(text)
-    (args.out / "stream.json").write_text(json.dumps(rows, indent=1))
+    (args.out / f"{args.name}.md").write_text(text)
+    (args.out / f"{args.name}.json").write_text(json.dumps(rows, indent=1))
     return 0 if all(r["clean_exit"] for r in rows) else 1
 
 

@@ -295,12 +295,13 @@ def _sample(pid: int, out: ResourceSamples, stop: threading.Event, period: float
 
 def run_live(map_path, bag, ground_truth_base, workspace, rate: float = 1.0, duration_s: float | None = None,
              image_topic: str = "/camera/image_raw", thresholds=((0.25, 2.0), (0.5, 5.0)), echo: bool = False,
-             log=print) -> tuple[LiveReport, dict, Recording]:
+             log=print, launch_args: dict | None = None) -> tuple[LiveReport, dict, Recording]:
     """The localizer as a robot runs it: build the package with colcon in ``workspace``,
     ``ros2 launch global_loc localize.launch.py map:=MAP use_sim_time:=true``, play ``bag``
     into it with ``global-loc replay`` (looping until ``duration_s`` when given, else once),
     record what comes out, Ctrl-C, and evaluate against ``ground_truth_base`` (TUM entries
-    ``(stamp s, map_from_base)``).
+    ``(stamp s, map_from_base)``). ``launch_args`` adds launch arguments (e.g.
+    ``{"params_file": ...}``).
 
     Returns:
         ``(report, resources, recording)``: the :class:`LiveReport`, the localizer process's
@@ -322,7 +323,8 @@ def run_live(map_path, bag, ground_truth_base, workspace, rate: float = 1.0, dur
     recorder = Recorder(image_topic=image_topic, use_sim_time=True)
     samples, stop_sampling = ResourceSamples(), threading.Event()
     with Spinner(recorder):
-        launch = ros2_launch(env, "localize.launch.py", {"map": str(map_path), "use_sim_time": "true"}, echo=echo)
+        launch = ros2_launch(env, "localize.launch.py",
+                             {"map": str(map_path), "use_sim_time": "true", **(launch_args or {})}, echo=echo)
         with launch:
             launch.wait_for(r"active: localizing", 120)
             node = next(p for p in psutil.Process(launch.proc.pid).children(recursive=True)

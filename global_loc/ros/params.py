@@ -54,8 +54,6 @@ _COMMON = [
     ParamSpec("camera_frame", "str", "", "the camera's optical frame; empty: the images' header.frame_id"),
     ParamSpec("sync_slop", "float", 0.02, "approximate time synchronisation of image and camera_info, "
               "seconds", range=(0.0, 1.0)),
-    ParamSpec("queue_size", "int", 1, "frames waiting for the worker; the oldest is dropped when full",
-              range=(1, 100)),
     ParamSpec("tf_timeout", "float", 0.1, "how long to wait for a transform at an image stamp, seconds",
               range=(0.0, 5.0)),
 ]
@@ -68,6 +66,10 @@ LOCALIZER_PARAMS: list[ParamSpec] = [
     ParamSpec("preset", "str", "", "named preset or YAML file; empty: the preset recorded in the map",
               read_only=True),
     *_COMMON,
+    ParamSpec("queue_size", "int", 3, "frames waiting for the worker, oldest first; the oldest is dropped "
+              "when full. 3: the frames that arrive during a global query are tracked after it (by optical "
+              "flow, a few ms each) instead of dropped; "
+              "1: the lowest latency", range=(1, 100)),
     ParamSpec("map_frame", "str", "", "the map frame; empty: the map file's frame"),
     ParamSpec("odom_frame", "str", "odom", "odometry frame: map -> odom is broadcast (REP-105); "
               "empty: broadcast map -> base_frame instead"),
@@ -100,6 +102,8 @@ MAP_INDEXER_PARAMS: list[ParamSpec] = [
               read_only=True),
     ParamSpec("preset", "str", "", "named preset or YAML file; empty: sift", read_only=True),
     *_COMMON,
+    ParamSpec("queue_size", "int", 1, "frames waiting for the worker; the oldest is dropped when full",
+              range=(1, 100)),
     ParamSpec("map_frame", "str", "map", "frame of the keyframe poses (looked up in tf)"),
     ParamSpec("keyframe_min_distance", "float", 0.2, "a frame becomes a keyframe after this much "
               "travel, metres ...", range=(0.0, 100.0)),

@@ -178,12 +178,14 @@ def markdown(res: dict) -> str:
               f"{t['median_error_mm']:.3f} mm / {t['median_error_deg']:.4f} deg.", "",
               f"**Robot world query run from its bag (300 frames, 640x480, 10 Hz)**; OpenCV SIFT extraction of its "
               f"frames: p50 {w['sift_ms_p50']:.1f} ms", "",
-              "| mode | localized | tracked | within (0.25 m, 2 deg) | worst error | median error | "
-              "per frame p50 / p90 (ms) | tracked frames p50 (ms) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| mode | localized | tracked (of which by optical flow) | within (0.25 m, 2 deg) | worst error | "
+              "median error | per frame p50 / p90 (ms) | tracked frames p50 (ms) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for mode in ("global-only", "tracking"):
         if mode in w:
             m = w[mode]
-            lines.append(f"| {mode} | {m['localized']}/{m['frames']} | {m['tracked']} | {100 * m['recall']:.1f} % | "
+            lines.append(f"| {mode} | {m['localized']}/{m['frames']} | {m['tracked']} ({m.get('flow', 0)}) | "
+                         f"{100 * m['recall']:.1f} % | "
                          f"{m['worst_m']:.3f} m, {m['worst_deg']:.2f} deg | {m['median_error_mm']:.1f} mm | "
                          f"{m['p50_ms']:.1f} / {m['p90_ms']:.1f} | {m['tracked_p50_ms']:.1f} |")
     if "tracking" in w and "global-only" in w:

@@ -140,10 +140,11 @@ def run_time_query(map_path, images, queries, preset=None, overrides=(), models_
     }
 
 
-def ensure_robot_world(world_dir: Path, map_path: Path, textures: Path | None = None) -> None:
+def ensure_robot_world(world_dir: Path, map_path: Path, textures: Path | None = None,
+                       query_rate_hz: float = 10.0) -> None:
     """Make ``make demo``'s robot world in ``world_dir`` and its map at ``map_path`` where they
     are missing (``global-loc synth``, then ``global-loc index`` of the mapping run's bag), for
-    the benchmarks that replay it.
+    the benchmarks that replay it; ``query_rate_hz``: the query run's camera rate.
 
     Raises:
         RuntimeError: a command that failed.
@@ -153,7 +154,7 @@ def ensure_robot_world(world_dir: Path, map_path: Path, textures: Path | None = 
     world_dir, map_path = Path(world_dir), Path(map_path)
     if not (world_dir / "world.json").exists():
         tex = ["--textures", str(textures)] if textures is not None and Path(textures).is_dir() else []
-        if cli(["-q", "synth", "--out", str(world_dir)] + tex) != 0:
+        if cli(["-q", "synth", "--out", str(world_dir), "--query-rate", str(query_rate_hz)] + tex) != 0:
             raise RuntimeError(f"global-loc synth --out {world_dir} failed")
     if not map_path.exists():
         if cli(["-q", "index", "--bag", str(world_dir / "mapping_mcap"), "--image-topic", "/camera/image_raw",

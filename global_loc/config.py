@@ -157,7 +157,9 @@ class TrackingConf:
         min_image_size: ... but the longer side is not shrunk below this, pixels.
         flow_max_frames: between descriptor-based tracked frames, at most this many frames are
             tracked by optical flow from the previous frame's inliers (see
-            :mod:`global_loc.tracking.flow`); 0 disables optical flow.
+            :mod:`global_loc.tracking.flow`); 0 disables optical flow...
+        flow_max_interval_s: ... and none later than this after the last descriptor-based pose,
+            seconds of image time (0.25: two flow frames at 10 Hz, seven at 30 Hz).
         flow_window_px: Lucas-Kanade window side, pixels.
         flow_pyramid_levels: pyramid levels above the image (each halves it).
         flow_max_fb_error_px: a point followed back into the previous frame must land within
@@ -182,7 +184,8 @@ class TrackingConf:
     ransac_max_iterations: int = 1000
     image_scale: float = 0.5
     min_image_size: int = 320
-    flow_max_frames: int = 2
+    flow_max_frames: int = 8
+    flow_max_interval_s: float = 0.25
     flow_window_px: int = 21
     flow_pyramid_levels: int = 3
     flow_max_fb_error_px: float = 1.0

@@ -209,8 +209,9 @@ class Localizer:
             prior: a predicted pose (:class:`~global_loc.tracking.PosePrior`, e.g. from
                 :class:`~global_loc.tracking.MotionModel`): with ``conf.tracking.enabled``,
                 optical flow from the previous call's localized frame is tried (when that
-                call localized this image's predecessor, at most ``flow_max_frames`` in a row,
-                and ``features`` is not given), then tracking against the local map, and a
+                call localized this image's predecessor, within ``flow_max_frames`` frames and
+                ``flow_max_interval_s`` of the last descriptor-based pose, and ``features`` is
+                not given), then tracking against the local map, and a
                 global query runs when both fail. Tracking uses the image as it is (no
                 ``query_rotations``).
             global_first: with a prior, run the global query first and track only when it
@@ -266,7 +267,8 @@ class Localizer:
                 result.tracking = "localized" if tracked.success else tracked.reason
             if self.conf.tracking.enabled and result.success:
                 with timer("flow"):
-                    self._flow_ref = self.flow.reference(image, result, flow_ref)
+                    self._flow_ref = self.flow.reference(image, result, flow_ref,
+                                                         prior.age_s if prior is not None else 0.0)
             timer.times["total"] = timer.times.get("decode", 0.0) + time.perf_counter() - t_start
             result.timings = {s: timer.times.get(s, 0.0) for s in STAGES}
 

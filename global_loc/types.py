@@ -127,10 +127,11 @@ class LocalizationResult:
         inlier_keypoints: (I, 2) float32 pixels of the inlier query keypoints, or None.
         inlier_points3D: (I, 3) float64 world points matched to them, or None.
         mode: what produced the result: ``"global"`` (retrieval and 2D-3D matching against
-            places) or ``"tracking"`` (matching against the local map of a pose prior, see
-            :mod:`global_loc.tracking`).
+            places), ``"tracking"`` (matching against the local map of a pose prior) or
+            ``"flow"`` (the previous frame's inliers followed by optical flow); see
+            :mod:`global_loc.tracking`.
         tracking: what tracking said for this frame: empty when it was not tried,
-            ``"localized"``, or why it failed.
+            ``"localized"``, or why local-map tracking failed.
     """
 
     status: Status

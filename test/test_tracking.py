@@ -176,9 +176,12 @@ def test_frame_handler_tracks_and_relocalizes_at_its_period(mini):
     modes = [p.result.mode for _, p in on if p.localized]
     assert len(modes) - modes.count("global") >= len(on) // 2, modes
     assert modes.count("tracking") and modes.count("flow"), modes
-    # optical flow re-anchors to the map's descriptors after flow_max_frames frames
+    # optical flow re-anchors to the map's descriptors after flow_max_interval_s (or
+    # flow_max_frames): at 5 Hz, one flow frame between two anchors
+    tc = conf_for_map(map_index).tracking
+    frame_dt = np.median(np.diff([t for t, _ in on]))
     flow_runs = "".join("f" if m == "flow" else "." for m in modes).split(".")
-    assert max(len(r) for r in flow_runs) <= conf_for_map(map_index).tracking.flow_max_frames
+    assert max(len(r) for r in flow_runs) == min(tc.flow_max_frames, int(tc.flow_max_interval_s / frame_dt + 1e-6)) == 1
     assert all(p.result.mode == "global" for _, p in off)
 
     def recall(errs):

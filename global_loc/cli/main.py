@@ -162,6 +162,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="folder of photos used as textures (default: procedural textures)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--query-seconds", type=float, default=30.0, help="length of the query run")
+    p.add_argument("--query-rate", type=float, default=10.0, metavar="HZ",
+                   help="camera rate of the query run (the robot's speed does not change)")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("replay", help="publish a ROS 1 / ROS 2 bag on a live ROS 2 graph, with /clock "
@@ -339,10 +341,13 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_synth(args) -> int:
+    from ..errors import InputError
     from ..synthetic.world import WorldConfig, generate_world
 
     t0 = time.perf_counter()
-    config = WorldConfig(seed=args.seed, query_duration_s=args.query_seconds)
+    if not 0 < args.query_rate <= 1000:
+        raise InputError(f"--query-rate must be in (0, 1000] Hz, got {args.query_rate}")
+    config = WorldConfig(seed=args.seed, query_duration_s=args.query_seconds, query_camera_rate_hz=args.query_rate)
     worlds = generate_world(args.out, config, args.format, args.compressed, args.textures,
                             progress=not args.quiet)
     w = next(iter(worlds.values()))

@@ -264,17 +264,21 @@ class ResourceSamples:
     rss_mib: list[float] = field(default_factory=list)
 
     def summary(self, settle_s: float = 30.0) -> dict:
-        """Median CPU; RSS after ``settle_s`` (start), at the end, its largest value, and its
-        slope over the run's second half (MiB per minute, a least-squares line)."""
+        """Median CPU; RSS after ``settle_s`` (start), at the end, its largest value, its
+        slope over the run's second half (MiB per minute, a least-squares line), and its value
+        at the start of each minute."""
         t, rss = np.array(self.times), np.array(self.rss_mib)
         if len(t) < 4:
             return {}
         start = rss[np.searchsorted(t, t[0] + settle_s)] if t[-1] - t[0] > settle_s else rss[0]
         half = t >= t[0] + (t[-1] - t[0]) / 2
         slope = float(np.polyfit(t[half] / 60.0, rss[half], 1)[0]) if half.sum() > 2 else float("nan")
+        minutes = np.arange(0.0, t[-1] - t[0] + 1e-9, 60.0) + t[0]
         return {"cpu_percent_median": float(np.median(self.cpu_percent)), "rss_start_mib": float(start),
                 "rss_end_mib": float(rss[-1]), "rss_max_mib": float(rss.max()),
-                "rss_slope_mib_per_min": slope, "duration_s": float(t[-1] - t[0])}
+                "rss_slope_mib_per_min": slope, "duration_s": float(t[-1] - t[0]),
+                "rss_each_minute_mib": [round(float(rss[min(np.searchsorted(t, m), len(t) - 1)]), 1)
+                                        for m in minutes]}
 
 
 def _sample(pid: int, out: ResourceSamples, stop: threading.Event, period: float = 2.0) -> None:

@@ -8,7 +8,8 @@ for the new frame without extracting or matching any descriptor; PnP-RANSAC then
 pose from them. This is the inter-frame tracking of visual odometry (e.g. Forster et al.,
 "SVO", ICRA 2014; Qin et al., "VINS-Mono", T-RO 2018), here against fixed map points, so the
 pose does not drift: only the 2D positions can, and they are re-anchored to the map's
-descriptors every ``flow_max_frames`` frames by :class:`~global_loc.tracking.LocalMapTracker`.
+descriptors by :class:`~global_loc.tracking.LocalMapTracker` after ``flow_max_interval_s`` of
+image time or ``flow_max_frames`` frames, whichever comes first.
 
 Safeguards, so that a flow track cannot become a confident wrong pose:
 
@@ -47,6 +48,7 @@ class FlowReference:
         keypoints: (N, 2) float32 pixels of its PnP inliers.
         points3D: (N, 3) float64 world points of those inliers, metres.
         frames_since_anchor: frames tracked by flow since the last pose from descriptors.
+        seconds_since_anchor: image time since that pose, seconds.
         anchor_inliers: inliers of that last pose from descriptors.
     """
 
@@ -55,6 +57,7 @@ class FlowReference:
     keypoints: np.ndarray
     points3D: np.ndarray
     frames_since_anchor: int
+    seconds_since_anchor: float
     anchor_inliers: int
 
 
@@ -88,14 +91,15 @@ class FlowTracker:
         return grey
 
     def reference(self, image: np.ndarray, result: LocalizationResult,
-                  previous: FlowReference | None = None) -> FlowReference | None:
+                  previous: FlowReference | None = None, age_s: float = 0.0) -> FlowReference | None:
         """The reference for the next frame from a localized ``result`` of ``image``.
 
         Args:
             image: (H, W) or (H, W, 3) uint8, the frame that was localized.
             result: its result; None is returned unless it is ``LOCALIZED`` with inliers.
             previous: the reference the result was tracked from, when its mode is ``"flow"``
-                (carries the count of frames since the last anchor).
+                (carries the frames and time since the last anchor).
+            age_s: image time between ``previous`` and this frame, seconds (the prior's age).
         """
         if not self.enabled or not result.success or result.inlier_keypoints is None:
             return None
@@ -106,6 +110,7 @@ class FlowTracker:
             keypoints=np.ascontiguousarray(result.inlier_keypoints, np.float32).reshape(-1, 1, 2),
             points3D=np.asarray(result.inlier_points3D, np.float64),
             frames_since_anchor=previous.frames_since_anchor + 1 if flowed else 0,
+            seconds_since_anchor=previous.seconds_since_anchor + age_s if flowed else 0.0,
             anchor_inliers=previous.anchor_inliers if flowed else int(result.num_inliers),
         )
 
@@ -133,8 +138,10 @@ class FlowTracker:
         if ref is None:
             res.reason = "flow: no reference frame"
             return res
-        if ref.frames_since_anchor + 1 > tc.flow_max_frames:
-            res.reason = f"flow: re-anchoring to the map after {ref.frames_since_anchor} frames"
+        if (ref.frames_since_anchor + 1 > tc.flow_max_frames
+                or ref.seconds_since_anchor + prior.age_s > tc.flow_max_interval_s + 1e-6):
+            res.reason = (f"flow: re-anchoring to the map after {ref.frames_since_anchor} frames, "
+                          f"{ref.seconds_since_anchor + prior.age_s:.3f} s")
             return res
         if ref.size != (image.shape[1], image.shape[0]):
             res.reason = "flow: the image size changed"

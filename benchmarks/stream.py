@@ -42,7 +42,11 @@ def main() -> int:
     ap.add_argument("--set", nargs="+", default=[], metavar="PARAM=VALUE",
                     help="node parameters over config/localizer.yaml (e.g. queue_size=3)")
     ap.add_argument("--name", default="stream", help="results file name (without extension)")
+    ap.add_argument("--from-json", type=Path, default=None, help="only print the table of a saved run")
     args = ap.parse_args()
+    if args.from_json is not None:
+        print(_table(json.loads(args.from_json.read_text()), args.from_json.stem))
+        return 0
 
     import rclpy
 
@@ -103,25 +107,32 @@ def main() -> int:
               f"{args.minutes:g} min per run" + (f", {' '.join(args.set)}" if args.set else "")
               + f"; {platform.node()}, {os.cpu_count()} cores; "
               f"`python benchmarks/stream.py`, {time.strftime('%Y-%m-%d')}\n")
-    table = ["| camera, replay speed | frames in | poses out | within (0.25 m, 2°) of poses | latency p50 / p90 / max (ms) "
+    text = header + "\n" + _table(rows)
+
+    print("\n" + text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.md").write_text(text)
+    (args.out / f"{args.name}.json").write_text(json.dumps(rows, indent=1))
+    return 0 if all(r["clean_exit"] for r in rows) else 1
+
+
+def _table(rows: list[dict], _name: str = "") -> str:
+    """The markdown table of the runs."""
+    table = ["| camera, replay speed | frames in (per s) | poses out | within (0.25 m, 2°) of poses | latency p50 / p90 / max (ms) "
              "| node CPU (median, % of a core) | node RSS start → end, max (MiB) | RSS slope, 2nd half "
              "(MiB/min) | Ctrl-C |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         table.append(
             f"| {r['recorded_hz']:g} Hz" + (f", x{r['speed']:g} ({r['frames_per_s']:g} frames/s)" if r['speed'] != 1 else "")
-            + f" | {r['frames_in']} | {r['poses_out']} ({100 * r['poses_per_frame']:.0f} %) "
+            + f" | {r['frames_in']} ({r['frames_in'] / max(r.get('duration_s', 0), 1e-9):.1f}/s) | {r['poses_out']} "
+            f"({100 * r['poses_per_frame']:.1f} %) "
             f"| {100 * r['recall_poses']:.1f} % | {r['latency_p50_ms']:.0f} / {r['latency_p90_ms']:.0f} / "
             f"{r['latency_max_ms']:.0f} | {r.get('cpu_percent_median', float('nan')):.0f} "
             f"| {r.get('rss_start_mib', float('nan')):.0f} → {r.get('rss_end_mib', float('nan')):.0f}, "
             f"{r.get('rss_max_mib', float('nan')):.0f} | {r.get('rss_slope_mib_per_min', float('nan')):+.2f} "
             f"| {'clean' if r['clean_exit'] else 'exit %s' % r['exit_status']} |")
-    text = header + "\n" + "\n".join(table) + "\n"
-    print("\n" + text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.md").write_text(text)
-    (args.out / f"{args.name}.json").write_text(json.dumps(rows, indent=1))
-    return 0 if all(r["clean_exit"] for r in rows) else 1
+    return "\n".join(table) + "\n"
 
 
 if __name__ == "__main__":

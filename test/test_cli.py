@@ -58,6 +58,13 @@ def test_missing_arguments(capsys, tmp_path):
     assert rc == 2 and "--images, --poses and --cameras" in err
 
 
+def test_synth_refuses_a_bad_camera_rate(capsys, tmp_path):
+    rc = main(["synth", "--out", str(tmp_path / "w"), "--query-rate", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--query-rate must be in (0, 1000] Hz, got 0.0" in err
+    assert not (tmp_path / "w").exists()  # nothing half-made
+
+
 def test_localize_with_a_bad_map(temple_split, tmp_path, capsys):
     bad = tmp_path / "bad.glmap"
     bad.write_bytes(b"GLOCMAP\x00" + (7).to_bytes(4, "little") + b"\x00" * 20)

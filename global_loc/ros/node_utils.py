@@ -77,7 +77,7 @@ def image_qos(name: str) -> QoSProfile:
     ``sensor_data`` (best effort, depth 5: matches any publisher)."""
     if name == "sensor_data":
         return qos_profile_sensor_data
-    return QoSProfile(depth=5)  # reliable, volatile, keep last
+    return QoSProfile(depth=10)  # reliable, volatile, keep last: a 1 s stall at 10 Hz loses nothing
 
 
 def qos_event_callbacks(report) -> SubscriptionEventCallbacks:

@@ -265,7 +265,7 @@ class Localizer:
         finally:
             if tracked is not None:
                 result.tracking = "localized" if tracked.success else tracked.reason
-            if self.conf.tracking.enabled and result.success:
+            if self.conf.tracking.enabled:  # also when not localized: it ends the frame
                 with timer("flow"):
                     self._flow_ref = self.flow.reference(image, result, flow_ref,
                                                          prior.age_s if prior is not None else 0.0)

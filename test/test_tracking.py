@@ -253,3 +253,27 @@ def test_optical_flow_follows_the_next_frame_and_refuses_a_jump(mini):
     assert dt <= 0.25 and dr <= 2.0, (dt, dr)
     failed = loc.localize(np.zeros_like(images[id(f1)]), f1.camera, prior=prior)
     assert not failed.success and loc._flow_ref is None  # nothing to follow after a failure
+
+
+def test_flow_never_uses_the_grey_of_a_refilled_buffer():
+    """A caller that refills one image buffer with each new frame: a reference is always made
+    from its own frame's pixels, also after a frame that flow followed but that failed."""
+    from global_loc.config import LocalizationConf
+    from global_loc.geometry.camera import Camera
+    from global_loc.tracking import FlowTracker
+    from global_loc.types import LocalizationResult
+
+    flow = FlowTracker(TrackingConf(), LocalizationConf())
+    camera = Camera("PINHOLE", 64, 48, np.array([50.0, 50.0, 32.0, 24.0]))
+    buf = np.zeros((48, 64), np.uint8)
+    done = LocalizationResult(status=Status.LOCALIZED, cam_from_world=Pose.identity(), num_inliers=20,
+                              inlier_keypoints=np.full((20, 2), 20.0, np.float32), inlier_points3D=np.ones((20, 3)))
+    failed = LocalizationResult(status=Status.NOT_LOCALIZED, reason="no")
+    prior = PosePrior(Pose.identity(), "last_pose", 0.1)
+    ref = flow.reference(buf, done)
+    assert ref.grey.max() == 0
+    buf[:] = 100  # frame 2: flow follows it (and fails: a flat image), the frame is not localized
+    assert not flow.track(buf, camera, prior, ref).success
+    assert flow.reference(buf, failed) is None
+    buf[:] = 200  # frame 3, in the same buffer, localized by a global query
+    assert flow.reference(buf, done).grey.min() == 200

@@ -19,8 +19,8 @@ Safeguards, so that a flow track cannot become a confident wrong pose:
   a point followed back into the last frame must land within ``flow_max_fb_error_px`` of where
   it started;
 - the pose passes the same checks as every tracked pose (inliers, inlier ratio, uncertainty,
-  distance from the prior), and at least ``flow_min_tracked_ratio`` of the last frame's inliers
-  must have been followed.
+  distance from the prior), and at least ``flow_min_tracked_ratio`` of the inliers of the last
+  descriptor-based pose (the anchor) must have been followed and be inliers.
 """
 from __future__ import annotations
 
@@ -32,10 +32,9 @@ import numpy as np
 from ..config import LocalizationConf, TrackingConf
 from ..features.base import to_grayscale
 from ..geometry.camera import Camera
-from ..geometry.pnp import acceptance_problems, estimate_absolute_pose
-from ..geometry.transforms import pose_error
+from ..geometry.pnp import estimate_absolute_pose
 from ..types import LocalizationResult, Status
-from .motion import PosePrior
+from .motion import PosePrior, tracked_pose_problems
 
 
 @dataclass
@@ -81,18 +80,25 @@ class FlowTracker:
     def enabled(self) -> bool:
         return self.conf.flow_max_frames > 0
 
-    def _grey(self, image: np.ndarray) -> np.ndarray:
-        """``image`` in grey, converted once for both :meth:`track` and :meth:`reference`.
-        (OpenCV's Python bindings take images, not prebuilt pyramids: each call builds them.)"""
-        if self._last is not None and self._last[0] is image:
-            return self._last[1]
+    def _grey(self, image: np.ndarray, reuse: bool) -> np.ndarray:
+        """``image`` in grey. :meth:`track` converts it and keeps it for :meth:`reference` of
+        the same frame (``reuse``), which takes it once. (OpenCV's Python bindings take images,
+        not prebuilt pyramids: each Lucas-Kanade call builds them.)"""
+        last, self._last = self._last, None
+        if reuse and last is not None and last[0] is image:
+            return last[1]
         grey = np.ascontiguousarray(to_grayscale(image))
-        self._last = (image, grey)
+        if not reuse:
+            self._last = (image, grey)
         return grey
 
     def reference(self, image: np.ndarray, result: LocalizationResult,
                   previous: FlowReference | None = None, age_s: float = 0.0) -> FlowReference | None:
         """The reference for the next frame from a localized ``result`` of ``image``.
+
+        Call it once per frame, after :meth:`track` and whatever the result (it ends the
+        frame: the grey image :meth:`track` kept is used or dropped, so a caller that refills
+        one buffer with the next frame never gets this frame's pixels).
 
         Args:
             image: (H, W) or (H, W, 3) uint8, the frame that was localized.
@@ -102,10 +108,11 @@ class FlowTracker:
             age_s: image time between ``previous`` and this frame, seconds (the prior's age).
         """
         if not self.enabled or not result.success or result.inlier_keypoints is None:
+            self._last = None
             return None
         flowed = result.mode == "flow" and previous is not None
         return FlowReference(
-            grey=self._grey(image),
+            grey=self._grey(image, reuse=True),
             size=(image.shape[1], image.shape[0]),
             keypoints=np.ascontiguousarray(result.inlier_keypoints, np.float32).reshape(-1, 1, 2),
             points3D=np.asarray(result.inlier_points3D, np.float64),
@@ -147,7 +154,7 @@ class FlowTracker:
             res.reason = "flow: the image size changed"
             return res
         with timer("flow"):
-            grey = self._grey(image)
+            grey = self._grey(image, reuse=False)
             w = (int(tc.flow_window_px),) * 2
             levels = int(tc.flow_pyramid_levels)
             p0 = ref.keypoints
@@ -176,16 +183,10 @@ class FlowTracker:
             return res
         res.num_inliers = pnp.num_inliers
         res.inlier_ratio = pnp.num_inliers / res.num_matches
-        problems = acceptance_problems(pnp, res.num_matches, lc)
-        if res.inlier_ratio < tc.min_inlier_ratio:
-            problems.append(f"inlier ratio {res.inlier_ratio:.3f} < tracking.min_inlier_ratio {tc.min_inlier_ratio}")
+        problems = tracked_pose_problems(pnp, res.num_matches, prior, tc, lc)
         if pnp.num_inliers < needed:
             problems.append(f"{pnp.num_inliers} inliers < {needed} ({tc.flow_min_tracked_ratio} of the "
                             f"{ref.anchor_inliers} at the last anchor)")
-        dt, dr = pose_error(pnp.cam_from_world, prior.cam_from_world)
-        if dt > tc.max_prior_deviation_m or dr > tc.max_prior_deviation_deg:
-            problems.append(f"{dt:.3f} m / {dr:.2f} deg from the {prior.source} prior (max "
-                            f"{tc.max_prior_deviation_m} m / {tc.max_prior_deviation_deg} deg)")
         if problems:
             res.reason = "flow: " + "; ".join(problems)
             return res

@@ -6,12 +6,12 @@ from scipy.spatial import cKDTree
 
 from ..config import LocalizationConf, MatchingConf, TrackingConf
 from ..geometry.camera import Camera
-from ..geometry.pnp import acceptance_problems, estimate_absolute_pose
-from ..geometry.transforms import Pose, pose_error
+from ..geometry.pnp import estimate_absolute_pose
+from ..geometry.transforms import Pose
 from ..map.index import MapIndex
 from ..matching import match_descriptors
 from ..types import LocalFeatures, LocalizationResult, Status
-from .motion import PosePrior
+from .motion import PosePrior, tracked_pose_problems
 
 
 def _noop_timer(stage):  # pragma: no cover - trivial
@@ -122,13 +122,7 @@ class LocalMapTracker:
             return res
         res.num_inliers = pnp.num_inliers
         res.inlier_ratio = pnp.num_inliers / len(q_idx)
-        problems = acceptance_problems(pnp, len(q_idx), lc)
-        if res.inlier_ratio < tc.min_inlier_ratio:
-            problems.append(f"inlier ratio {res.inlier_ratio:.3f} < tracking.min_inlier_ratio {tc.min_inlier_ratio}")
-        dt, dr = pose_error(pnp.cam_from_world, prior.cam_from_world)
-        if dt > tc.max_prior_deviation_m or dr > tc.max_prior_deviation_deg:
-            problems.append(f"{dt:.3f} m / {dr:.2f} deg from the {prior.source} prior (max "
-                            f"{tc.max_prior_deviation_m} m / {tc.max_prior_deviation_deg} deg)")
+        problems = tracked_pose_problems(pnp, len(q_idx), prior, tc, lc)
         if problems:
             res.reason = "tracking: " + "; ".join(problems)
             return res

@@ -32,9 +32,9 @@ import numpy as np
 from ..config import LocalizationConf, TrackingConf
 from ..features.base import to_grayscale
 from ..geometry.camera import Camera
-from ..geometry.pnp import estimate_absolute_pose
 from ..types import LocalizationResult, Status
-from .motion import PosePrior, tracked_pose_problems
+from .motion import PosePrior
+from .pose import solve_tracked_pose
 
 
 @dataclass
@@ -173,21 +173,10 @@ class FlowTracker:
             res.reason = (f"flow: {res.num_matches} of {len(p0)} points followed, fewer than {needed} "
                           f"({tc.flow_min_tracked_ratio} of the {ref.anchor_inliers} inliers at the last anchor)")
             return res
-        kpts = uv[ok].astype(np.float64)
-        xyz = ref.points3D[ok]
-        with timer("pnp"):
-            pnp = estimate_absolute_pose(kpts, xyz, camera, lc.ransac_max_error_px, tc.ransac_max_iterations,
-                                         lc.ransac_seed)
-        if pnp is None:
-            res.reason = f"flow: PnP-RANSAC found no pose from {res.num_matches} points"
-            return res
-        res.num_inliers = pnp.num_inliers
-        res.inlier_ratio = pnp.num_inliers / res.num_matches
-        problems = tracked_pose_problems(pnp, res.num_matches, prior, tc, lc)
-        if pnp.num_inliers < needed:
-            problems.append(f"{pnp.num_inliers} inliers < {needed} ({tc.flow_min_tracked_ratio} of the "
-                            f"{ref.anchor_inliers} at the last anchor)")
-        if problems:
-            res.reason = "flow: " + "; ".join(problems)
-            return res
-        return res.accept(pnp, kpts, xyz)
+        def enough_inliers(pnp):
+            return [] if pnp.num_inliers >= needed else [
+                f"{pnp.num_inliers} inliers < {needed} ({tc.flow_min_tracked_ratio} of the "
+                f"{ref.anchor_inliers} at the last anchor)"]
+
+        return solve_tracked_pose(res, uv[ok].astype(np.float64), ref.points3D[ok], camera, prior, tc, lc, "flow",
+                                  timer, enough_inliers)

@@ -6,12 +6,12 @@ from scipy.spatial import cKDTree
 
 from ..config import LocalizationConf, MatchingConf, TrackingConf
 from ..geometry.camera import Camera
-from ..geometry.pnp import estimate_absolute_pose
 from ..geometry.transforms import Pose
 from ..map.index import MapIndex
 from ..matching import match_descriptors
 from ..types import LocalFeatures, LocalizationResult, Status
-from .motion import PosePrior, tracked_pose_problems
+from .motion import PosePrior
+from .pose import solve_tracked_pose
 
 
 def _noop_timer(stage):  # pragma: no cover - trivial
@@ -112,21 +112,8 @@ class LocalMapTracker:
         if len(q_idx) < max(4, lc.min_inliers):
             res.reason = f"tracking: {len(q_idx)} 2D-3D matches < min_inliers {lc.min_inliers}"
             return res
-        kpts = features.keypoints[q_idx]
-        xyz = self.map.points_xyz[points[p_idx]]
-        with timer("pnp"):
-            pnp = estimate_absolute_pose(kpts, xyz, camera, lc.ransac_max_error_px, tc.ransac_max_iterations,
-                                         lc.ransac_seed)
-        if pnp is None:
-            res.reason = f"tracking: PnP-RANSAC found no pose from {len(q_idx)} matches"
-            return res
-        res.num_inliers = pnp.num_inliers
-        res.inlier_ratio = pnp.num_inliers / len(q_idx)
-        problems = tracked_pose_problems(pnp, len(q_idx), prior, tc, lc)
-        if problems:
-            res.reason = "tracking: " + "; ".join(problems)
-            return res
-        return res.accept(pnp, kpts, xyz)
+        return solve_tracked_pose(res, features.keypoints[q_idx], self.map.points_xyz[points[p_idx]], camera, prior,
+                                  tc, lc, "tracking", timer)
 
     def _match(self, features: LocalFeatures, desc: np.ndarray, inv: np.ndarray, visible: np.ndarray,
                uv: np.ndarray, window_px: float) -> tuple[np.ndarray, np.ndarray]:

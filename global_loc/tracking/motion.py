@@ -1,14 +1,13 @@
 """Pose priors for tracking: the last localized pose moved by odometry or by a constant
-velocity; the checks a pose tracked from a prior must pass."""
+velocity."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from scipy.spatial.transform import Rotation
 
-from ..config import LocalizationConf, TrackingConf
-from ..geometry.pnp import PnPResult, acceptance_problems
-from ..geometry.transforms import Pose, pose_error
+from ..config import TrackingConf
+from ..geometry.transforms import Pose
 
 
 @dataclass
@@ -116,22 +115,3 @@ class MotionModel:
         return PosePrior(world_from_cam.inverse(), "constant_velocity", age)
 
 
-
-def tracked_pose_problems(pnp: PnPResult, num_matches: int, prior: PosePrior, conf: TrackingConf,
-                          loc_conf: LocalizationConf) -> list[str]:
-    """Why a pose tracked from ``prior`` must not be trusted; empty when it passes.
-
-    The global query's checks (:func:`~global_loc.geometry.pnp.acceptance_problems`: inliers,
-    inlier ratio, standard deviations), at least ``conf.min_inlier_ratio`` of the matches as
-    inliers, and at most ``conf.max_prior_deviation_m`` / ``max_prior_deviation_deg`` from the
-    prior. One sentence per failed check.
-    """
-    problems = acceptance_problems(pnp, num_matches, loc_conf)
-    ratio = pnp.num_inliers / max(num_matches, 1)
-    if ratio < conf.min_inlier_ratio:
-        problems.append(f"inlier ratio {ratio:.3f} < tracking.min_inlier_ratio {conf.min_inlier_ratio}")
-    dt, dr = pose_error(pnp.cam_from_world, prior.cam_from_world)
-    if dt > conf.max_prior_deviation_m or dr > conf.max_prior_deviation_deg:
-        problems.append(f"{dt:.3f} m / {dr:.2f} deg from the {prior.source} prior (max "
-                        f"{conf.max_prior_deviation_m} m / {conf.max_prior_deviation_deg} deg)")
-    return problems

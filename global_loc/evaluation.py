@@ -1,8 +1,15 @@
-"""Accuracy and timing: pose errors, recall at (metres, degrees) thresholds, stage timings.
+"""Accuracy and timing: pose errors, recall at (metres, degrees) thresholds, stage timings, and
+whether the reported covariances agree with the errors.
 
 Pose errors follow the visual localization benchmark (Sattler et al., CVPR 2018): the
 distance between estimated and true camera centres, and the angle of the relative rotation.
 A query that was not localized counts as a failure at every threshold.
+
+Consistency (as in the NEES test of estimation theory, Bar-Shalom, Li and Kirubarajan,
+"Estimation with Applications to Tracking and Navigation", 2001, section 5.4): for each
+localized query with a covariance, the squared Mahalanobis distance of its 6-DoF error; with a
+right covariance and Gaussian errors it follows a chi-square law with 6 degrees of freedom, so
+68.3 / 95.4 / 99.7 % of the queries fall inside its matching quantiles.
 """
 from __future__ import annotations
 
@@ -38,6 +45,71 @@ def parse_thresholds(items: Sequence[str]) -> list[tuple[float, float]]:
     return out
 
 
+#: the probabilities of the 1, 2 and 3 sigma intervals of a Gaussian
+SIGMA_LEVELS = (0.6827, 0.9545, 0.9973)
+
+
+def mahalanobis_distance(estimate: Pose, truth: Pose, covariance: np.ndarray) -> float:
+    """Mahalanobis distance of the error of ``estimate`` under its ``covariance``.
+
+    Args:
+        estimate, truth: ``cam_from_world`` poses.
+        covariance: (6, 6) covariance of ``estimate`` in the convention of
+            :attr:`~global_loc.types.LocalizationResult.covariance`: over ``[dtheta, dt]`` with
+            ``R_true = exp([dtheta]x) R`` (radians) and ``t_true = t + dt`` (metres).
+    Returns:
+        ``sqrt(e^T C^-1 e)`` for ``e = [dtheta, dt]``; inf when the covariance is singular.
+    """
+    from scipy.spatial.transform import Rotation
+
+    dtheta = Rotation.from_matrix(truth.R @ estimate.R.T).as_rotvec()
+    e = np.concatenate([dtheta, truth.t - estimate.t])
+    try:
+        d2 = float(e @ np.linalg.solve(np.asarray(covariance, np.float64), e))
+    except np.linalg.LinAlgError:
+        return float("inf")
+    return float(np.sqrt(max(d2, 0.0)))
+
+
+def consistency(distances: Sequence[float], dof: int = 6) -> dict:
+    """How well Mahalanobis distances agree with their covariances.
+
+    Args:
+        distances: Mahalanobis distances of the errors (see :func:`mahalanobis_distance`).
+        dof: degrees of freedom of the errors.
+    Returns:
+        ``{"count", "within": {level: fraction inside the chi-square quantile of that
+        probability}, "max_distance", "max_sigmas"}``; ``max_sigmas`` is the largest distance as
+        a one-dimensional Gaussian's number of sigmas of the same probability.
+    """
+    from scipy.special import ndtri_exp
+    from scipy.stats import chi2
+
+    d = np.asarray(list(distances), np.float64)
+    out = {"count": int(len(d)), "within": {}, "max_distance": float("nan"), "max_sigmas": float("nan")}
+    if len(d) == 0:
+        return out
+    for p in SIGMA_LEVELS:
+        out["within"][p] = float(np.mean(d**2 <= chi2.ppf(p, dof)))
+    out["max_distance"] = float(d.max())
+    # the sigmas z of a 1-D Gaussian with the same two-sided tail probability p:
+    # Phi(-z) = p / 2, solved in logarithms so that far tails (p below 1e-300) stay finite
+    out["max_sigmas"] = float(-ndtri_exp(_chi2_logsf(float(d.max()) ** 2, dof) - np.log(2.0)))
+    return out
+
+
+def _chi2_logsf(x: float, dof: int) -> float:
+    """log P(X > x) for X ~ chi-square(dof), finite far into the tail: for even ``dof`` the
+    closed form ``exp(-x/2) sum_{i < dof/2} (x/2)^i / i!``, in logarithms."""
+    from scipy.special import gammaln, logsumexp
+    from scipy.stats import chi2
+
+    if dof % 2 or x <= 0:
+        return float(chi2.logsf(x, dof))
+    y, i = x / 2.0, np.arange(dof // 2)
+    return float(-y + logsumexp(i * np.log(y) - gammaln(i + 1)))
+
+
 @dataclass
 class EvaluationReport:
     """Attributes:
@@ -46,12 +118,15 @@ class EvaluationReport:
     thresholds: ``(metres, degrees)`` pairs.
     recall: fraction of queries within each threshold, same order.
     status: query name -> status for queries that were not localized, where known.
+    mahalanobis: query name -> Mahalanobis distance of its error under its reported
+        covariance, for the localized queries that have one.
     """
 
     errors: dict[str, tuple[float, float]]
     thresholds: list[tuple[float, float]]
     recall: list[float]
     status: dict[str, str] = field(default_factory=dict)
+    mahalanobis: dict[str, float] = field(default_factory=dict)
 
     @property
     def num_queries(self) -> int:
@@ -82,6 +157,8 @@ class EvaluationReport:
             "median_rotation_error_deg": dr,
             "failed": {n: self.status.get(n, "not localized") for n in self.failed},
             "errors": {n: list(e) for n, e in self.errors.items()},
+            **({"consistency": {**consistency(self.mahalanobis.values()), "mahalanobis": dict(self.mahalanobis)}}
+               if self.mahalanobis else {}),
         }
 
     def format(self) -> str:
@@ -103,6 +180,15 @@ class EvaluationReport:
             if off:
                 lines.append(f"localized beyond ({worst[0]:g} m, {worst[1]:g} deg): " + ", ".join(
                     f"{n} ({self.errors[n][0]:.3f} m, {self.errors[n][1]:.2f} deg)" for n in off))
+        if self.mahalanobis:
+            c = consistency(self.mahalanobis.values())
+            worst_q = max(self.mahalanobis, key=self.mahalanobis.get)
+            lines += [f"covariance consistency ({c['count']} localized queries with a covariance; 6-DoF "
+                      "Mahalanobis distance of the error against chi-square(6)):",
+                      "| bound | expected | observed |", "|---|---:|---:|"]
+            lines += [f"| {k} sigma | {100 * p:.1f} % | {100 * c['within'][p]:.1f} % |"
+                      for k, p in enumerate(SIGMA_LEVELS, 1)]
+            lines.append(f"largest: {worst_q}, distance {c['max_distance']:.2f} ({c['max_sigmas']:.1f} sigma)")
         return "\n".join(lines)
 
 
@@ -112,6 +198,7 @@ def evaluate_poses(
     queries: Iterable[str] | None = None,
     thresholds: Sequence[tuple[float, float]] = DEFAULT_THRESHOLDS,
     status: dict[str, str] | None = None,
+    covariances: dict[str, np.ndarray] | None = None,
 ) -> EvaluationReport:
     """Compare estimated ``cam_from_world`` poses with the ground truth.
 
@@ -122,6 +209,8 @@ def evaluate_poses(
             estimate count as failures.
         thresholds: ``(metres, degrees)`` pairs.
         status: query name -> status text of the queries that were not localized.
+        covariances: query name -> (6, 6) covariance of its estimate (the JSON log's
+            ``covariance``), for the consistency report (:func:`consistency`).
     Raises:
         InputError: a query without ground truth.
     """
@@ -139,7 +228,9 @@ def evaluate_poses(
     recall = [
         float(np.mean((e[:, 0] <= m) & (e[:, 1] <= d))) if len(e) else 0.0 for m, d in thresholds
     ]
-    return EvaluationReport(errors, list(thresholds), recall, dict(status or {}))
+    maha = {q: mahalanobis_distance(estimates[q], ground_truth[q], c)
+            for q, c in (covariances or {}).items() if q in estimates and q in ground_truth}
+    return EvaluationReport(errors, list(thresholds), recall, dict(status or {}), maha)
 
 
 def timing_table(timings: Sequence[dict[str, float]], stages: Sequence[str] | None = None) -> dict[str, dict]:
@@ -220,13 +311,40 @@ def trajectory_errors(
 
 def evaluate_trajectory(
     estimates, ground_truth, stamps=None, thresholds=DEFAULT_THRESHOLDS, max_dt: float = 1e-3,
-    status: dict[str, str] | None = None,
+    status: dict[str, str] | None = None, covariances: dict[str, np.ndarray] | None = None,
 ) -> EvaluationReport:
-    """:func:`evaluate_poses` for TUM-style trajectories, frames named by their stamps."""
+    """:func:`evaluate_poses` for TUM-style trajectories, frames named by their stamps.
+
+    ``covariances``: ``"%.9f" % stamp`` -> (6, 6) covariance of that frame's ``cam_from_world``
+    (the JSON log's ``covariance``), for the consistency report.
+    """
     errors = trajectory_errors(estimates, ground_truth, stamps, max_dt)
     e = np.array(list(errors.values())).reshape(-1, 2)
     recall = [float(np.mean((e[:, 0] <= m) & (e[:, 1] <= d))) if len(e) else 0.0 for m, d in thresholds]
-    return EvaluationReport(errors, list(thresholds), recall, dict(status or {}))
+    maha = {}
+    if covariances:
+        est = _by_stamp(estimates)
+        gt = _by_stamp(ground_truth)
+        for key, c in covariances.items():
+            t = float(key)
+            pe, pg = est(t, max_dt), gt(t, max_dt)
+            if pe is not None and pg is not None and np.isfinite(errors.get(key, (np.inf,))[0]):
+                maha[key] = mahalanobis_distance(pe.inverse(), pg.inverse(), c)
+    return EvaluationReport(errors, list(thresholds), recall, dict(status or {}), maha)
+
+
+def _by_stamp(poses: Sequence[tuple[float, Pose]]):
+    """``f(t, max_dt)``: the pose stamped nearest ``t``, or None beyond ``max_dt``."""
+    items = sorted(poses, key=lambda e: e[0])
+    ts = np.array([t for t, _ in items])
+
+    def f(t: float, max_dt: float):
+        if len(ts) == 0:
+            return None
+        i = int(np.argmin(np.abs(ts - t)))
+        return items[i][1] if abs(ts[i] - t) <= max_dt else None
+
+    return f
 
 
 def plot_trajectories(path, ground_truth, estimates, report: EvaluationReport | None = None,

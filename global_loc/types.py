@@ -172,7 +172,9 @@ class LocalizationResult:
         return world_from_cam_covariance(self.cam_from_world, self.covariance)
 
     def to_log(self) -> dict:
-        """A JSON-serialisable summary (no arrays)."""
+        """A JSON-serialisable summary: no arrays but ``covariance`` (6x6 nested lists, as
+        the attribute), the pose as ``q_wxyz`` and ``t`` of ``cam_from_world``, and the world
+        frame's standard deviations."""
         out = {
             "status": self.status.value,
             "reason": self.reason,
@@ -189,6 +191,8 @@ class LocalizationResult:
         if self.cam_from_world is not None:
             out["q_wxyz"] = self.cam_from_world.q_wxyz.tolist()
             out["t"] = self.cam_from_world.t.tolist()
+        if self.covariance is not None:  # of cam_from_world, over [dtheta (rad), dt (m)]
+            out["covariance"] = np.asarray(self.covariance, np.float64).tolist()
         cov = self.world_from_cam_covariance()
         if cov is not None:
             sd = np.sqrt(np.clip(np.diag(cov), 0, None))

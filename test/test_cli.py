@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from global_loc.cli.main import main
@@ -108,7 +109,8 @@ def test_console_script_prints_no_traceback(tmp_path):
 def test_evaluate_counts_failures_from_the_log(tmp_path, capsys, temple_split):
     gt_lines = temple_split["gt"].read_text().splitlines()
     (tmp_path / "r.txt").write_text(gt_lines[0] + "\n")
-    log = {"queries": [{"name": gt_lines[0].split()[0], "status": "localized"},
+    cov = np.diag([1e-6] * 3 + [1e-4] * 3).tolist()  # as the localizer logs it
+    log = {"queries": [{"name": gt_lines[0].split()[0], "status": "localized", "covariance": cov},
                        {"name": gt_lines[2].split()[0], "status": "not_localized", "reason": "7 inliers"}]}
     (tmp_path / "r_log.json").write_text(json.dumps(log))
     rc, out, _ = run(capsys, "evaluate", "--results", str(tmp_path / "r.txt"), "--gt",
@@ -118,6 +120,9 @@ def test_evaluate_counts_failures_from_the_log(tmp_path, capsys, temple_split):
     assert "7 inliers" in out
     rep = json.loads((tmp_path / "e.json").read_text())
     assert rep["num_queries"] == 2 and rep["num_localized"] == 1
+    # the logged covariance gives the consistency table (the estimate is the ground truth here)
+    assert "covariance consistency (1 localized queries" in out and "| 2 sigma | 95.5 % | 100.0 % |" in out
+    assert rep["consistency"]["count"] == 1 and rep["consistency"]["max_distance"] == 0.0
     rc, _, err = run(capsys, "evaluate", "--results", str(tmp_path / "r.txt"), "--gt",
                      str(temple_split["gt"]), "--thresholds", "0.25")
     assert rc == 2 and "must be 'metres,degrees'" in err

@@ -412,6 +412,8 @@ def _cmd_convert(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
+    import numpy as np
+
     from ..evaluation import evaluate_poses, parse_thresholds
     from ..io.text import read_cameras, read_poses
     from ..pipeline import log_path_for
@@ -422,10 +424,14 @@ def _cmd_evaluate(args) -> int:
     estimates = read_poses(args.results)
     gt = read_poses(args.gt)
     status: dict[str, str] = {}
+    covariances = {}
+    log = json.loads(log_path_for(args.results).read_text()) if log_path_for(args.results).exists() else None
+    if log is not None:  # the covariances the localizer reported, for the consistency table
+        covariances = {q["name"]: np.asarray(q["covariance"], np.float64) for q in log.get("queries", [])
+                       if q.get("status") == "localized" and "covariance" in q}
     if args.queries is not None:
         queries = list(read_cameras(args.queries))
-    elif log_path_for(args.results).exists():
-        log = json.loads(log_path_for(args.results).read_text())
+    elif log is not None:
         queries = [q["name"] for q in log.get("queries", [])]
         status = {q["name"]: f"{q['status']}: {q.get('reason', '')}" for q in log.get("queries", [])
                   if q["status"] != "localized"}
@@ -433,7 +439,7 @@ def _cmd_evaluate(args) -> int:
         logger.warning("no query list and no log beside %s: only localized queries are counted",
                        args.results)
         queries = list(estimates)
-    report = evaluate_poses(estimates, gt, queries, thresholds, status)
+    report = evaluate_poses(estimates, gt, queries, thresholds, status, covariances)
     print(report.format())
     if args.json is not None:
         args.json.write_text(json.dumps(report.to_dict(), indent=1))
@@ -441,12 +447,14 @@ def _cmd_evaluate(args) -> int:
 
 
 def _evaluate_tum(args, thresholds) -> int:
+    import numpy as np
+
     from ..evaluation import evaluate_trajectory, plot_trajectories
     from ..io.text import read_tum
     from ..pipeline import log_path_for
 
     est, gt = read_tum(args.results), read_tum(args.gt)
-    stamps, status = None, {}
+    stamps, status, covariances = None, {}, {}
     log_path = log_path_for(args.results)
     if log_path.exists():
         log = json.loads(log_path.read_text())
@@ -454,7 +462,9 @@ def _evaluate_tum(args, thresholds) -> int:
         stamps = [q["stamp"] for q in entries]
         status = {f"{q['stamp']:.9f}": f"{q['status']}: {q.get('reason', '')}" for q in entries
                   if q["status"] != "localized"}
-    report = evaluate_trajectory(est, gt, stamps, thresholds, args.max_dt, status)
+        covariances = {f"{q['stamp']:.9f}": np.asarray(q["covariance"], np.float64) for q in entries
+                       if q["status"] == "localized" and "covariance" in q}
+    report = evaluate_trajectory(est, gt, stamps, thresholds, args.max_dt, status, covariances)
     print(report.format())
     if args.json is not None:
         args.json.write_text(json.dumps(report.to_dict(), indent=1))

@@ -1,0 +1,82 @@
+"""Covariance consistency (global_loc.evaluation): Mahalanobis distances of pose errors against
+the chi-square law they follow when the covariances are right."""
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+from scipy.stats import chi2
+
+from global_loc.evaluation import SIGMA_LEVELS, consistency, evaluate_poses, mahalanobis_distance
+from global_loc.geometry.transforms import Pose
+
+
+def _perturbed(truth: Pose, e: np.ndarray) -> Pose:
+    """The estimate whose error is ``e = [dtheta, dt]``: R_true = exp([dtheta]x) R, t_true = t + dt."""
+    R = Rotation.from_rotvec(e[:3]).as_matrix().T @ truth.R
+    return Pose(R, truth.t - e[3:])
+
+
+def _random_covariance(rng) -> np.ndarray:
+    A = rng.normal(size=(6, 6)) * np.array([1e-3] * 3 + [1e-2] * 3)  # ~0.06 deg, ~1 cm
+    return A @ A.T + np.diag([1e-8] * 3 + [1e-6] * 3)
+
+
+def test_right_covariances_are_consistent_and_overconfident_ones_are_not():
+    rng = np.random.default_rng(0)
+    truth = Pose(Rotation.from_rotvec([0.3, -0.2, 0.1]).as_matrix(), np.array([1.0, -2.0, 0.5]))
+    C = _random_covariance(rng)
+    L = np.linalg.cholesky(C)
+    errors = (L @ rng.normal(size=(6, 4000))).T
+    d = np.array([mahalanobis_distance(_perturbed(truth, e), truth, C) for e in errors])
+    assert np.allclose(d, np.sqrt(np.einsum("ni,ij,nj->n", errors, np.linalg.inv(C), errors)), rtol=1e-5)
+    c = consistency(d)
+    for p in SIGMA_LEVELS:
+        assert abs(c["within"][p] - p) < 0.02, c
+    # a covariance 4x too small (sigmas halved): far fewer errors inside the 95 % bound
+    over = consistency(d * 2.0)
+    assert over["within"][SIGMA_LEVELS[1]] < 0.5 and over["max_sigmas"] > c["max_sigmas"]
+
+
+def test_max_sigmas_is_the_gaussian_equivalent():
+    d3 = np.sqrt(chi2.ppf(SIGMA_LEVELS[2], 6))  # the 3-sigma bound of chi-square(6)
+    assert consistency([0.5, d3])["max_sigmas"] == pytest.approx(3.0, abs=1e-3)
+    assert consistency([])["count"] == 0
+
+
+def test_evaluate_poses_reports_consistency_of_the_given_covariances():
+    rng = np.random.default_rng(1)
+    truth = {f"q{i}": Pose(Rotation.random(random_state=i).as_matrix(), rng.normal(size=3)) for i in range(3)}
+    C = np.diag([1e-6] * 3 + [1e-4] * 3)  # 0.057 deg, 1 cm
+    e = np.array([0.0, 0.0, 0.0, 0.05, 0.0, 0.0])  # 5 cm: 5 sigma
+    est = {"q0": _perturbed(truth["q0"], e), "q1": truth["q1"]}
+    rep = evaluate_poses(est, truth, list(truth), covariances={"q0": C, "q1": C, "q2": C})
+    assert rep.mahalanobis == pytest.approx({"q0": 5.0, "q1": 0.0})  # q2 was not localized
+    text = rep.format()
+    assert "covariance consistency (2 localized queries" in text and "largest: q0, distance 5.00" in text
+    assert rep.to_dict()["consistency"]["within"][SIGMA_LEVELS[1]] == 0.5
+
+
+def test_far_tails_stay_finite():
+    from global_loc.evaluation import _chi2_logsf
+
+    for x in (0.5, 7.0, 30.0):
+        assert _chi2_logsf(x, 6) == pytest.approx(chi2.logsf(x, 6), rel=1e-9)
+    c = consistency([44.88])  # temple's worst today: a probability near 1e-430
+    assert np.isfinite(c["max_sigmas"]) and 40 < c["max_sigmas"] < 45
+
+
+def test_trajectory_consistency_by_stamp():
+    """TUM trajectories (world_from_cam by stamp) with the log's covariances keyed by stamp."""
+    from global_loc.evaluation import evaluate_trajectory
+
+    rng = np.random.default_rng(2)
+    C = np.diag([1e-6] * 3 + [1e-4] * 3)
+    gt, est, cov = [], [], {}
+    for k in range(5):
+        t = 100.0 + 0.1 * k
+        cam_from_world = Pose(Rotation.random(random_state=k).as_matrix(), rng.normal(size=3))
+        e = np.array([0.0, 0.0, 0.0, 0.01 * k, 0.0, 0.0])  # k sigma along x
+        gt.append((t, cam_from_world.inverse()))
+        est.append((t + 2e-4, _perturbed(cam_from_world, e).inverse()))
+        cov[f"{t:.9f}"] = C
+    rep = evaluate_trajectory(est, gt, [t for t, _ in gt], covariances=cov)
+    assert sorted(rep.mahalanobis.values()) == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0])

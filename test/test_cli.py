@@ -123,6 +123,10 @@ def test_evaluate_counts_failures_from_the_log(tmp_path, capsys, temple_split):
     # the logged covariance gives the consistency table (the estimate is the ground truth here)
     assert "covariance consistency (1 localized queries" in out and "| 2 sigma | 95.5 % | 100.0 % |" in out
     assert rep["consistency"]["count"] == 1 and rep["consistency"]["max_distance"] == 0.0
+    log["queries"][0]["covariance"] = [[1.0, 2.0]]  # a log from another tool
+    (tmp_path / "r_log.json").write_text(json.dumps(log))
+    rc, _, err = run(capsys, "evaluate", "--results", str(tmp_path / "r.txt"), "--gt", str(temple_split["gt"]))
+    assert rc == 2 and "is not 6x6 finite numbers" in err and gt_lines[0].split()[0] in err
     rc, _, err = run(capsys, "evaluate", "--results", str(tmp_path / "r.txt"), "--gt",
                      str(temple_split["gt"]), "--thresholds", "0.25")
     assert rc == 2 and "must be 'metres,degrees'" in err

@@ -411,9 +411,32 @@ def _cmd_convert(args) -> int:
     return 0
 
 
-def _cmd_evaluate(args) -> int:
+def _logged_covariances(entries: list[dict], key, log_path) -> dict:
+    """``key(entry) -> (6, 6) covariance`` of the localized log entries that carry one.
+
+    Raises:
+        InputError: a covariance that is not 6x6 finite numbers.
+    """
     import numpy as np
 
+    from ..errors import InputError
+
+    out = {}
+    for q in entries:
+        if q.get("status") != "localized" or "covariance" not in q:
+            continue
+        try:
+            c = np.asarray(q["covariance"], np.float64)
+        except (TypeError, ValueError):
+            c = np.zeros(0)
+        if c.shape != (6, 6) or not np.all(np.isfinite(c)):
+            raise InputError(f"{log_path}: the covariance of {q.get('name', q.get('stamp'))} is not 6x6 finite "
+                             "numbers; was the log written by another tool? Remove it to evaluate without it")
+        out[key(q)] = c
+    return out
+
+
+def _cmd_evaluate(args) -> int:
     from ..evaluation import evaluate_poses, parse_thresholds
     from ..io.text import read_cameras, read_poses
     from ..pipeline import log_path_for
@@ -427,8 +450,7 @@ def _cmd_evaluate(args) -> int:
     covariances = {}
     log = json.loads(log_path_for(args.results).read_text()) if log_path_for(args.results).exists() else None
     if log is not None:  # the covariances the localizer reported, for the consistency table
-        covariances = {q["name"]: np.asarray(q["covariance"], np.float64) for q in log.get("queries", [])
-                       if q.get("status") == "localized" and "covariance" in q}
+        covariances = _logged_covariances(log.get("queries", []), lambda q: q["name"], log_path_for(args.results))
     if args.queries is not None:
         queries = list(read_cameras(args.queries))
     elif log is not None:
@@ -447,8 +469,6 @@ def _cmd_evaluate(args) -> int:
 
 
 def _evaluate_tum(args, thresholds) -> int:
-    import numpy as np
-
     from ..evaluation import evaluate_trajectory, plot_trajectories
     from ..io.text import read_tum
     from ..pipeline import log_path_for
@@ -462,8 +482,7 @@ def _evaluate_tum(args, thresholds) -> int:
         stamps = [q["stamp"] for q in entries]
         status = {f"{q['stamp']:.9f}": f"{q['status']}: {q.get('reason', '')}" for q in entries
                   if q["status"] != "localized"}
-        covariances = {f"{q['stamp']:.9f}": np.asarray(q["covariance"], np.float64) for q in entries
-                       if q["status"] == "localized" and "covariance" in q}
+        covariances = _logged_covariances(entries, lambda q: f"{q['stamp']:.9f}", log_path)
     report = evaluate_trajectory(est, gt, stamps, thresholds, args.max_dt, status, covariances)
     print(report.format())
     if args.json is not None:

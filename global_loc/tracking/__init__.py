@@ -17,7 +17,8 @@ Accurate Monocular SLAM System", T-RO 2015, section V-D), here against a fixed, 
   pose may move from its prior.
 
 - :class:`FlowTracker` follows the previous frame's inliers into the next frame with optical
-  flow (no descriptors), for up to ``flow_max_frames`` frames between two local-map steps.
+  flow (no descriptors), for up to ``flow_max_interval_s`` of image time (and at most
+  ``flow_max_frames`` frames) between two local-map steps.
 
 A pose never comes from a prior alone: every tracked pose is solved from its own 2D-3D inliers.
 The prior chooses the keyframes, never the matches: a ratio test among the few points of a

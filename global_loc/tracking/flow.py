@@ -34,7 +34,7 @@ from ..features.base import to_grayscale
 from ..geometry.camera import Camera
 from ..types import LocalizationResult, Status
 from .motion import PosePrior
-from .pose import solve_tracked_pose
+from .pose import noop_timer, solve_tracked_pose
 
 
 @dataclass
@@ -43,7 +43,6 @@ class FlowReference:
 
     Attributes:
         grey: (H, W) uint8, its grey image.
-        size: ``(width, height)`` of the image, pixels.
         keypoints: (N, 2) float32 pixels of its PnP inliers.
         points3D: (N, 3) float64 world points of those inliers, metres.
         frames_since_anchor: frames tracked by flow since the last pose from descriptors.
@@ -52,7 +51,6 @@ class FlowReference:
     """
 
     grey: np.ndarray
-    size: tuple[int, int]
     keypoints: np.ndarray
     points3D: np.ndarray
     frames_since_anchor: int
@@ -113,7 +111,6 @@ class FlowTracker:
         flowed = result.mode == "flow" and previous is not None
         return FlowReference(
             grey=self._grey(image, reuse=True),
-            size=(image.shape[1], image.shape[0]),
             keypoints=np.ascontiguousarray(result.inlier_keypoints, np.float32).reshape(-1, 1, 2),
             points3D=np.asarray(result.inlier_points3D, np.float64),
             frames_since_anchor=previous.frames_since_anchor + 1 if flowed else 0,
@@ -137,9 +134,7 @@ class FlowTracker:
             with a pose solved from the followed points, or ``NOT_LOCALIZED`` with the reason
             (then descriptor tracking decides).
         """
-        from contextlib import nullcontext
-
-        timer = timer or (lambda stage: nullcontext())
+        timer = timer or noop_timer
         tc, lc = self.conf, self.loc_conf
         res = LocalizationResult(status=Status.NOT_LOCALIZED, mode="flow")
         if ref is None:
@@ -150,7 +145,7 @@ class FlowTracker:
             res.reason = (f"flow: re-anchoring to the map after {ref.frames_since_anchor} frames, "
                           f"{ref.seconds_since_anchor + prior.age_s:.3f} s")
             return res
-        if ref.size != (image.shape[1], image.shape[0]):
+        if ref.grey.shape[:2] != image.shape[:2]:
             res.reason = "flow: the image size changed"
             return res
         with timer("flow"):

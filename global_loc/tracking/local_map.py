@@ -11,13 +11,7 @@ from ..map.index import MapIndex
 from ..matching import match_descriptors
 from ..types import LocalFeatures, LocalizationResult, Status
 from .motion import PosePrior
-from .pose import solve_tracked_pose
-
-
-def _noop_timer(stage):  # pragma: no cover - trivial
-    from contextlib import nullcontext
-
-    return nullcontext()
+from .pose import noop_timer, solve_tracked_pose
 
 
 class LocalMapTracker:
@@ -86,7 +80,7 @@ class LocalMapTracker:
             ``LOCALIZED`` with a pose solved from its own inliers, or ``NOT_LOCALIZED`` with
             the reason. Never the prior itself.
         """
-        timer = timer or _noop_timer
+        timer = timer or noop_timer
         lc, tc = self.loc_conf, self.conf
         res = LocalizationResult(status=Status.NOT_LOCALIZED, mode="tracking")
         with timer("local_map"):

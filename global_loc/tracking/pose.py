@@ -14,6 +14,11 @@ from ..types import LocalizationResult
 from .motion import PosePrior
 
 
+def noop_timer(stage: str):
+    """A ``timer(stage)`` that times nothing, for trackers called without a timer."""
+    return nullcontext()
+
+
 def tracked_pose_problems(pnp: PnPResult, num_matches: int, prior: PosePrior, conf: TrackingConf,
                           loc_conf: LocalizationConf) -> list[str]:
     """Why a pose tracked from ``prior`` must not be trusted; empty when it passes.
@@ -54,7 +59,7 @@ def solve_tracked_pose(res: LocalizationResult, keypoints: np.ndarray, points3D:
         ``res``: ``LOCALIZED`` with the pose and its inliers, or ``NOT_LOCALIZED`` with the
         reasons; never the prior.
     """
-    timer = timer or (lambda stage: nullcontext())
+    timer = timer or noop_timer
     with timer("pnp"):
         pnp = estimate_absolute_pose(keypoints, points3D, camera, loc_conf.ransac_max_error_px,
                                      conf.ransac_max_iterations, loc_conf.ransac_seed)

@@ -193,6 +193,50 @@ class TrackingConf:
 
 
 @dataclass
+class RefinementConf:
+    """Feature-metric refinement of localized poses (PixLoc / DRAN); see
+    :mod:`global_loc.refinement`.
+
+    Attributes:
+        method: ``"none"`` (PnP's pose is published) or ``"featuremetric"`` (the pose is
+            refined by aligning dense features; the map must hold reference features of the
+            same ``features``: maps built since schema version 2 do).
+        features: the dense feature source, ``{name: <source>, ...options}``; the map builder
+            stores every 3D point's reference feature for it (empty name: none stored).
+        max_iterations: Levenberg-Marquardt iterations per pyramid level.
+        damping: initial LM damping (relative to the diagonal).
+        min_relative_decrease: a level stops when an iteration lowers the cost by less.
+        min_robust_scale: floor of the Cauchy scale (a feature distance); the scale is the
+            median residual at the start of each level.
+        max_points: at most this many inlier points are used (evenly spread over the list).
+        min_points: no refinement with fewer points that carry a reference feature.
+        max_step_sigma: the refined pose is rejected when it lies further than this from the
+            PnP pose, in standard deviations of PnP's covariance (0: no check)...
+        min_inlier_fraction: ...or keeps fewer than this fraction of PnP's inliers within
+            ``localization.ransac_max_error_px``...
+        max_rmse_increase_px: ...or raises their reprojection RMSE by more than this, pixels.
+    """
+
+    method: str = "none"
+    features: dict = field(default_factory=lambda: {"name": "gradients"})
+    max_iterations: int = 20
+    damping: float = 1e-3
+    min_relative_decrease: float = 1e-5
+    min_robust_scale: float = 0.05
+    max_points: int = 2048
+    min_points: int = 12
+    max_step_sigma: float = 10.0
+    min_inlier_fraction: float = 0.95
+    max_rmse_increase_px: float = 1.0
+
+    def __post_init__(self):
+        if self.method not in ("none", "featuremetric"):
+            raise ConfigError(
+                f"refinement.method '{self.method}' is unknown; use 'none' or 'featuremetric'"
+            )
+
+
+@dataclass
 class PipelineConf:
     """A whole preset.
 
@@ -206,6 +250,7 @@ class PipelineConf:
         blas_threads: threads of BLAS (numpy, scipy, faiss) and faiss's OpenMP, set
             process-wide when a Localizer is made (0: the libraries' default, a
             thread per core); see :mod:`global_loc.runtime.threads`.
+        matching, mapping, localization, tracking, refinement: the stages' options.
     """
 
     name: str = DEFAULT_PRESET
@@ -218,6 +263,7 @@ class PipelineConf:
     mapping: MappingConf = field(default_factory=MappingConf)
     localization: LocalizationConf = field(default_factory=LocalizationConf)
     tracking: TrackingConf = field(default_factory=TrackingConf)
+    refinement: RefinementConf = field(default_factory=RefinementConf)
 
 
 # --------------------------------------------------------------------------------------------

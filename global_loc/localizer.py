@@ -9,7 +9,9 @@ at Large Scale" (HF-Net), CVPR 2019:
 4. per place, best-ranked first: 2D-3D matches between the query's descriptors and the
    observations of the place's 3D points (mutual nearest neighbour + ratio test over points);
 5. PnP-RANSAC with non-linear refinement (pycolmap); the first place whose pose passes the
-   inlier thresholds wins.
+   inlier thresholds wins;
+6. optionally (``refinement.method: featuremetric``), feature-metric refinement of that pose
+   (PixLoc / DRAN, :mod:`global_loc.refinement`), kept only when it passes its checks.
 
 When no place passes, the result says "not localized", with the reason, and carries no pose.
 """
@@ -26,6 +28,8 @@ import numpy as np
 
 from .config import LocalizationConf, PipelineConf, deep_merge, from_dict, load_preset, parse_override, to_dict
 from .errors import ConfigError, EmptyMapError, ImageReadError, MapMismatchError
+from .refinement import create_dense_features
+from .refinement.featuremetric import FeatureMetricRefiner
 from .features import LocalFeatureExtractor, create_extractor
 from .features.base import rescale_keypoints
 from .geometry.camera import Camera
@@ -53,6 +57,7 @@ STAGES = (
     "local_map",
     "matching",
     "pnp",
+    "refinement",
     "total",
 )
 
@@ -111,7 +116,9 @@ class Localizer:
         extractor, global_model: already-built models to use (checked against the map).
     Raises:
         EmptyMapError: a map without keyframes or without 3D points.
-        MapMismatchError: models that differ from the map's (name, size or configuration).
+        MapMismatchError: models that differ from the map's (name, size or configuration);
+            feature-metric refinement asked of a map without reference features of the
+            configured dense source.
     """
 
     def __init__(
@@ -151,6 +158,11 @@ class Localizer:
         self.tracker = LocalMapTracker(map_index, conf.tracking, conf.localization, conf.matching)
         self.flow = FlowTracker(conf.tracking, conf.localization)
         self._flow_ref = None  # the last call's localized frame, for optical flow
+        self.dense = self.refiner = None
+        if conf.refinement.method == "featuremetric":
+            self.dense = create_dense_features(conf.refinement.features)
+            self._check_dense()
+            self.refiner = FeatureMetricRefiner(conf.refinement)
 
     @classmethod
     def from_path(cls, map_path: str | os.PathLike, conf: PipelineConf | str | None = None) -> "Localizer":
@@ -188,6 +200,23 @@ class Localizer:
                     f"the map's local descriptors are {theirs['dim']}-d, {model.name} gives "
                     f"{model.dim}-d ones"
                 )
+
+    def _check_dense(self) -> None:
+        theirs = self.map.dense_features
+        if self.map.point_features is None or not theirs.get("name"):
+            raise MapMismatchError(
+                "the map holds no reference features for feature-metric refinement (it was written "
+                "by an older global_loc, schema version 1, or built without refinement.features); "
+                "rebuild it with `global-loc index` or localize without --refine featuremetric"
+            )
+        mine = self.dense.info()
+        if mine["name"] != theirs["name"] or not _same_conf(mine["conf"], theirs["conf"]) \
+                or mine["dim"] != self.map.point_features.shape[1]:
+            raise MapMismatchError(
+                f"the map's reference features are of dense source '{theirs['name']}' {theirs.get('conf')}, "
+                f"refinement.features asks for '{mine['name']}' {mine['conf']}; rebuild the map with "
+                "these refinement.features or use the map's"
+            )
 
     # ---------------------------------------------------------------------------------------
     def localize(
@@ -265,12 +294,31 @@ class Localizer:
         finally:
             if tracked is not None:
                 result.tracking = "localized" if tracked.success else tracked.reason
+            if self.refiner is not None and result.success:
+                with timer("refinement"):
+                    self._refine(image, camera, result)
             if self.conf.tracking.enabled:  # also when not localized: it ends the frame
                 with timer("flow"):
                     self._flow_ref = self.flow.reference(image, result, flow_ref,
                                                          prior.age_s if prior is not None else 0.0)
             timer.times["total"] = timer.times.get("decode", 0.0) + time.perf_counter() - t_start
             result.timings = {s: timer.times.get(s, 0.0) for s in STAGES}
+
+    def _refine(self, image: np.ndarray, camera: Camera, result: LocalizationResult) -> None:
+        """Feature-metric refinement of a localized ``result`` in place: its pose is replaced
+        when the refiner accepts; ``result.refinement`` says what happened. The covariance
+        stays PnP's (a bound that still holds for a pose the checks kept near it)."""
+        rows = result.inlier_point_rows
+        if rows is None or result.inlier_points3D is None:
+            result.refinement = {"accepted": False, "reason": "the map rows of the inliers are unknown"}
+            return
+        outcome = self.refiner.refine(
+            self.dense.extract(image), camera, result.cam_from_world, result.inlier_points3D,
+            self.map.point_features[rows].astype(np.float32), result.inlier_keypoints, result.covariance,
+            self.loc_conf.ransac_max_error_px)
+        result.refinement = outcome.to_log()
+        if outcome.accepted:
+            result.cam_from_world = outcome.cam_from_world
 
     def _global_query(self, image, camera, features, timer) -> LocalizationResult:
         """The hierarchical query, over ``query_rotations`` until one localizes."""
@@ -371,7 +419,7 @@ class Localizer:
         if reasons:
             res.reason = "; ".join(reasons)
             return res
-        return res.accept(pnp, kpts, xyz)
+        return res.accept(pnp, kpts, xyz, matches.db)
 
 
 

@@ -126,12 +126,16 @@ class LocalizationResult:
             ``total``).
         inlier_keypoints: (I, 2) float32 pixels of the inlier query keypoints, or None.
         inlier_points3D: (I, 3) float64 world points matched to them, or None.
+        inlier_point_rows: (I,) int64 rows of those points in the map, or None.
         mode: what produced the result: ``"global"`` (retrieval and 2D-3D matching against
             places), ``"tracking"`` (matching against the local map of a pose prior) or
             ``"flow"`` (the previous frame's inliers followed by optical flow); see
             :mod:`global_loc.tracking`.
         tracking: what tracking said for this frame: empty when it was not tried,
             ``"localized"``, or why local-map tracking failed.
+        refinement: what feature-metric refinement did (empty when it did not run): the
+            ``to_log()`` of a :class:`~global_loc.refinement.featuremetric.RefinementOutcome`,
+            with the pose before refinement (``q_wxyz_before``, ``t_before``).
     """
 
     status: Status
@@ -146,21 +150,26 @@ class LocalizationResult:
     timings: dict[str, float] = field(default_factory=dict)
     inlier_keypoints: np.ndarray | None = None
     inlier_points3D: np.ndarray | None = None
+    inlier_point_rows: np.ndarray | None = None
     mode: str = "global"
     tracking: str = ""
+    refinement: dict = field(default_factory=dict)
 
     @property
     def success(self) -> bool:
         return self.status == Status.LOCALIZED
 
-    def accept(self, pnp, keypoints: np.ndarray, points3D: np.ndarray) -> "LocalizationResult":
+    def accept(self, pnp, keypoints: np.ndarray, points3D: np.ndarray,
+               point_rows: np.ndarray | None = None) -> "LocalizationResult":
         """Mark localized with the pose of ``pnp`` (a :class:`~global_loc.geometry.pnp.PnPResult`
-        that passed the checks) solved from ``keypoints`` (N, 2) and ``points3D`` (N, 3)."""
+        that passed the checks) solved from ``keypoints`` (N, 2) and ``points3D`` (N, 3), whose
+        map rows are ``point_rows`` (N,) where known."""
         self.status = Status.LOCALIZED
         self.cam_from_world = pnp.cam_from_world
         self.covariance = pnp.covariance
         self.inlier_keypoints = keypoints[pnp.inliers]
         self.inlier_points3D = points3D[pnp.inliers]
+        self.inlier_point_rows = None if point_rows is None else np.asarray(point_rows, np.int64)[pnp.inliers]
         return self
 
     def world_from_cam_covariance(self) -> np.ndarray | None:
@@ -188,6 +197,8 @@ class LocalizationResult:
         }
         if self.tracking:
             out["tracking"] = self.tracking
+        if self.refinement:
+            out["refinement"] = dict(self.refinement)
         if self.cam_from_world is not None:
             out["q_wxyz"] = self.cam_from_world.q_wxyz.tolist()
             out["t"] = self.cam_from_world.t.tolist()

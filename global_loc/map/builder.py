@@ -5,7 +5,9 @@ keyframe selection by travelled distance and rotation -> local features -> globa
 (VLAD learns its vocabulary from the map's own descriptors) -> pairs of covisible keyframes
 from poses and from retrieval -> mutual-nearest-neighbour matching with the ratio test ->
 epipolar check with the known poses -> tracks -> triangulation with the poses fixed ->
-filtering by reprojection error, triangulation angle and track length -> :class:`MapIndex`.
+filtering by reprojection error, triangulation angle and track length -> :class:`MapIndex`,
+with each point's reference feature for feature-metric refinement (the robust mean of the
+dense features at its observations, :mod:`global_loc.refinement.reference`).
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from ..features import LocalFeatureExtractor, create_extractor
 from ..geometry.transforms import Pose, rotation_angle_deg
 from ..geometry.triangulation import build_tracks, epipolar_errors, triangulate_tracks
 from ..matching import match_descriptors
+from ..refinement import DenseFeatures, create_dense_features, sample_pyramid
+from ..refinement.reference import robust_mean
 from ..retrieval import GlobalDescriptorModel, create_global_model
 from ..types import Keyframe, LocalFeatures
 from .index import MapIndex
@@ -59,6 +63,7 @@ class _Entry:
     keyframe_id: int
     features: LocalFeatures
     global_raw: np.ndarray | None
+    dense_samples: np.ndarray | None = None  # (N, Dr) float16 dense features at the keypoints
 
 
 class MapBuilder:
@@ -69,6 +74,8 @@ class MapBuilder:
             ``global_descriptor``, ``matching`` and ``mapping`` sections are used.
         extractor, global_model: already-built models to use instead of the configured ones.
         frame_id: name of the map frame, recorded in the map.
+        dense: the dense feature source of the points' reference features (default: the one
+            of ``conf.refinement.features``; none when its name is empty).
 
     Example::
 
@@ -84,8 +91,11 @@ class MapBuilder:
         extractor: LocalFeatureExtractor | None = None,
         global_model: GlobalDescriptorModel | None = None,
         frame_id: str = "map",
+        dense: DenseFeatures | None = None,
     ):
         self.conf = conf if isinstance(conf, PipelineConf) else load_preset(conf)
+        dense_conf = self.conf.refinement.features
+        self.dense = dense or (create_dense_features(dense_conf) if dense_conf.get("name") else None)
         self.extractor = extractor or create_extractor(self.conf.features, device=self.conf.device,
                                                        models_dir=self.conf.models_dir or None)
         self.global_model = global_model or create_global_model(
@@ -165,8 +175,11 @@ class MapBuilder:
         global_raw = None
         if not self.global_model.requires_fit:
             global_raw = self.global_model.describe_raw(image, features)
+        dense_samples = None
+        if self.dense is not None and image is not None:
+            dense_samples = sample_pyramid(self.dense.extract(image), features.keypoints).astype(np.float16)
         kid = len(self._entries) if keyframe_id is None else int(keyframe_id)
-        self._entries.append(_Entry(keyframe, kid, features, global_raw))
+        self._entries.append(_Entry(keyframe, kid, features, global_raw, dense_samples))
         self._names.add(keyframe.name)
         return True
 
@@ -295,6 +308,15 @@ class MapBuilder:
         np.cumsum([len(f) for f in feats], out=feat_off[1:])
         flat = feat_off[obs_kf] + obs_kp
 
+        point_features, dense_info = None, {}
+        if self.dense is not None:
+            dr = self.dense.dim
+            samples = np.concatenate([
+                e.dense_samples if e.dense_samples is not None else np.full((len(e.features), dr), np.nan, np.float16)
+                for e in entries])
+            point_features = robust_mean(samples[flat], obs_pt, n_fixed + n_new).astype(np.float16)
+            dense_info = self.dense.info()
+
         new_rgb = np.zeros((n_new, 3), np.uint8)
         for p, track in enumerate(tri.tracks):
             cols = [feats[k].colors[i] for k, i in track if feats[k].colors is not None]
@@ -357,6 +379,8 @@ class MapBuilder:
             global_state=gm.state(),
             frame_id=self.frame_id,
             metadata=metadata,
+            point_features=point_features,
+            dense_features=dense_info,
         )
         logger.info("built map: %s", m.summary())
         return m

@@ -56,7 +56,7 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., conf_json: _Optional[str] = ...) -> None: ...
 
 class Header(_message.Message):
-    __slots__ = ("schema_version", "created_by", "frame_id", "local_features", "global_descriptor", "global_state", "cameras", "num_keyframes", "num_points3D", "num_observations", "metadata_json")
+    __slots__ = ("schema_version", "created_by", "frame_id", "local_features", "global_descriptor", "global_state", "cameras", "num_keyframes", "num_points3D", "num_observations", "metadata_json", "dense_features")
     class GlobalStateEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,7 @@ class Header(_message.Message):
     NUM_POINTS3D_FIELD_NUMBER: _ClassVar[int]
     NUM_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    DENSE_FEATURES_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     created_by: str
     frame_id: str
@@ -86,7 +87,8 @@ class Header(_message.Message):
     num_points3D: int
     num_observations: int
     metadata_json: str
-    def __init__(self, schema_version: _Optional[int] = ..., created_by: _Optional[str] = ..., frame_id: _Optional[str] = ..., local_features: _Optional[_Union[ModelInfo, _Mapping]] = ..., global_descriptor: _Optional[_Union[ModelInfo, _Mapping]] = ..., global_state: _Optional[_Mapping[str, Array]] = ..., cameras: _Optional[_Iterable[_Union[Camera, _Mapping]]] = ..., num_keyframes: _Optional[int] = ..., num_points3D: _Optional[int] = ..., num_observations: _Optional[int] = ..., metadata_json: _Optional[str] = ...) -> None: ...
+    dense_features: ModelInfo
+    def __init__(self, schema_version: _Optional[int] = ..., created_by: _Optional[str] = ..., frame_id: _Optional[str] = ..., local_features: _Optional[_Union[ModelInfo, _Mapping]] = ..., global_descriptor: _Optional[_Union[ModelInfo, _Mapping]] = ..., global_state: _Optional[_Mapping[str, Array]] = ..., cameras: _Optional[_Iterable[_Union[Camera, _Mapping]]] = ..., num_keyframes: _Optional[int] = ..., num_points3D: _Optional[int] = ..., num_observations: _Optional[int] = ..., metadata_json: _Optional[str] = ..., dense_features: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
 
 class KeyframeBatch(_message.Message):
     __slots__ = ("first_index", "ids", "names", "stamps", "cam_from_world", "camera_index", "global_descriptors", "num_observations", "keypoints", "descriptors", "point_index")
@@ -115,18 +117,20 @@ class KeyframeBatch(_message.Message):
     def __init__(self, first_index: _Optional[int] = ..., ids: _Optional[_Union[Array, _Mapping]] = ..., names: _Optional[_Iterable[str]] = ..., stamps: _Optional[_Union[Array, _Mapping]] = ..., cam_from_world: _Optional[_Union[Array, _Mapping]] = ..., camera_index: _Optional[_Union[Array, _Mapping]] = ..., global_descriptors: _Optional[_Union[Array, _Mapping]] = ..., num_observations: _Optional[_Union[Array, _Mapping]] = ..., keypoints: _Optional[_Union[Array, _Mapping]] = ..., descriptors: _Optional[_Union[Array, _Mapping]] = ..., point_index: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
 
 class PointBatch(_message.Message):
-    __slots__ = ("first_index", "ids", "xyz", "rgb", "error")
+    __slots__ = ("first_index", "ids", "xyz", "rgb", "error", "reference_features")
     FIRST_INDEX_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     XYZ_FIELD_NUMBER: _ClassVar[int]
     RGB_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FEATURES_FIELD_NUMBER: _ClassVar[int]
     first_index: int
     ids: Array
     xyz: Array
     rgb: Array
     error: Array
-    def __init__(self, first_index: _Optional[int] = ..., ids: _Optional[_Union[Array, _Mapping]] = ..., xyz: _Optional[_Union[Array, _Mapping]] = ..., rgb: _Optional[_Union[Array, _Mapping]] = ..., error: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
+    reference_features: Array
+    def __init__(self, first_index: _Optional[int] = ..., ids: _Optional[_Union[Array, _Mapping]] = ..., xyz: _Optional[_Union[Array, _Mapping]] = ..., rgb: _Optional[_Union[Array, _Mapping]] = ..., error: _Optional[_Union[Array, _Mapping]] = ..., reference_features: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
 
 class Footer(_message.Message):
     __slots__ = ("num_keyframes", "num_points3D", "num_records")

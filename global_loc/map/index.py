@@ -38,6 +38,11 @@ class MapIndex:
         global_state: learned arrays of the global descriptor (VLAD vocabulary, PCA).
         frame_id: name of the map frame.
         metadata: free-form build information (configuration, source, statistics).
+        point_features: (P, Dr) float16 (or float32) reference features of the points for
+            feature-metric refinement (:mod:`global_loc.refinement.reference`; NaN rows: none),
+            or None for a map without them (schema version 1, or built without a source).
+        dense_features: ``{"name", "dim", "conf"}`` of the dense feature source of
+            ``point_features`` (empty without them).
     """
 
     keyframe_ids: np.ndarray
@@ -61,6 +66,8 @@ class MapIndex:
     global_state: dict = field(default_factory=dict)
     frame_id: str = "map"
     metadata: dict = field(default_factory=dict)
+    point_features: np.ndarray | None = None
+    dense_features: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.validate()
@@ -106,6 +113,8 @@ class MapIndex:
             (len(self.obs_point_index) == 0 or (self.obs_point_index.min() >= 0
              and self.obs_point_index.max() < len(self.point_ids)), "obs_point_index out of range"),
             (self.points_xyz.shape == (len(self.point_ids), 3), "points_xyz must be (P, 3)"),
+            (self.point_features is None or (self.point_features.ndim == 2
+             and len(self.point_features) == len(self.point_ids)), "point_features must be (P, Dr)"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -21,7 +21,9 @@ from . import global_loc_map_pb2 as pb
 from .index import MapIndex
 
 MAGIC = b"GLOCMAP\x00"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions this release reads: version 1 maps lack reference features (PnP-only localization).
+READABLE_VERSIONS = (1, 2)
 #: Target size of one record's payload; keeps every protobuf message far below 2 GiB.
 DEFAULT_CHUNK_BYTES = 64 << 20
 
@@ -120,6 +122,11 @@ def write_map(
         msg.name = str(info.get("name", ""))
         msg.dim = int(info.get("dim", 0))
         msg.conf_json = json.dumps(info.get("conf", {}), sort_keys=True)
+    if m.point_features is not None and m.dense_features.get("name"):
+        d = h.dense_features
+        d.name = str(m.dense_features["name"])
+        d.dim = int(m.point_features.shape[1])
+        d.conf_json = json.dumps(m.dense_features.get("conf", {}), sort_keys=True)
     for k, v in m.global_state.items():
         array_to_pb(np.asarray(v), h.global_state[k])
     for cam in m.cameras:
@@ -171,7 +178,8 @@ def _write_records(path: Path, m: MapIndex, header, ddt, chunk_bytes: int) -> No
             _write_record(f, rec)
             num_records += 1
 
-        pt_bytes = np.full(m.num_points3D, 8 + 24 + 3 + 4)
+        ref = m.point_features if header.header.dense_features.name else None
+        pt_bytes = np.full(m.num_points3D, 8 + 24 + 3 + 4 + (0 if ref is None else 2 * ref.shape[1]))
         for a, b in _batches(pt_bytes, chunk_bytes):
             rec = pb.Record()
             pbt = rec.points
@@ -180,6 +188,8 @@ def _write_records(path: Path, m: MapIndex, header, ddt, chunk_bytes: int) -> No
             array_to_pb(m.points_xyz[a:b].astype(np.float64), pbt.xyz)
             array_to_pb(m.points_rgb[a:b].astype(np.uint8), pbt.rgb)
             array_to_pb(m.points_error[a:b].astype(np.float32), pbt.error)
+            if ref is not None:
+                array_to_pb(ref[a:b].astype(np.float16), pbt.reference_features)
             _write_record(f, rec)
             num_records += 1
 
@@ -250,12 +260,12 @@ def _open_checked(path: Path) -> BinaryIO:
             "build a map with `global-loc index`"
         )
     _, version = _PREAMBLE.unpack(pre)
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         f.close()
         raise MapFormatError(
             f"map {path} has schema version {version}, this global_loc {__version__} reads "
-            f"version {SCHEMA_VERSION}; rebuild the map with this version's `global-loc index` "
-            f"or use the global_loc release that wrote it"
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}; rebuild the map with this version's "
+            f"`global-loc index` or use the global_loc release that wrote it"
         )
     return f
 
@@ -339,6 +349,8 @@ def read_map(path: str | os.PathLike) -> MapIndex:
             global_state={k: np.array(arr(v, k)) for k, v in header.global_state.items()},
             frame_id=header.frame_id or "map",
             metadata=json.loads(header.metadata_json or "{}"),
+            point_features=_point_features(header, pt_batches, path),
+            dense_features=_model_info(header.dense_features) if header.dense_features.name else {},
         )
     except Exception as e:
         if isinstance(e, MapFormatError):
@@ -354,6 +366,23 @@ def read_map(path: str | os.PathLike) -> MapIndex:
     if m.obs_descriptors.shape[1:] != (dl,) and m.num_observations:
         raise MapFormatError(f"map {path}: local descriptors are not {dl}-d as its header says")
     return m
+
+
+def _point_features(header, pt_batches, path) -> np.ndarray | None:
+    """The points' reference features, or None when the header names no dense source."""
+    if not header.dense_features.name:
+        return None
+    dr = int(header.dense_features.dim)
+    parts = [array_from_pb(b.reference_features, f"map {path}: reference features") for b in pt_batches]
+    for p, b in zip(parts, pt_batches):
+        n = int(b.ids.shape[0]) if len(b.ids.shape) else 0
+        if p.shape != (n, dr):
+            raise MapFormatError(
+                f"map {path}: reference features of shape {p.shape}, expected ({n}, {dr}) as its "
+                "header says; the map is corrupt, rebuild it")
+    if not parts:
+        return np.zeros((0, dr), np.float16)
+    return np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
 
 
 def _model_info(msg: "pb.ModelInfo") -> dict:

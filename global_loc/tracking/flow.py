@@ -48,6 +48,7 @@ class FlowReference:
         frames_since_anchor: frames tracked by flow since the last pose from descriptors.
         seconds_since_anchor: image time since that pose, seconds.
         anchor_inliers: inliers of that last pose from descriptors.
+        point_rows: (N,) int64 map rows of ``points3D``, or None where unknown.
     """
 
     grey: np.ndarray
@@ -56,6 +57,7 @@ class FlowReference:
     frames_since_anchor: int
     seconds_since_anchor: float
     anchor_inliers: int
+    point_rows: np.ndarray | None = None
 
 
 class FlowTracker:
@@ -116,6 +118,7 @@ class FlowTracker:
             frames_since_anchor=previous.frames_since_anchor + 1 if flowed else 0,
             seconds_since_anchor=previous.seconds_since_anchor + age_s if flowed else 0.0,
             anchor_inliers=previous.anchor_inliers if flowed else int(result.num_inliers),
+            point_rows=result.inlier_point_rows,
         )
 
     def track(self, image: np.ndarray, camera: Camera, prior: PosePrior, ref: FlowReference | None,
@@ -174,4 +177,4 @@ class FlowTracker:
                 f"{ref.anchor_inliers} at the last anchor)"]
 
         return solve_tracked_pose(res, uv[ok].astype(np.float64), ref.points3D[ok], camera, prior, tc, lc, "flow",
-                                  timer, enough_inliers)
+                                  timer, enough_inliers, None if ref.point_rows is None else ref.point_rows[ok])

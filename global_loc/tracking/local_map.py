@@ -106,8 +106,9 @@ class LocalMapTracker:
         if len(q_idx) < max(4, lc.min_inliers):
             res.reason = f"tracking: {len(q_idx)} 2D-3D matches < min_inliers {lc.min_inliers}"
             return res
-        return solve_tracked_pose(res, features.keypoints[q_idx], self.map.points_xyz[points[p_idx]], camera, prior,
-                                  tc, lc, "tracking", timer)
+        rows = points[p_idx]
+        return solve_tracked_pose(res, features.keypoints[q_idx], self.map.points_xyz[rows], camera, prior,
+                                  tc, lc, "tracking", timer, point_rows=rows)
 
     def _match(self, features: LocalFeatures, desc: np.ndarray, inv: np.ndarray, visible: np.ndarray,
                uv: np.ndarray, window_px: float) -> tuple[np.ndarray, np.ndarray]:

@@ -41,7 +41,7 @@ def tracked_pose_problems(pnp: PnPResult, num_matches: int, prior: PosePrior, co
 
 def solve_tracked_pose(res: LocalizationResult, keypoints: np.ndarray, points3D: np.ndarray, camera: Camera,
                        prior: PosePrior, conf: TrackingConf, loc_conf: LocalizationConf, what: str,
-                       timer=None, more_checks=None) -> LocalizationResult:
+                       timer=None, more_checks=None, point_rows: np.ndarray | None = None) -> LocalizationResult:
     """PnP-RANSAC on a tracker's correspondences, then :func:`tracked_pose_problems`.
 
     Args:
@@ -55,6 +55,7 @@ def solve_tracked_pose(res: LocalizationResult, keypoints: np.ndarray, points3D:
         what: the tracker's name, which starts each reason (``"tracking"``, ``"flow"``).
         timer: optional ``timer(stage)`` context manager factory (stage ``pnp``).
         more_checks: optional ``f(pnp) -> list[str]`` of the tracker's own problems.
+        point_rows: (N,) int64 map rows of ``points3D``, where known (for refinement).
     Returns:
         ``res``: ``LOCALIZED`` with the pose and its inliers, or ``NOT_LOCALIZED`` with the
         reasons; never the prior.
@@ -74,4 +75,4 @@ def solve_tracked_pose(res: LocalizationResult, keypoints: np.ndarray, points3D:
     if problems:
         res.reason = f"{what}: " + "; ".join(problems)
         return res
-    return res.accept(pnp, keypoints, points3D)
+    return res.accept(pnp, keypoints, points3D, point_rows)

@@ -1,0 +1,343 @@
+"""Feature-metric pose refinement: align the query's dense features with the map's.
+
+Sarlin et al., "Back to the Feature: Learning Robust Camera Localization from Pixels to Pose"
+(PixLoc), CVPR 2021, and Morlana and Montiel, "Reuse your features: unifying retrieval and
+feature-metric alignment" (DRAN), ICRA 2023: starting from the PnP pose, Levenberg-Marquardt
+on the 6-DoF pose minimises, level by level from coarse to fine, the robust (Cauchy) sum over
+the PnP inliers' 3D points ``X_i`` of ``|| F_q(pi(R X_i + t)) - f_i ||^2``, where ``F_q`` is the
+query's feature map of that level sampled bilinearly and ``f_i`` the point's reference feature
+stored in the map. The refined pose replaces the PnP pose only when it passes the checks of
+:meth:`FeatureMetricRefiner.refine` (information in the features, cost, inliers, step size).
+
+Pose update (as the covariance convention of :mod:`global_loc.geometry.covariance`):
+``R' = exp([dtheta]x) R``, ``t' = t + dt``, so ``d X_cam / d[dtheta, dt] = [-[R X]x | I]``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..geometry.camera import Camera
+from ..geometry.transforms import Pose
+from .base import FeatureLevel, sample_bilinear, to_level_pixels
+
+#: Cost of a point that leaves the image (or goes behind the camera), as a multiple of the
+#: Cauchy scale: it counts as a residual of 10 scales.
+_OUTSIDE_RESIDUAL = 10.0
+
+
+@dataclass
+class RefinementOutcome:
+    """What one refinement did.
+
+    Attributes:
+        accepted: the refined pose passed the checks and replaces the start.
+        reason: why it was not accepted (empty when accepted).
+        cam_from_world: the refined pose (the start when nothing was tried).
+        start: the start pose (PnP's).
+        cost_before, cost_after: robust cost at the finest level at the start and at the end
+            (mean over the points; a dimensionless feature distance).
+        iterations: LM iterations per level, coarse first.
+        num_points: 3D points used (with a reference feature).
+        step_rotation_deg, step_translation_m: how far the refined pose is from the start.
+        step_sigma: that step's Mahalanobis distance under the start's covariance (NaN without
+            one), in standard deviations of a 6-D Gaussian (``sqrt`` of the quadratic form).
+        inliers_before, inliers_after: PnP inliers within ``max_error_px`` of their keypoint at
+            the start and at the refined pose.
+        rmse_before_px, rmse_after_px: their root-mean-square reprojection error.
+    """
+
+    accepted: bool = False
+    reason: str = ""
+    cam_from_world: Pose | None = None
+    start: Pose | None = None
+    cost_before: float = float("nan")
+    cost_after: float = float("nan")
+    iterations: list[int] = field(default_factory=list)
+    num_points: int = 0
+    step_rotation_deg: float = 0.0
+    step_translation_m: float = 0.0
+    step_sigma: float = float("nan")
+    inliers_before: int = 0
+    inliers_after: int = 0
+    rmse_before_px: float = float("nan")
+    rmse_after_px: float = float("nan")
+
+    def to_log(self) -> dict:
+        """A JSON-serialisable summary, with the start pose as ``q_wxyz_before``/``t_before``."""
+        out = {
+            "accepted": bool(self.accepted),
+            "reason": self.reason,
+            "num_points": int(self.num_points),
+            "iterations": [int(i) for i in self.iterations],
+            "cost_before": _round(self.cost_before),
+            "cost_after": _round(self.cost_after),
+            "step_rotation_deg": _round(self.step_rotation_deg),
+            "step_translation_m": _round(self.step_translation_m, 7),
+            "step_sigma": _round(self.step_sigma),
+            "inliers_before": int(self.inliers_before),
+            "inliers_after": int(self.inliers_after),
+            "rmse_before_px": _round(self.rmse_before_px),
+            "rmse_after_px": _round(self.rmse_after_px),
+        }
+        if self.start is not None:
+            out["q_wxyz_before"] = self.start.q_wxyz.tolist()
+            out["t_before"] = self.start.t.tolist()
+        return out
+
+
+def _round(v: float, digits: int = 5):
+    v = float(v)
+    return round(v, digits) if math.isfinite(v) else None
+
+
+def _skew_rows(v: np.ndarray) -> np.ndarray:
+    """(N, 3) vectors -> (N, 3, 3) cross-product matrices."""
+    z = np.zeros(len(v))
+    return np.stack([
+        np.stack([z, -v[:, 2], v[:, 1]], axis=1),
+        np.stack([v[:, 2], z, -v[:, 0]], axis=1),
+        np.stack([-v[:, 1], v[:, 0], z], axis=1),
+    ], axis=1)
+
+
+def _apply_update(pose: Pose, delta: np.ndarray) -> Pose:
+    R = cv2.Rodrigues(np.asarray(delta[:3], np.float64).reshape(3, 1))[0]
+    return Pose(R @ pose.R, pose.t + delta[3:])
+
+
+def _projection_jacobian(camera: Camera, points_cam: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """(N, 2, 3) derivative of the pixel with respect to the camera-frame point (forward
+    differences through the camera model, so any COLMAP model with distortion works)."""
+    jac = np.empty((len(points_cam), 2, 3))
+    eps = 1e-6 * np.maximum(np.abs(points_cam[:, 2]), 1e-9)
+    for k in range(3):
+        moved = points_cam.copy()
+        moved[:, k] += eps
+        jac[:, :, k] = (camera.project(moved) - pixels) / eps[:, None]
+    return jac
+
+
+class FeatureMetricRefiner:
+    """Levenberg-Marquardt alignment of dense features, coarse to fine.
+
+    Args:
+        conf: a :class:`~global_loc.config.RefinementConf`.
+    """
+
+    def __init__(self, conf):
+        self.conf = conf
+
+    # --- cost ---------------------------------------------------------------------------
+    @staticmethod
+    def _residuals(pose: Pose, level: FeatureLevel, points3D, reference, camera, with_jacobian: bool):
+        """Residuals (N, C) of the points at ``pose`` on one level, their validity, and with
+        ``with_jacobian`` the (N, C, 6) Jacobian over ``[dtheta, dt]``."""
+        rx = points3D @ pose.R.T
+        xc = rx + pose.t
+        in_front = xc[:, 2] > 1e-9
+        pixels = camera.project(xc)
+        lp = to_level_pixels(pixels, level.scale)
+        if with_jacobian:
+            vals, ddx, ddy, ok = sample_bilinear(level.features, lp, with_gradient=True)
+        else:
+            vals, ok = sample_bilinear(level.features, lp)
+        ok &= in_front
+        res = vals.astype(np.float64) - reference
+        res[~ok] = 0.0
+        if not with_jacobian:
+            return res, ok, None
+        j_pix = np.stack([ddx, ddy], axis=2).astype(np.float64) / level.scale  # (N, C, 2)
+        j_proj = np.zeros((len(xc), 2, 3))
+        if ok.any():
+            j_proj[ok] = _projection_jacobian(camera, xc[ok], pixels[ok])
+        j_pose = np.concatenate([-_skew_rows(rx), np.broadcast_to(np.eye(3), (len(rx), 3, 3))], axis=2)
+        jac = j_pix @ (j_proj @ j_pose)  # (N, C, 6)
+        jac[~ok] = 0.0
+        return res, ok, jac
+
+    @staticmethod
+    def _cost(res: np.ndarray, ok: np.ndarray, scale: float) -> float:
+        """Mean Cauchy cost ``c^2 log(1 + |r|^2 / c^2)``; invalid points pay a fixed penalty."""
+        c2 = scale * scale
+        s = np.sum(res * res, axis=1)
+        rho = c2 * np.log1p(s / c2)
+        rho[~ok] = c2 * math.log1p(_OUTSIDE_RESIDUAL**2)
+        return float(rho.mean()) if len(rho) else float("nan")
+
+    # --- one level ----------------------------------------------------------------------
+    def _optimize_level(self, pose, level, points3D, reference, camera, scale):
+        c = self.conf
+        res, ok, jac = self._residuals(pose, level, points3D, reference, camera, True)
+        cost = self._cost(res, ok, scale)
+        lam = c.damping
+        iters = 0
+        for _ in range(c.max_iterations):
+            s = np.sum(res * res, axis=1)
+            w = np.where(ok, 1.0 / (1.0 + s / (scale * scale)), 0.0)
+            H = np.einsum("n,nci,ncj->ij", w, jac, jac)
+            g = np.einsum("n,nci,nc->i", w, jac, res)
+            improved = False
+            while lam <= 1e8:
+                A = H + lam * np.diag(np.diag(H) + 1e-12)
+                try:
+                    delta = -np.linalg.solve(A, g)
+                except np.linalg.LinAlgError:
+                    lam *= 10
+                    continue
+                cand = _apply_update(pose, delta)
+                res_c, ok_c, _ = self._residuals(cand, level, points3D, reference, camera, False)
+                cost_c = self._cost(res_c, ok_c, scale)
+                if cost_c < cost:
+                    improved = True
+                    break
+                lam *= 10
+            iters += 1
+            if not improved:
+                break
+            pose = cand
+            rel = (cost - cost_c) / max(cost, 1e-30)
+            cost = cost_c
+            lam = max(lam / 10, 1e-10)
+            res, ok, jac = self._residuals(pose, level, points3D, reference, camera, True)
+            if rel < c.min_relative_decrease:
+                break
+        return pose, iters
+
+    # --- the whole refinement -------------------------------------------------------------
+    def refine(
+        self,
+        levels: list[FeatureLevel],
+        camera: Camera,
+        start: Pose,
+        points3D: np.ndarray,
+        reference: np.ndarray,
+        keypoints: np.ndarray | None = None,
+        covariance: np.ndarray | None = None,
+        max_error_px: float = 8.0,
+    ) -> RefinementOutcome:
+        """Refine ``start`` by aligning the query's feature pyramid with the points' references.
+
+        Args:
+            levels: the query's pyramid (:meth:`DenseFeatures.extract`), coarse first.
+            camera: the query camera.
+            start: the PnP pose, ``cam_from_world``.
+            points3D: (N, 3) float64 world points (the PnP inliers), metres.
+            reference: (N, sum of channels) reference features of those points, levels
+                concatenated coarse first (NaN rows: no reference; those points are left out).
+            keypoints: (N, 2) their query keypoints, pixels: the inlier check.
+            covariance: (6, 6) covariance of ``start`` over ``[dtheta, dt]``: the step check.
+            max_error_px: a point is an inlier within this reprojection error.
+        Returns:
+            A :class:`RefinementOutcome`; ``cam_from_world`` is the refined pose only when
+            ``accepted``, else the start.
+        Raises:
+            ValueError: arrays whose shapes disagree.
+        """
+        c = self.conf
+        points3D = np.asarray(points3D, np.float64).reshape(-1, 3)
+        reference = np.asarray(reference, np.float64)
+        widths = [lv.channels for lv in levels]
+        if reference.shape != (len(points3D), sum(widths)):
+            raise ValueError(
+                f"reference features must be (N={len(points3D)}, {sum(widths)}), got {reference.shape}"
+            )
+        out = RefinementOutcome(cam_from_world=start, start=start)
+        have = np.all(np.isfinite(reference), axis=1)
+        if keypoints is not None:
+            keypoints = np.asarray(keypoints, np.float64).reshape(-1, 2)
+            out.inliers_before, out.rmse_before_px = _inlier_stats(camera, start, points3D, keypoints, max_error_px)
+        if len(points3D) > c.max_points:  # keep the spread: every k-th point
+            keep = np.zeros(len(points3D), bool)
+            keep[np.flatnonzero(have)[:: max(1, int(np.ceil(have.sum() / c.max_points)))]] = True
+            have &= keep
+        out.num_points = int(have.sum())
+        if out.num_points < c.min_points:
+            out.reason = f"{out.num_points} points with reference features < min_points {c.min_points}"
+            return out
+        pts = points3D[have]
+        refs = np.split(reference[have], np.cumsum(widths)[:-1], axis=1)
+
+        # the finest level decides: its cost scale, the information check, the final cost
+        fine, fine_ref = levels[-1], refs[-1]
+        res, ok, jac = self._residuals(start, fine, pts, fine_ref, camera, True)
+        if ok.sum() < c.min_points:
+            out.reason = f"{int(ok.sum())} points project inside the query's features < min_points {c.min_points}"
+            return out
+        norms = np.sqrt(np.sum(res[ok] ** 2, axis=1))
+        fine_scale = max(float(np.median(norms)), c.min_robust_scale)
+        problem = _information_problem(jac[ok])
+        if problem:
+            out.reason = problem
+            return out
+        out.cost_before = self._cost(res, ok, fine_scale)
+
+        pose = start
+        for lv, ref in zip(levels, refs):
+            r0, ok0, _ = self._residuals(pose, lv, pts, ref, camera, False)
+            if ok0.sum() < c.min_points:
+                out.iterations.append(0)
+                continue
+            scale = fine_scale if lv is fine else max(
+                float(np.median(np.sqrt(np.sum(r0[ok0] ** 2, axis=1)))), c.min_robust_scale)
+            pose, iters = self._optimize_level(pose, lv, pts, ref, camera, scale)
+            out.iterations.append(iters)
+        res, ok, _ = self._residuals(pose, fine, pts, fine_ref, camera, False)
+        out.cost_after = self._cost(res, ok, fine_scale)
+        step = np.concatenate([
+            cv2.Rodrigues(pose.R @ start.R.T)[0].ravel(), pose.t - start.t])
+        out.step_rotation_deg = float(np.degrees(np.linalg.norm(step[:3])))
+        out.step_translation_m = float(np.linalg.norm(step[3:]))
+        if covariance is not None and np.all(np.isfinite(covariance)):
+            try:
+                out.step_sigma = float(np.sqrt(max(step @ np.linalg.solve(covariance, step), 0.0)))
+            except np.linalg.LinAlgError:
+                pass
+        if keypoints is not None:
+            out.inliers_after, out.rmse_after_px = _inlier_stats(camera, pose, points3D, keypoints, max_error_px)
+
+        problems = []
+        if not out.cost_after <= out.cost_before:
+            problems.append(f"cost rose from {out.cost_before:.4g} to {out.cost_after:.4g}")
+        if c.max_step_sigma > 0 and math.isfinite(out.step_sigma) and out.step_sigma > c.max_step_sigma:
+            problems.append(f"step of {out.step_sigma:.1f} sigma > max_step_sigma {c.max_step_sigma}")
+        if keypoints is not None:
+            if out.inliers_after < c.min_inlier_fraction * out.inliers_before:
+                problems.append(
+                    f"{out.inliers_after} of {out.inliers_before} inliers left "
+                    f"< min_inlier_fraction {c.min_inlier_fraction}")
+            if out.rmse_after_px > out.rmse_before_px + c.max_rmse_increase_px:
+                problems.append(
+                    f"inlier reprojection RMSE rose from {out.rmse_before_px:.2f} to {out.rmse_after_px:.2f} px "
+                    f"(> max_rmse_increase_px {c.max_rmse_increase_px})")
+        if problems:
+            out.reason = "; ".join(problems)
+            return out
+        out.accepted = True
+        out.cam_from_world = pose
+        return out
+
+
+def _inlier_stats(camera: Camera, pose: Pose, points3D, keypoints, max_error_px: float) -> tuple[int, float]:
+    err = np.linalg.norm(camera.project(pose.transform(points3D)) - keypoints, axis=1)
+    err = np.where(np.isfinite(err), err, np.inf)
+    inl = err <= max_error_px
+    rmse = float(np.sqrt(np.mean(err[inl] ** 2))) if inl.any() else float("inf")
+    return int(inl.sum()), rmse
+
+
+def _information_problem(jac: np.ndarray) -> str:
+    """Why the features cannot determine the pose (empty when they can): no feature gradient
+    at the points, or a Gauss-Newton matrix that is singular in some direction."""
+    H = np.einsum("nci,ncj->ij", jac, jac)
+    d = np.diag(H)
+    if not np.all(np.isfinite(H)) or d.max(initial=0.0) <= 1e-12:
+        return "the query's features carry no information at the points (a flat image?)"
+    dn = np.sqrt(np.maximum(d, 1e-300))
+    eig = np.linalg.eigvalsh(H / np.outer(dn, dn))
+    if eig[0] < 1e-8 * eig[-1] or np.any(d <= 1e-12 * d.max()):
+        return "the query's features leave the pose undetermined (too little texture at the points)"
+    return ""

@@ -99,6 +99,10 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="track against the map between global queries, from the last pose and the "
                           "odometry (default: the preset's tracking.enabled, on); off: a global query "
                           "per frame")
+    p.add_argument("--refine", choices=["none", "featuremetric"], default=None,
+                   help="featuremetric: refine each pose by aligning dense features with the map's "
+                        "reference features (PixLoc/DRAN; the map must hold them, as maps of schema 2 do); "
+                        "default: the preset's refinement.method, none")
     p.add_argument("--out", type=Path, required=True,
                    help="results: with --images, name qw qx qy qz tx ty tz per localized query; with "
                         "--bag, a TUM trajectory (stamp tx ty tz qx qy qz qw, map_from_camera). A JSON "
@@ -288,6 +292,8 @@ def _cmd_localize(args) -> int:
     conf = conf_for_map(map_index, args.preset, args.overrides, args.models_dir, args.device)
     if args.bag is not None and args.tracking is not None:
         conf.tracking.enabled = args.tracking == "on"
+    if args.refine is not None:
+        conf.refinement.method = args.refine
     localizer = Localizer(map_index, conf)
     if args.bag is not None:
         return _localize_bag(args, localizer)
@@ -301,9 +307,26 @@ def _cmd_localize(args) -> int:
         print(f"  {o.name}: {o.result.status.value}: {o.result.reason}")
     if len(failed) > 10:
         print(f"  ... and {len(failed) - 10} more (see the log)")
+    _print_refinement([o.result for o in run.outcomes])
     if run.outcomes:
         print(format_timing_table(timing_table([o.result.timings for o in run.outcomes], STAGES)))
     return 0
+
+
+def _print_refinement(results) -> None:
+    """One line on feature-metric refinement (when it ran): poses refined, and why the others
+    kept PnP's."""
+    tried = [r.refinement for r in results if r.refinement]
+    if not tried:
+        return
+    kept = [t for t in tried if not t.get("accepted")]
+    reasons: dict[str, int] = {}
+    for t in kept:
+        key = t.get("reason", "").split(";")[0].split(" < ")[-1].split(" > ")[-1] or "?"
+        reasons[key] = reasons.get(key, 0) + 1
+    why = ", ".join(f"{n} x {k}" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    print(f"feature-metric refinement: {len(tried) - len(kept)} of {len(tried)} poses refined"
+          + (f"; {len(kept)} kept PnP's pose ({why})" if kept else ""))
 
 
 def _localize_bag(args, localizer) -> int:
@@ -325,6 +348,7 @@ def _localize_bag(args, localizer) -> int:
     print(f"localized {run.num_localized} of {n} frames ({modes.count('tracking')} tracked against the local map, "
           f"{modes.count('flow')} by optical flow, {modes.count('global')} by global query) -> {tum} (log: {log})"
           + (f", bag: {args.out_bag}" if args.out_bag else ""))
+    _print_refinement([p.result for p in run.publications if p.localized])
     notes = {p.note for p in run.publications if p.note}
     for note in list(notes)[:3]:
         print(f"  note: {note}")

@@ -94,24 +94,25 @@ def _round(v: float, digits: int = 5):
     return round(v, digits) if math.isfinite(v) else None
 
 
-def _skew_rows(v: np.ndarray) -> np.ndarray:
-    """(N, 3) vectors -> (N, 3, 3) cross-product matrices."""
-    z = np.zeros(len(v))
-    return np.stack([
-        np.stack([z, -v[:, 2], v[:, 1]], axis=1),
-        np.stack([v[:, 2], z, -v[:, 0]], axis=1),
-        np.stack([-v[:, 1], v[:, 0], z], axis=1),
-    ], axis=1)
-
-
 def _apply_update(pose: Pose, delta: np.ndarray) -> Pose:
     R = cv2.Rodrigues(np.asarray(delta[:3], np.float64).reshape(3, 1))[0]
     return Pose(R @ pose.R, pose.t + delta[3:])
 
 
 def _projection_jacobian(camera: Camera, points_cam: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """(N, 2, 3) derivative of the pixel with respect to the camera-frame point (forward
-    differences through the camera model, so any COLMAP model with distortion works)."""
+    """(N, 2, 3) derivative of the pixel with respect to the camera-frame point: analytic for
+    the pinhole models, forward differences through the camera model for the others (so any
+    COLMAP model with distortion works)."""
+    if camera.model in ("SIMPLE_PINHOLE", "PINHOLE"):
+        fx = camera.params[0]
+        fy = camera.params[0] if camera.model == "SIMPLE_PINHOLE" else camera.params[1]
+        iz = 1.0 / points_cam[:, 2]
+        jac = np.zeros((len(points_cam), 2, 3))
+        jac[:, 0, 0] = fx * iz
+        jac[:, 0, 2] = -fx * points_cam[:, 0] * iz * iz
+        jac[:, 1, 1] = fy * iz
+        jac[:, 1, 2] = -fy * points_cam[:, 1] * iz * iz
+        return jac
     jac = np.empty((len(points_cam), 2, 3))
     eps = 1e-6 * np.maximum(np.abs(points_cam[:, 2]), 1e-9)
     for k in range(3):
@@ -150,12 +151,13 @@ class FeatureMetricRefiner:
         res[~ok] = 0.0
         if not with_jacobian:
             return res, ok, None
-        j_pix = np.stack([ddx, ddy], axis=2).astype(np.float64) / level.scale  # (N, C, 2)
         j_proj = np.zeros((len(xc), 2, 3))
         if ok.any():
             j_proj[ok] = _projection_jacobian(camera, xc[ok], pixels[ok])
-        j_pose = np.concatenate([-_skew_rows(rx), np.broadcast_to(np.eye(3), (len(rx), 3, 3))], axis=2)
-        jac = j_pix @ (j_proj @ j_pose)  # (N, C, 6)
+        # d pixel / d[dtheta, dt]: a row a of j_proj times -[R X]x is (R X) x a
+        j_px = np.concatenate([np.cross(rx[:, None, :], j_proj), j_proj], axis=2) / level.scale  # (N, 2, 6)
+        jac = ddx.astype(np.float64)[:, :, None] * j_px[:, None, 0, :] \
+            + ddy.astype(np.float64)[:, :, None] * j_px[:, None, 1, :]  # (N, C, 6)
         jac[~ok] = 0.0
         return res, ok, jac
 
@@ -178,8 +180,9 @@ class FeatureMetricRefiner:
         for _ in range(c.max_iterations):
             s = np.sum(res * res, axis=1)
             w = np.where(ok, 1.0 / (1.0 + s / (scale * scale)), 0.0)
-            H = np.einsum("n,nci,ncj->ij", w, jac, jac)
-            g = np.einsum("n,nci,nc->i", w, jac, res)
+            jw = (jac * w[:, None, None]).reshape(-1, 6)
+            H = jw.T @ jac.reshape(-1, 6)
+            g = jw.T @ res.reshape(-1)
             improved = False
             while lam <= 1e8:
                 A = H + lam * np.diag(np.diag(H) + 1e-12)
@@ -332,7 +335,8 @@ def _inlier_stats(camera: Camera, pose: Pose, points3D, keypoints, max_error_px:
 def _information_problem(jac: np.ndarray) -> str:
     """Why the features cannot determine the pose (empty when they can): no feature gradient
     at the points, or a Gauss-Newton matrix that is singular in some direction."""
-    H = np.einsum("nci,ncj->ij", jac, jac)
+    flat = jac.reshape(-1, 6)
+    H = flat.T @ flat
     d = np.diag(H)
     if not np.all(np.isfinite(H)) or d.max(initial=0.0) <= 1e-12:
         return "the query's features carry no information at the points (a flat image?)"

@@ -40,7 +40,7 @@ class GradientFeatures(DenseFeatures):
 
         octaves: list[int] = field(default_factory=lambda: [2, 1, 0])
         blur_sigma: float = 1.0
-        window_sigma: float = 4.0
+        window_sigma: float = 2.0
         min_contrast: float = 0.02
 
     @property

@@ -145,6 +145,8 @@ class LocalizerNode(Node):
         conf.localization.num_retrieved = p["num_retrieved"]
         conf.tracking.enabled = p["tracking"]
         conf.tracking.global_period_s = p["global_period"]
+        if p["refine"]:
+            conf.refinement.method = p["refine"]
         return conf
 
     def _report_configure_failure(self, e: Exception) -> None:

@@ -88,6 +88,10 @@ LOCALIZER_PARAMS: list[ParamSpec] = [
     ParamSpec("global_period", "float", 2.0, "while tracking, a global query at least this often, so "
               "that a wrong track cannot persist, seconds of image time", range=(0.0, 3600.0),
               read_only=True),
+    ParamSpec("refine", "str", "", "refine each pose by aligning dense features with the map's "
+              "(PixLoc/DRAN; the map must hold reference features: built by global_loc >= schema 2): "
+              "'featuremetric', 'none', or empty for the preset's refinement.method",
+              choices=("", "none", "featuremetric"), read_only=True),
     ParamSpec("max_frame_age", "float", 1.0, "a frame older than this (node clock minus image stamp) "
               "when the worker takes it is dropped, not localized, so no stale pose is published; also "
               "catches a clock mismatch (use_sim_time), seconds", range=(0.01, 3600.0)),

@@ -201,8 +201,9 @@ class RefinementConf:
         method: ``"none"`` (PnP's pose is published) or ``"featuremetric"`` (the pose is
             refined by aligning dense features; the map must hold reference features of the
             same ``features``: maps built since schema version 2 do).
-        features: the dense feature source, ``{name: <source>, ...options}``; the map builder
-            stores every 3D point's reference feature for it (empty name: none stored).
+        features: the dense feature source, ``{name: <source>, ...options}`` (no name: the
+            weight-free ``gradients``); the map builder stores every 3D point's reference
+            feature for it (empty name: none stored).
         max_iterations: Levenberg-Marquardt iterations per pyramid level.
         damping: initial LM damping (relative to the diagonal).
         min_relative_decrease: a level stops when an iteration lowers the cost by less.
@@ -214,7 +215,10 @@ class RefinementConf:
             PnP pose, in standard deviations of PnP's covariance (0: no check)...
         min_inlier_fraction: ...or keeps fewer than this fraction of PnP's inliers within
             ``localization.ransac_max_error_px``...
-        max_rmse_increase_px: ...or raises their reprojection RMSE by more than this, pixels.
+        max_rmse_increase_px: ...or raises their reprojection RMSE by more than this, pixels...
+        min_agreement: ...or when, at the refined pose, the median cosine similarity between the
+            query's finest features and the points' references is below this (the features do
+            not describe the same surface: a wrong map, a changed scene).
     """
 
     method: str = "none"
@@ -228,8 +232,11 @@ class RefinementConf:
     max_step_sigma: float = 10.0
     min_inlier_fraction: float = 0.95
     max_rmse_increase_px: float = 1.0
+    min_agreement: float = 0.5
 
     def __post_init__(self):
+        if "name" not in self.features:  # options given without the source: the default's
+            self.features = {"name": "gradients", **self.features}
         if self.method not in ("none", "featuremetric"):
             raise ConfigError(
                 f"refinement.method '{self.method}' is unknown; use 'none' or 'featuremetric'"

@@ -48,6 +48,9 @@ class RefinementOutcome:
         inliers_before, inliers_after: PnP inliers within ``max_error_px`` of their keypoint at
             the start and at the refined pose.
         rmse_before_px, rmse_after_px: their root-mean-square reprojection error.
+        agreement: at the refined pose, the median over the points of the cosine similarity
+            between the query's finest-level feature and the point's reference (1: identical;
+            about 0: unrelated, e.g. a map of another place).
     """
 
     accepted: bool = False
@@ -65,6 +68,7 @@ class RefinementOutcome:
     inliers_after: int = 0
     rmse_before_px: float = float("nan")
     rmse_after_px: float = float("nan")
+    agreement: float = float("nan")
 
     def to_log(self) -> dict:
         """A JSON-serialisable summary, with the start pose as ``q_wxyz_before``/``t_before``."""
@@ -82,6 +86,7 @@ class RefinementOutcome:
             "inliers_after": int(self.inliers_after),
             "rmse_before_px": _round(self.rmse_before_px),
             "rmse_after_px": _round(self.rmse_after_px),
+            "agreement": _round(self.agreement, 4),
         }
         if self.start is not None:
             out["q_wxyz_before"] = self.start.q_wxyz.tolist()
@@ -290,6 +295,7 @@ class FeatureMetricRefiner:
             out.iterations.append(iters)
         res, ok, _ = self._residuals(pose, fine, pts, fine_ref, camera, False)
         out.cost_after = self._cost(res, ok, fine_scale)
+        out.agreement = _agreement(res[ok] + fine_ref[ok], fine_ref[ok])
         step = np.concatenate([
             cv2.Rodrigues(pose.R @ start.R.T)[0].ravel(), pose.t - start.t])
         out.step_rotation_deg = float(np.degrees(np.linalg.norm(step[:3])))
@@ -303,6 +309,9 @@ class FeatureMetricRefiner:
             out.inliers_after, out.rmse_after_px = _inlier_stats(camera, pose, points3D, keypoints, max_error_px)
 
         problems = []
+        if not out.agreement >= c.min_agreement:
+            problems.append(f"the features agree too little at the refined pose (median cosine "
+                            f"{out.agreement:.2f} < min_agreement {c.min_agreement})")
         if not out.cost_after <= out.cost_before:
             problems.append(f"cost rose from {out.cost_before:.4g} to {out.cost_after:.4g}")
         if c.max_step_sigma > 0 and math.isfinite(out.step_sigma) and out.step_sigma > c.max_step_sigma:
@@ -322,6 +331,15 @@ class FeatureMetricRefiner:
         out.accepted = True
         out.cam_from_world = pose
         return out
+
+
+def _agreement(query: np.ndarray, reference: np.ndarray) -> float:
+    """Median cosine similarity of the rows of two (N, C) arrays (NaN when N is 0)."""
+    if len(query) == 0:
+        return float("nan")
+    num = np.sum(query * reference, axis=1)
+    den = np.linalg.norm(query, axis=1) * np.linalg.norm(reference, axis=1)
+    return float(np.median(num / np.maximum(den, 1e-12)))
 
 
 def _inlier_stats(camera: Camera, pose: Pose, points3D, keypoints, max_error_px: float) -> tuple[int, float]:

@@ -209,6 +209,10 @@ class RefinementConf:
         min_relative_decrease: a level stops when an iteration lowers the cost by less.
         min_robust_scale: floor of the Cauchy scale (a feature distance); the scale is the
             median residual at the start of each level.
+        keypoint_weight: weight of the PnP inliers' reprojection residuals in the cost, next
+            to the features' (each term normalised by its median residual; 0: features only,
+            as PixLoc). It keeps the pose where the features carry little information.
+        min_keypoint_scale_px: floor of the keypoint term's Cauchy scale, pixels.
         max_points: at most this many inlier points are used (evenly spread over the list).
         min_points: no refinement with fewer points that carry a reference feature.
         max_step_sigma: the refined pose is rejected when it lies further than this from the
@@ -227,6 +231,8 @@ class RefinementConf:
     damping: float = 1e-3
     min_relative_decrease: float = 1e-5
     min_robust_scale: float = 0.05
+    keypoint_weight: float = 1.0
+    min_keypoint_scale_px: float = 0.5
     max_points: int = 2048
     min_points: int = 12
     max_step_sigma: float = 10.0

@@ -127,8 +127,27 @@ def _projection_jacobian(camera: Camera, points_cam: np.ndarray, pixels: np.ndar
     return jac
 
 
+@dataclass
+class _Terms:
+    """Residuals of one pose on one level: features (N, C) and, where keypoints are used,
+    reprojections (N, 2); with their Jacobians over ``[dtheta, dt]`` when asked."""
+
+    feat: np.ndarray
+    ok: np.ndarray
+    kp: np.ndarray | None = None
+    jac_feat: np.ndarray | None = None
+    jac_kp: np.ndarray | None = None
+
+
 class FeatureMetricRefiner:
     """Levenberg-Marquardt alignment of dense features, coarse to fine.
+
+    The cost of a level is ``mean_i log(1 + |f_i|^2 / c_f^2) + w_k mean_i log(1 + |k_i|^2 / c_k^2)``:
+    Cauchy on the feature residuals ``f_i`` and, with ``conf.keypoint_weight`` ``w_k > 0`` and the
+    query keypoints given, on the reprojection residuals ``k_i`` of the same inliers (pixels),
+    each normalised by its median at the start of the level (``c_f``, ``c_k``). The keypoint
+    term keeps what PnP knew: where the features carry little information the pose stays near
+    PnP's; where they carry much, they decide.
 
     Args:
         conf: a :class:`~global_loc.config.RefinementConf`.
@@ -139,9 +158,7 @@ class FeatureMetricRefiner:
 
     # --- cost ---------------------------------------------------------------------------
     @staticmethod
-    def _residuals(pose: Pose, level: FeatureLevel, points3D, reference, camera, with_jacobian: bool):
-        """Residuals (N, C) of the points at ``pose`` on one level, their validity, and with
-        ``with_jacobian`` the (N, C, 6) Jacobian over ``[dtheta, dt]``."""
+    def _terms(pose: Pose, level: FeatureLevel, points3D, reference, camera, keypoints, with_jacobian: bool) -> _Terms:
         rx = points3D @ pose.R.T
         xc = rx + pose.t
         in_front = xc[:, 2] > 1e-9
@@ -152,53 +169,74 @@ class FeatureMetricRefiner:
         else:
             vals, ok = sample_bilinear(level.features, lp)
         ok &= in_front
-        res = vals.astype(np.float64) - reference
-        res[~ok] = 0.0
+        t = _Terms(vals.astype(np.float64) - reference, ok)
+        t.feat[~ok] = 0.0
+        if keypoints is not None:
+            t.kp = np.where(ok[:, None], pixels - keypoints, 0.0)
         if not with_jacobian:
-            return res, ok, None
+            return t
         j_proj = np.zeros((len(xc), 2, 3))
         if ok.any():
             j_proj[ok] = _projection_jacobian(camera, xc[ok], pixels[ok])
         # d pixel / d[dtheta, dt]: a row a of j_proj times -[R X]x is (R X) x a
-        j_px = np.concatenate([np.cross(rx[:, None, :], j_proj), j_proj], axis=2) / level.scale  # (N, 2, 6)
-        jac = ddx.astype(np.float64)[:, :, None] * j_px[:, None, 0, :] \
-            + ddy.astype(np.float64)[:, :, None] * j_px[:, None, 1, :]  # (N, C, 6)
-        jac[~ok] = 0.0
-        return res, ok, jac
+        j_px = np.concatenate([np.cross(rx[:, None, :], j_proj), j_proj], axis=2)  # (N, 2, 6)
+        j_lv = j_px / level.scale
+        t.jac_feat = ddx.astype(np.float64)[:, :, None] * j_lv[:, None, 0, :] \
+            + ddy.astype(np.float64)[:, :, None] * j_lv[:, None, 1, :]  # (N, C, 6)
+        t.jac_feat[~ok] = 0.0
+        if keypoints is not None:
+            j_px[~ok] = 0.0
+            t.jac_kp = j_px
+        return t
 
-    @staticmethod
-    def _cost(res: np.ndarray, ok: np.ndarray, scale: float) -> float:
-        """Mean Cauchy cost ``c^2 log(1 + |r|^2 / c^2)``; invalid points pay a fixed penalty."""
-        c2 = scale * scale
-        s = np.sum(res * res, axis=1)
-        rho = c2 * np.log1p(s / c2)
-        rho[~ok] = c2 * math.log1p(_OUTSIDE_RESIDUAL**2)
-        return float(rho.mean()) if len(rho) else float("nan")
+    def _cost(self, t: _Terms, scale_f: float, scale_k: float) -> float:
+        """The level's cost (see the class); a point outside the image or behind the camera
+        pays the cost of a residual of 10 scales in each term."""
+        if len(t.ok) == 0:
+            return float("nan")
+        outside = math.log1p(_OUTSIDE_RESIDUAL**2)
+        rho = np.log1p(np.sum(t.feat**2, axis=1) / scale_f**2)
+        rho[~t.ok] = outside
+        cost = float(rho.mean())
+        if t.kp is not None and self.conf.keypoint_weight > 0:
+            rho_k = np.log1p(np.sum(t.kp**2, axis=1) / scale_k**2)
+            rho_k[~t.ok] = outside
+            cost += self.conf.keypoint_weight * float(rho_k.mean())
+        return cost
+
+    def _normal_equations(self, t: _Terms, scale_f: float, scale_k: float):
+        """Gauss-Newton system of the IRLS weights at ``t``: ``(H (6, 6), g (6,))``."""
+        n = max(len(t.ok), 1)
+        w = np.where(t.ok, 1.0 / (scale_f**2 + np.sum(t.feat**2, axis=1)), 0.0) / n
+        jw = (t.jac_feat * w[:, None, None]).reshape(-1, 6)
+        H = jw.T @ t.jac_feat.reshape(-1, 6)
+        g = jw.T @ t.feat.reshape(-1)
+        if t.kp is not None and self.conf.keypoint_weight > 0:
+            wk = np.where(t.ok, 1.0 / (scale_k**2 + np.sum(t.kp**2, axis=1)), 0.0) * (self.conf.keypoint_weight / n)
+            jkw = (t.jac_kp * wk[:, None, None]).reshape(-1, 6)
+            H += jkw.T @ t.jac_kp.reshape(-1, 6)
+            g += jkw.T @ t.kp.reshape(-1)
+        return H, g
 
     # --- one level ----------------------------------------------------------------------
-    def _optimize_level(self, pose, level, points3D, reference, camera, scale):
+    def _optimize_level(self, pose, level, points3D, reference, camera, keypoints, scale_f, scale_k):
         c = self.conf
-        res, ok, jac = self._residuals(pose, level, points3D, reference, camera, True)
-        cost = self._cost(res, ok, scale)
+        t = self._terms(pose, level, points3D, reference, camera, keypoints, True)
+        cost = self._cost(t, scale_f, scale_k)
         lam = c.damping
         iters = 0
         for _ in range(c.max_iterations):
-            s = np.sum(res * res, axis=1)
-            w = np.where(ok, 1.0 / (1.0 + s / (scale * scale)), 0.0)
-            jw = (jac * w[:, None, None]).reshape(-1, 6)
-            H = jw.T @ jac.reshape(-1, 6)
-            g = jw.T @ res.reshape(-1)
+            H, g = self._normal_equations(t, scale_f, scale_k)
             improved = False
             while lam <= 1e8:
-                A = H + lam * np.diag(np.diag(H) + 1e-12)
                 try:
-                    delta = -np.linalg.solve(A, g)
+                    delta = -np.linalg.solve(H + lam * np.diag(np.diag(H) + 1e-12), g)
                 except np.linalg.LinAlgError:
                     lam *= 10
                     continue
                 cand = _apply_update(pose, delta)
-                res_c, ok_c, _ = self._residuals(cand, level, points3D, reference, camera, False)
-                cost_c = self._cost(res_c, ok_c, scale)
+                cost_c = self._cost(self._terms(cand, level, points3D, reference, camera, keypoints, False),
+                                    scale_f, scale_k)
                 if cost_c < cost:
                     improved = True
                     break
@@ -210,7 +248,7 @@ class FeatureMetricRefiner:
             rel = (cost - cost_c) / max(cost, 1e-30)
             cost = cost_c
             lam = max(lam / 10, 1e-10)
-            res, ok, jac = self._residuals(pose, level, points3D, reference, camera, True)
+            t = self._terms(pose, level, points3D, reference, camera, keypoints, True)
             if rel < c.min_relative_decrease:
                 break
         return pose, iters
@@ -229,6 +267,13 @@ class FeatureMetricRefiner:
     ) -> RefinementOutcome:
         """Refine ``start`` by aligning the query's feature pyramid with the points' references.
 
+        Checks, in order (the refined pose replaces ``start`` only when all pass):
+        enough points with references inside the image (``min_points``); features that
+        determine the pose (a non-singular Gauss-Newton matrix at the finest level); after the
+        optimisation, features that agree (``min_agreement``), a finest-level cost no higher
+        than at the start, a step within ``max_step_sigma`` of ``covariance``, and with
+        ``keypoints`` the PnP inliers kept (``min_inlier_fraction``, ``max_rmse_increase_px``).
+
         Args:
             levels: the query's pyramid (:meth:`DenseFeatures.extract`), coarse first.
             camera: the query camera.
@@ -236,7 +281,8 @@ class FeatureMetricRefiner:
             points3D: (N, 3) float64 world points (the PnP inliers), metres.
             reference: (N, sum of channels) reference features of those points, levels
                 concatenated coarse first (NaN rows: no reference; those points are left out).
-            keypoints: (N, 2) their query keypoints, pixels: the inlier check.
+            keypoints: (N, 2) their query keypoints, pixels: the keypoint term of the cost
+                (``keypoint_weight``) and the inlier check.
             covariance: (6, 6) covariance of ``start`` over ``[dtheta, dt]``: the step check.
             max_error_px: a point is an inlier within this reprojection error.
         Returns:
@@ -257,45 +303,52 @@ class FeatureMetricRefiner:
         have = np.all(np.isfinite(reference), axis=1)
         if keypoints is not None:
             keypoints = np.asarray(keypoints, np.float64).reshape(-1, 2)
+            if keypoints.shape != (len(points3D), 2):
+                raise ValueError(f"keypoints must be (N={len(points3D)}, 2), got {keypoints.shape}")
             out.inliers_before, out.rmse_before_px = _inlier_stats(camera, start, points3D, keypoints, max_error_px)
-        if len(points3D) > c.max_points:  # keep the spread: every k-th point
+        if have.sum() > c.max_points:  # keep the spread: every k-th point
             keep = np.zeros(len(points3D), bool)
-            keep[np.flatnonzero(have)[:: max(1, int(np.ceil(have.sum() / c.max_points)))]] = True
+            keep[np.flatnonzero(have)[:: int(np.ceil(have.sum() / c.max_points))]] = True
             have &= keep
         out.num_points = int(have.sum())
         if out.num_points < c.min_points:
             out.reason = f"{out.num_points} points with reference features < min_points {c.min_points}"
             return out
         pts = points3D[have]
+        kps = keypoints[have] if keypoints is not None and c.keypoint_weight > 0 else None
         refs = np.split(reference[have], np.cumsum(widths)[:-1], axis=1)
 
-        # the finest level decides: its cost scale, the information check, the final cost
+        # the finest level decides: its cost scales, the information check, the final cost
         fine, fine_ref = levels[-1], refs[-1]
-        res, ok, jac = self._residuals(start, fine, pts, fine_ref, camera, True)
-        if ok.sum() < c.min_points:
-            out.reason = f"{int(ok.sum())} points project inside the query's features < min_points {c.min_points}"
+        t = self._terms(start, fine, pts, fine_ref, camera, kps, True)
+        if t.ok.sum() < c.min_points:
+            out.reason = f"{int(t.ok.sum())} points project inside the query's features < min_points {c.min_points}"
             return out
-        norms = np.sqrt(np.sum(res[ok] ** 2, axis=1))
-        fine_scale = max(float(np.median(norms)), c.min_robust_scale)
-        problem = _information_problem(jac[ok])
+        problem = _information_problem(t.jac_feat[t.ok])
         if problem:
             out.reason = problem
             return out
-        out.cost_before = self._cost(res, ok, fine_scale)
 
+        def scales(terms):
+            sf = max(float(np.median(np.linalg.norm(terms.feat[terms.ok], axis=1))), c.min_robust_scale)
+            sk = 1.0 if terms.kp is None else max(
+                float(np.median(np.linalg.norm(terms.kp[terms.ok], axis=1))), c.min_keypoint_scale_px)
+            return sf, sk
+
+        fine_scales = scales(t)
+        out.cost_before = self._cost(t, *fine_scales)
         pose = start
         for lv, ref in zip(levels, refs):
-            r0, ok0, _ = self._residuals(pose, lv, pts, ref, camera, False)
-            if ok0.sum() < c.min_points:
+            t0 = self._terms(pose, lv, pts, ref, camera, kps, False)
+            if t0.ok.sum() < c.min_points:
                 out.iterations.append(0)
                 continue
-            scale = fine_scale if lv is fine else max(
-                float(np.median(np.sqrt(np.sum(r0[ok0] ** 2, axis=1)))), c.min_robust_scale)
-            pose, iters = self._optimize_level(pose, lv, pts, ref, camera, scale)
+            pose, iters = self._optimize_level(pose, lv, pts, ref, camera, kps,
+                                               *(fine_scales if lv is fine else scales(t0)))
             out.iterations.append(iters)
-        res, ok, _ = self._residuals(pose, fine, pts, fine_ref, camera, False)
-        out.cost_after = self._cost(res, ok, fine_scale)
-        out.agreement = _agreement(res[ok] + fine_ref[ok], fine_ref[ok])
+        t = self._terms(pose, fine, pts, fine_ref, camera, kps, False)
+        out.cost_after = self._cost(t, *fine_scales)
+        out.agreement = _agreement(t.feat[t.ok] + fine_ref[t.ok], fine_ref[t.ok])
         step = np.concatenate([
             cv2.Rodrigues(pose.R @ start.R.T)[0].ravel(), pose.t - start.t])
         out.step_rotation_deg = float(np.degrees(np.linalg.norm(step[:3])))

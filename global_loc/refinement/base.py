@@ -59,14 +59,16 @@ def sample_bilinear(fmap: np.ndarray, xy: np.ndarray, with_gradient: bool = Fals
     valid = np.isfinite(x) & np.isfinite(y) & (x >= 0) & (y >= 0) & (x < w - 1) & (y < h - 1)
     xs = np.where(valid, x, 0.0)
     ys = np.where(valid, y, 0.0)
-    x0 = np.floor(xs).astype(np.intp)
-    y0 = np.floor(ys).astype(np.intp)
+    x0 = xs.astype(np.intp)  # floor: xs >= 0
+    y0 = ys.astype(np.intp)
     ax = (xs - x0)[:, None].astype(np.float32)
     ay = (ys - y0)[:, None].astype(np.float32)
-    f00 = fmap[y0, x0]
-    f10 = fmap[y0, x0 + 1]
-    f01 = fmap[y0 + 1, x0]
-    f11 = fmap[y0 + 1, x0 + 1]
+    flat = fmap.reshape(h * w, c)
+    i00 = y0 * w + x0
+    f00 = flat.take(i00, axis=0)
+    f10 = flat.take(i00 + 1, axis=0)
+    f01 = flat.take(i00 + w, axis=0)
+    f11 = flat.take(i00 + w + 1, axis=0)
     top = f00 + ax * (f10 - f00)
     bottom = f01 + ax * (f11 - f01)
     values = top + ay * (bottom - top)

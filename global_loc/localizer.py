@@ -160,7 +160,10 @@ class Localizer:
         self._flow_ref = None  # the last call's localized frame, for optical flow
         self.dense = self.refiner = None
         if conf.refinement.method == "featuremetric":
-            self.dense = create_dense_features(conf.refinement.features)
+            self.dense = create_dense_features(conf.refinement.features, device=conf.device,
+                                               models_dir=conf.models_dir or None)
+            if hasattr(self.dense, "share"):  # a network's map: reuse the extractor's (DRAN)
+                self.dense.share(self.extractor)
             self._check_dense()
             self.refiner = FeatureMetricRefiner(conf.refinement)
 

@@ -277,6 +277,7 @@ class ALIKED(LearnedExtractor):
         h, w = image_shape
         fmap = fmap[0, :, pad[2]:pad[2] + h, pad[0]:pad[0] + w]
         score = score[0, 0, pad[2]:pad[2] + h, pad[0]:pad[0] + w]
+        self._keep_dense(fmap, 1.0)
         with torch.inference_mode():
             kpts, scores = soft_detect(score, self.conf.nms_radius, self.conf.max_keypoints,
                                        self.conf.detection_threshold)

@@ -102,6 +102,26 @@ class LocalFeatureExtractor(abc.ABC):
         """
 
     wants_color: ClassVar[bool] = False
+    #: Set by a dense feature source that reuses this network's dense descriptor map for
+    #: feature-metric refinement (DRAN's "reuse your features"): :meth:`extract` then keeps the
+    #: map of its last image for :meth:`dense_map_for`. Extractors without one ignore it.
+    retain_dense: bool = False
+
+    def _keep_dense(self, fmap, map_scale: float) -> None:
+        """Called by :meth:`_extract` of networks with a dense descriptor map: ``fmap`` (C, H', W')
+        (a tensor or an array) over the prepared image, ``map_scale`` prepared-image pixels per
+        map pixel. Kept (unconverted) only while :attr:`retain_dense` is set."""
+        if self.retain_dense:
+            self._pending_dense = (fmap, float(map_scale))
+
+    def dense_map_for(self, image: np.ndarray):
+        """The dense descriptor map kept from the last :meth:`extract` of this very ``image``
+        array, as ``(map (C, H', W'), image pixels per map pixel)`` (the map as the network gave
+        it: a torch tensor or an array), or None."""
+        kept = self.__dict__.get("_dense")
+        if kept is None or kept[0] is not image:
+            return None
+        return kept[1], kept[2]
 
     def _prepare(self, image: np.ndarray):
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
@@ -136,7 +156,13 @@ class LocalFeatureExtractor(abc.ABC):
             InputError: for an image of another shape or dtype.
         """
         prepared, sx, sy = self._prepare(image)
-        return self._finish(image, self._extract(prepared), sx, sy)
+        self._pending_dense = None
+        self._dense = None
+        features = self._finish(image, self._extract(prepared), sx, sy)
+        if self._pending_dense is not None:
+            fmap, scale = self._pending_dense
+            self._dense, self._pending_dense = (image, fmap, scale * sx), None
+        return features
 
     def extract_batch(self, images: list[np.ndarray]) -> list[LocalFeatures]:
         """Local features of several images; learned extractors run images of the same size

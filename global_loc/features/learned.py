@@ -70,8 +70,7 @@ class LearnedExtractor(LearnedModel, LocalFeatureExtractor):
         for idx in groups.values():
             if not self._batchable() or len(idx) == 1:
                 for i in idx:
-                    p, sx, sy = prepared[i]
-                    out[i] = self._finish(images[i], self._extract(p), sx, sy)
+                    out[i] = self.extract(images[i])  # one image: keeps its dense map when asked
                 continue
             inputs, ctxs = [], []
             for i in idx:

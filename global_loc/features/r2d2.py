@@ -206,6 +206,8 @@ class R2D2(LearnedExtractor):
                 t = time.perf_counter()
                 out = self.runner(x)
                 t_net += time.perf_counter() - t
+                if (nh, nw) == (h, w):
+                    self._keep_dense(out[0][0], 1.0)
                 t = time.perf_counter()
                 k, d, sc = self._detect(out)
                 # pixel centres of this level in the original image (OpenCV convention)
@@ -232,6 +234,7 @@ class R2D2(LearnedExtractor):
             return torch.stack([x, y], dim=1).float(), d, scores
 
     def postprocess(self, outputs, context, image_shape):
+        self._keep_dense(outputs[0][0], 1.0)
         k, d, s = self._detect(outputs)
         if self.conf.max_keypoints > 0 and len(s) > self.conf.max_keypoints:
             top = torch.topk(s, self.conf.max_keypoints).indices

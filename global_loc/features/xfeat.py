@@ -108,6 +108,8 @@ class XFeat(LocalFeatureExtractor):
         t2 = time.perf_counter()
         with torch.inference_mode():
             desc = F.normalize(torch.from_numpy(desc), dim=1)
+            # the 1/8 map over the resized image (cells past it cover the padding)
+            self._keep_dense(desc[0, :, : -(-nh // 8), : -(-nw // 8)], 8.0 * w / nw)
             logits, rel = torch.from_numpy(logits), torch.sigmoid(torch.from_numpy(rel))
             heat = F.softmax(logits, dim=1)[:, :64]
             g = heat.shape[-1]

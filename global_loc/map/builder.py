@@ -94,13 +94,17 @@ class MapBuilder:
         dense: DenseFeatures | None = None,
     ):
         self.conf = conf if isinstance(conf, PipelineConf) else load_preset(conf)
-        dense_conf = self.conf.refinement.features
-        self.dense = dense or (create_dense_features(dense_conf) if dense_conf.get("name") else None)
         self.extractor = extractor or create_extractor(self.conf.features, device=self.conf.device,
                                                        models_dir=self.conf.models_dir or None)
         self.global_model = global_model or create_global_model(
             self.conf.global_descriptor, device=self.conf.device, models_dir=self.conf.models_dir or None
         )
+        dense_conf = self.conf.refinement.features
+        self.dense = dense or (create_dense_features(dense_conf, device=self.conf.device,
+                                                     models_dir=self.conf.models_dir or None)
+                               if dense_conf.get("name") else None)
+        if self.dense is not None and hasattr(self.dense, "share"):  # reuse the extractor's maps
+            self.dense.share(self.extractor)
         self.frame_id = frame_id
         self._entries: list[_Entry] = []
         self._names: set[str] = set()

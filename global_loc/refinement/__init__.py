@@ -3,6 +3,8 @@
 - :mod:`.base`: the :class:`DenseFeatures` interface (one file per source, registered by name
   in :data:`DENSE_FEATURES`, as the local feature extractors are) and bilinear sampling;
 - :mod:`.gradients`: the weight-free source of the default preset;
+- :mod:`.aliked`, :mod:`.r2d2`, :mod:`.xfeat`: the dense maps of those networks, reused from
+  the preset's extractor where it is the same network (:mod:`.learned`, DRAN);
 - :mod:`.reference`: the points' reference features stored in the map;
 - :mod:`.featuremetric`: the Levenberg-Marquardt alignment and its acceptance checks.
 
@@ -15,6 +17,9 @@ DENSE_FEATURES: Registry[DenseFeatures] = Registry(
     "dense feature source",
     {
         "gradients": "global_loc.refinement.gradients",
+        "aliked": "global_loc.refinement.aliked",
+        "r2d2": "global_loc.refinement.r2d2",
+        "xfeat": "global_loc.refinement.xfeat",
     },
 )
 

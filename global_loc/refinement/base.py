@@ -23,17 +23,24 @@ class FeatureLevel:
     """One level of a dense feature pyramid.
 
     Attributes:
-        features: (H_l, W_l, C) float32, C-contiguous.
+        features: (H_l, W_l, C) float32, C-contiguous; or (C, H_l, W_l) with
+            ``channels_first`` (a network's map as it comes, without a transposing copy).
         scale: image pixels per feature pixel (1, 2, 4, ...): a pixel ``p`` of the image (OpenCV
             convention, top-left pixel centre at (0, 0)) is ``(p + 0.5) / scale - 0.5`` here.
+        channels_first: the layout of ``features``.
     """
 
     features: np.ndarray
     scale: float
+    channels_first: bool = False
 
     @property
     def channels(self) -> int:
-        return self.features.shape[2]
+        return self.features.shape[0 if self.channels_first else 2]
+
+    def sample(self, xy: np.ndarray, with_gradient: bool = False):
+        """:func:`sample_bilinear` of this level at level pixels ``xy``."""
+        return sample_bilinear(self.features, xy, with_gradient, self.channels_first)
 
 
 def to_level_pixels(pixels: np.ndarray, scale: float) -> np.ndarray:
@@ -41,11 +48,12 @@ def to_level_pixels(pixels: np.ndarray, scale: float) -> np.ndarray:
     return (np.asarray(pixels, np.float64) + 0.5) / scale - 0.5
 
 
-def sample_bilinear(fmap: np.ndarray, xy: np.ndarray, with_gradient: bool = False):
+def sample_bilinear(fmap: np.ndarray, xy: np.ndarray, with_gradient: bool = False,
+                    channels_first: bool = False):
     """Bilinear interpolation of a feature map at sub-pixel positions.
 
     Args:
-        fmap: (H, W, C) float32.
+        fmap: (H, W, C) float32, or (C, H, W) with ``channels_first``.
         xy: (N, 2) float64 pixels of ``fmap`` (OpenCV convention).
         with_gradient: also return the derivatives of the interpolant along x and y.
     Returns:
@@ -53,7 +61,10 @@ def sample_bilinear(fmap: np.ndarray, xy: np.ndarray, with_gradient: bool = Fals
         ``(values, d_dx (N, C), d_dy (N, C), valid)``; positions outside
         ``[0, W-1) x [0, H-1)`` are invalid and read as zeros.
     """
-    h, w, c = fmap.shape
+    if channels_first:
+        c, h, w = fmap.shape
+    else:
+        h, w, c = fmap.shape
     xy = np.asarray(xy, np.float64).reshape(-1, 2)
     x, y = xy[:, 0], xy[:, 1]
     valid = np.isfinite(x) & np.isfinite(y) & (x >= 0) & (y >= 0) & (x < w - 1) & (y < h - 1)
@@ -63,12 +74,13 @@ def sample_bilinear(fmap: np.ndarray, xy: np.ndarray, with_gradient: bool = Fals
     y0 = ys.astype(np.intp)
     ax = (xs - x0)[:, None].astype(np.float32)
     ay = (ys - y0)[:, None].astype(np.float32)
-    flat = fmap.reshape(h * w, c)
     i00 = y0 * w + x0
-    f00 = flat.take(i00, axis=0)
-    f10 = flat.take(i00 + 1, axis=0)
-    f01 = flat.take(i00 + w, axis=0)
-    f11 = flat.take(i00 + w + 1, axis=0)
+    if channels_first:
+        flat = fmap.reshape(c, h * w)
+        f00, f10, f01, f11 = (flat.take(i, axis=1).T for i in (i00, i00 + 1, i00 + w, i00 + w + 1))
+    else:
+        flat = fmap.reshape(h * w, c)
+        f00, f10, f01, f11 = (flat.take(i, axis=0) for i in (i00, i00 + 1, i00 + w, i00 + w + 1))
     top = f00 + ax * (f10 - f00)
     bottom = f01 + ax * (f11 - f01)
     values = top + ay * (bottom - top)
@@ -93,7 +105,7 @@ def sample_pyramid(levels: list[FeatureLevel], pixels: np.ndarray) -> np.ndarray
     """
     parts = []
     for lv in levels:
-        v, ok = sample_bilinear(lv.features, to_level_pixels(pixels, lv.scale))
+        v, ok = lv.sample(to_level_pixels(pixels, lv.scale))
         v = v.astype(np.float32)
         v[~ok] = np.nan
         parts.append(v)
@@ -158,4 +170,5 @@ class DenseFeatures(abc.ABC):
                 f"{getattr(image, 'shape', None)} {getattr(image, 'dtype', type(image))}"
             )
         levels = self._extract(image)
-        return [FeatureLevel(np.ascontiguousarray(lv.features, np.float32), float(lv.scale)) for lv in levels]
+        return [FeatureLevel(np.ascontiguousarray(lv.features, np.float32), float(lv.scale), lv.channels_first)
+                for lv in levels]

@@ -165,9 +165,9 @@ class FeatureMetricRefiner:
         pixels = camera.project(xc)
         lp = to_level_pixels(pixels, level.scale)
         if with_jacobian:
-            vals, ddx, ddy, ok = sample_bilinear(level.features, lp, with_gradient=True)
+            vals, ddx, ddy, ok = level.sample(lp, with_gradient=True)
         else:
-            vals, ok = sample_bilinear(level.features, lp)
+            vals, ok = level.sample(lp)
         ok &= in_front
         t = _Terms(vals.astype(np.float64) - reference, ok)
         t.feat[~ok] = 0.0

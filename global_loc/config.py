@@ -68,6 +68,14 @@ class MappingConf:
             COLMAP observation and the extracted keypoint that takes its 3D point.
         batch_size: keyframes of equal size whose features are extracted together (0: 8 when
             the model runs on CUDA, 1 on the CPU, where batches do not pay).
+        refine_principal_point: estimate each camera's principal-point offset from the tracks
+            (poses fixed, :mod:`global_loc.map.calibration`) and, where it is significant (above
+            3 standard deviations and ``principal_point_min_px``, with a standard deviation
+            below ``principal_point_max_std_px``), build the map with the corrected camera;
+            queries with the original camera are then localized with the corrected one.
+        principal_point_min_px: smallest offset applied, pixels.
+        principal_point_max_std_px: largest standard deviation of an applied offset, pixels
+            (keyframes that all look the same way leave the principal point unobservable).
     """
 
     keyframe_min_distance_m: float = 0.0
@@ -82,6 +90,9 @@ class MappingConf:
     min_track_length: int = 2
     colmap_association_max_px: float = 2.0
     batch_size: int = 0
+    refine_principal_point: bool = True
+    principal_point_min_px: float = 0.1
+    principal_point_max_std_px: float = 0.25
 
 
 @dataclass
@@ -105,6 +116,8 @@ class LocalizationConf:
         query_rotations: in-plane rotations (degrees counter-clockwise, multiples of 90) tried
             in turn until one localizes; ``[0, 180]`` helps features that are not rotation
             invariant with cameras mounted upside down or rolled (keyframes of both kinds).
+        use_map_calibration: a query whose camera equals a mapping camera that the map builder
+            corrected (``mapping.refine_principal_point``) is localized with the corrected one.
     """
 
     num_retrieved: int = 10
@@ -118,6 +131,7 @@ class LocalizationConf:
     max_position_std_m: float = 0.0
     max_rotation_std_deg: float = 0.0
     query_rotations: list[int] = field(default_factory=lambda: [0])
+    use_map_calibration: bool = True
 
 
 @dataclass

@@ -28,9 +28,7 @@ import numpy as np
 
 from .config import LocalizationConf, PipelineConf, deep_merge, from_dict, load_preset, parse_override, to_dict
 from .errors import ConfigError, EmptyMapError, ImageReadError, MapMismatchError
-from .refinement import create_dense_features
-from .refinement.featuremetric import FeatureMetricRefiner
-from .features import LocalFeatureExtractor, create_extractor
+from .features import EXTRACTORS, LocalFeatureExtractor, create_extractor
 from .features.base import rescale_keypoints
 from .geometry.camera import Camera
 from .geometry.covisibility import covisibility_clusters
@@ -38,6 +36,8 @@ from .geometry.pnp import acceptance_problems, estimate_absolute_pose
 from .map.index import MapIndex
 from .map.storage import read_map
 from .matching import match_descriptors
+from .refinement import create_dense_features
+from .refinement.featuremetric import FeatureMetricRefiner
 from .retrieval import GlobalDescriptorModel, create_global_model
 from .retrieval.index import RetrievalIndex
 from .runtime.threads import limit_blas_threads
@@ -79,6 +79,17 @@ def _same_conf(a: dict, b: dict) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
+def _map_features_conf(map_index: MapIndex) -> dict:
+    """The local features' options recorded in the map, with the values that options added
+    since had before (an extractor's ``legacy_conf``) where the record lacks them."""
+    name, conf = map_index.local_features["name"], dict(map_index.local_features["conf"])
+    try:
+        legacy = getattr(EXTRACTORS.get(name), "legacy_conf", {})
+    except ConfigError:
+        legacy = {}
+    return {**legacy, **conf}
+
+
 def conf_for_map(map_index: MapIndex, preset: str | None = None, overrides=(), models_dir: str | None = None,
                  device: str | None = None) -> PipelineConf:
     """The configuration to localize against ``map_index``.
@@ -92,7 +103,7 @@ def conf_for_map(map_index: MapIndex, preset: str | None = None, overrides=(), m
     else:
         data = map_index.metadata.get("preset") or to_dict(load_preset())
         data = dict(data)
-        data["features"] = dict(map_index.local_features["conf"], name=map_index.local_features["name"])
+        data["features"] = dict(_map_features_conf(map_index), name=map_index.local_features["name"])
         data["global_descriptor"] = dict(map_index.global_descriptor["conf"], name=map_index.global_descriptor["name"])
     for o in overrides:
         data = deep_merge(data, parse_override(o))
@@ -156,6 +167,7 @@ class Localizer:
             )
         self.index = RetrievalIndex(map_index.global_descriptors, device=conf.device)
         self.tracker = LocalMapTracker(map_index, conf.tracking, conf.localization, conf.matching)
+        self.camera_corrections = _camera_corrections(map_index) if conf.localization.use_map_calibration else {}
         self.flow = FlowTracker(conf.tracking, conf.localization)
         self._flow_ref = None  # the last call's localized frame, for optical flow
         self.dense = self.refiner = None
@@ -178,7 +190,7 @@ class Localizer:
 
     def _check_models(self) -> None:
         for what, model, theirs in (
-            ("local features", self.extractor, self.map.local_features),
+            ("local features", self.extractor, dict(self.map.local_features, conf=_map_features_conf(self.map))),
             ("global descriptor", self.global_model, self.map.global_descriptor),
         ):
             mine = {"name": model.name, "conf": model.identity_conf()}
@@ -235,7 +247,8 @@ class Localizer:
 
         Args:
             image: (H, W) uint8 grey or (H, W, 3) uint8 RGB, of the size of ``camera``.
-            camera: the query camera.
+            camera: the query camera; where it equals a mapping camera whose principal point
+                the map builder corrected, the corrected one is used (``camera_corrections``).
             features: precomputed local features of ``image`` (skips extraction).
             timings: stage times already spent (e.g. ``{"decode": ...}``) to include.
             prior: a predicted pose (:class:`~global_loc.tracking.PosePrior`, e.g. from
@@ -256,6 +269,7 @@ class Localizer:
         Raises:
             ImageReadError: an image whose size differs from the camera's.
         """
+        camera = self.camera_corrections.get(camera, camera)
         h, w = image.shape[:2]
         if (w, h) != (camera.width, camera.height):
             raise ImageReadError(
@@ -424,6 +438,17 @@ class Localizer:
             return res
         return res.accept(pnp, kpts, xyz, matches.db)
 
+
+
+def _camera_corrections(map_index: MapIndex) -> dict[Camera, Camera]:
+    """Original mapping camera -> the camera the map builder corrected it to (its principal
+    point, see :mod:`global_loc.map.calibration`), from the map's metadata."""
+    out = {}
+    for rec in map_index.metadata.get("camera_calibration", []) or []:
+        o = rec["original"]
+        out[Camera(o["model"], o["width"], o["height"], np.array(o["params"], np.float64))] = Camera(
+            o["model"], o["width"], o["height"], np.array(rec["corrected_params"], np.float64))
+    return out
 
 
 def _unrotate(features: LocalFeatures, turns: int, width: int, height: int) -> LocalFeatures:

@@ -244,3 +244,58 @@ def test_cli_logs_the_pose_before_and_after(plane_map, tmp_path, capsys):
     assert entry["refinement"]["accepted"] and len(entry["refinement"]["q_wxyz_before"]) == 4
     assert entry["timings_ms"]["refinement"] > 0
     assert entry["q_wxyz"] != entry["refinement"]["q_wxyz_before"]
+
+
+# --- learned dense sources (weights from ../shared/weights) ------------------------------------
+def test_a_learned_source_reuses_the_extractors_map_without_a_second_forward_pass(weights_dir, temple_dir):
+    """DRAN's reuse: the ALIKED source shares the preset's ALIKED extractor, and refining the
+    image just described runs no network; its levels are the extractor's map, pooled."""
+    pytest.importorskip("torch")
+    from global_loc.features import create_extractor
+    from global_loc.io.images import read_image
+
+    ext = create_extractor({"name": "aliked", "variant": "aliked-t16"}, device="cpu", models_dir=str(weights_dir))
+    dense = create_dense_features({"name": "aliked", "extractor": {"variant": "aliked-t16"}}, device="cpu",
+                                  models_dir=str(weights_dir))
+    assert dense.share(ext)
+    assert not create_dense_features({"name": "aliked", "extractor": {"variant": "aliked-n16"}}).share(ext)
+    image = read_image(temple_dir / "images" / "templeR0010.png")
+    feats = ext.extract(image)
+    calls = []
+    runner = ext.runner
+    ext.runner = lambda x: calls.append(1) or runner(x)
+    levels = dense.extract(image)
+    assert not calls, "the source ran the network again"
+    assert [lv.channels for lv in levels] == [64, 64] and [lv.scale for lv in levels] == [4.0, 1.0]
+    assert levels[1].features.shape == (64, 480, 640)
+    # at the keypoints, the fine level is the map the extractor's descriptors come from: unit norm
+    at = sample_pyramid(levels, feats.keypoints[:50])[:, 64:]
+    np.testing.assert_allclose(np.linalg.norm(at, axis=1), 1.0, atol=0.05)
+    other = image[::-1].copy()  # another image: the source runs the network itself
+    dense.extract(other)
+    assert calls
+
+
+def test_xfeat_map_references_round_trip_and_refine(weights_dir, plane_map, tmp_path):
+    """A map whose references are XFeat's 1/8 map (shared with the xfeat preset's extractor):
+    stored as 64 values per point, refused for a localizer asking for gradients, and usable."""
+    pytest.importorskip("onnxruntime")
+    _, query, true = plane_map
+    tex = _texture()
+    conf = load_preset("xfeat", ["refinement.features.name=xfeat"])
+    conf.models_dir = str(weights_dir)
+    builder = MapBuilder(conf)
+    assert builder.dense.share(builder.extractor) and builder.dense._extractor is builder.extractor
+    for k, (x, y) in enumerate([(-0.15, 0), (0, 0), (0.15, 0), (0, -0.1), (0, 0.1)]):
+        pose = look_at([x, y, 0.0], [x * 0.3, y * 0.3, PLANE_Z])
+        builder.add_keyframe(Keyframe(f"kf{k}.png", CAM, pose), _render(tex, pose))
+    m = read_map(write_map(builder.build(), tmp_path / "xfeat.glmap"))
+    assert m.dense_features["name"] == "xfeat" and m.point_features.shape[1] == 64
+    conf.refinement.method = "featuremetric"
+    res = Localizer(m, conf).localize(query, CAM)
+    assert res.success and res.refinement, res.reason
+    assert res.refinement["num_points"] >= 12
+    grad = load_preset("xfeat", ["refinement.method=featuremetric"])
+    grad.models_dir = str(weights_dir)
+    with pytest.raises(MapMismatchError, match="'xfeat'.*'gradients'"):
+        Localizer(m, grad)

@@ -270,6 +270,14 @@ def _cmd_index(args) -> int:
     skipped = m.metadata.get("skipped", {})
     if skipped:
         print(f"  skipped {len(skipped)} frame(s): " + "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:5]))
+    for rec in m.metadata.get("camera_calibration", []) or []:
+        dx, dy = rec["delta_px"]
+        sx, sy = rec["std_px"]
+        print(f"  principal point of the {rec['original']['model']} {rec['original']['width']}x"
+              f"{rec['original']['height']} camera moved by ({dx:+.2f}, {dy:+.2f}) px (std {sx:.2f}, {sy:.2f}): "
+              f"the tracks' reprojection RMSE falls from {rec['rmse_before_px']:.3f} to {rec['rmse_after_px']:.3f} px; "
+              "queries with that camera are localized with the corrected one "
+              "(mapping.refine_principal_point=false keeps the given one)")
     print(f"  built in {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -31,6 +31,7 @@ from ..refinement import DenseFeatures, create_dense_features, sample_pyramid
 from ..refinement.reference import robust_mean
 from ..retrieval import GlobalDescriptorModel, create_global_model
 from ..types import Keyframe, LocalFeatures
+from .calibration import estimate_principal_point_offsets, shifted_camera
 from .index import MapIndex
 from .pairs import pairs_from_poses, pairs_from_retrieval
 
@@ -286,6 +287,15 @@ class MapBuilder:
             mc.min_track_length,
         )
 
+        # 4b. the principal points, checked against the tracks; the map uses the corrected cameras
+        calibration = []
+        if mc.refine_principal_point and fixed_points is None and len(tri.tracks) >= 20:
+            cams, calibration = self._calibrate_principal_points(tri, feats, cams, poses)
+            if calibration:  # the points again, with the corrected cameras
+                tri = triangulate_tracks(tracks, [f.keypoints for f in feats], cams, poses,
+                                         mc.max_reprojection_error_px, mc.min_triangulation_angle_deg,
+                                         mc.min_track_length)
+
         # 5. assemble: fixed points first, then the triangulated ones
         n_fixed = 0 if fixed_points is None else len(fixed_points.ids)
         n_new = len(tri.xyz)
@@ -353,6 +363,8 @@ class MapBuilder:
             "observations": int(len(obs_pt)),
             "build_seconds": round(time.perf_counter() - t0, 3),
         }
+        if calibration:
+            stats["principal_point_corrections"] = len(calibration)
         metadata = {
             "created_by": f"global_loc {__version__}",
             "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -360,6 +372,7 @@ class MapBuilder:
             "source": self.source,
             "stats": stats,
             "skipped": self.skipped,
+            "camera_calibration": calibration,
         }
         m = MapIndex(
             keyframe_ids=np.array([e.keyframe_id for e in entries], np.int64),
@@ -389,6 +402,46 @@ class MapBuilder:
         logger.info("built map: %s", m.summary())
         return m
 
+    def _calibrate_principal_points(self, tri, feats, cams, poses):
+        """Principal-point offsets of the distinct cameras from the tracks (see
+        :mod:`global_loc.map.calibration`); returns the per-keyframe cameras to use and one
+        record per corrected camera (``original`` camera, ``delta_px``, ``std_px``, RMSE)."""
+        mc = self.conf.mapping
+        distinct: list = []
+        index = np.zeros(len(cams), np.int64)
+        for k, c in enumerate(cams):
+            if c not in distinct:
+                distinct.append(c)
+            index[k] = distinct.index(c)
+        obs_kf = np.concatenate([t[:, 0] for t in tri.tracks]).astype(np.int64)
+        obs_kp = np.concatenate([t[:, 1] for t in tri.tracks]).astype(np.int64)
+        obs_pt = np.concatenate([np.full(len(t), p) for p, t in enumerate(tri.tracks)]).astype(np.int64)
+        pixels = np.concatenate([feats[k].keypoints[i][None] for k, i in zip(obs_kf, obs_kp)]).astype(np.float64) \
+            if len(obs_kf) else np.zeros((0, 2))
+        est = estimate_principal_point_offsets(tri.xyz, obs_kf, obs_pt, pixels, distinct, poses, index)
+        records, fixed = [], list(distinct)
+        for c, cam in enumerate(distinct):
+            d, sd = est.delta_px[c], est.std_px[c]
+            significant = (np.all(np.isfinite(sd)) and sd.max() <= mc.principal_point_max_std_px
+                           and np.abs(d).max() >= mc.principal_point_min_px and np.any(np.abs(d) > 3 * sd))
+            if not significant:
+                continue
+            if np.abs(d).max() > 20:
+                logger.warning("camera %d: the tracks ask for a principal-point offset of (%.1f, %.1f) px; "
+                               "not applied: check its calibration", c, *d)
+                continue
+            fixed[c] = shifted_camera(cam, d)
+            records.append({
+                "original": {"model": cam.model, "width": cam.width, "height": cam.height,
+                             "params": [float(v) for v in cam.params]},
+                "corrected_params": [float(v) for v in fixed[c].params],
+                "delta_px": [round(float(v), 4) for v in d], "std_px": [round(float(v), 4) for v in sd],
+                "rmse_before_px": round(est.rmse_before_px, 4), "rmse_after_px": round(est.rmse_after_px, 4),
+            })
+            logger.info("camera %d: principal point moved by (%+.2f, %+.2f) px (std %.2f, %.2f): track RMSE "
+                        "%.3f -> %.3f px", c, d[0], d[1], sd[0], sd[1], est.rmse_before_px, est.rmse_after_px)
+        return [fixed[i] for i in index], records
+
     def _associate(self, fixed: FixedPoints, assigned: list[np.ndarray]) -> None:
         """Give fixed points to the nearest extracted keypoints (one keypoint per point and
         keyframe, within ``colmap_association_max_px``)."""
@@ -412,3 +465,4 @@ class MapBuilder:
                     continue
                 assigned[k][kp] = pt
                 taken_pts.add(pt)
+

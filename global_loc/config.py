@@ -118,6 +118,11 @@ class LocalizationConf:
             invariant with cameras mounted upside down or rolled (keyframes of both kinds).
         use_map_calibration: a query whose camera equals a mapping camera that the map builder
             corrected (``mapping.refine_principal_point``) is localized with the corrected one.
+        covariance_scale: factor on every pose covariance. PnP's covariance takes the map's
+            points as exact and the reprojection residuals as independent; errors the map shares
+            across a query's points (its keyframes' poses, calibration) are not in it. The
+            default is calibrated on held-out queries with ``global-loc evaluate``, which
+            prints the factor a set of results asks for (see the README's covariance section).
     """
 
     num_retrieved: int = 10
@@ -132,6 +137,7 @@ class LocalizationConf:
     max_rotation_std_deg: float = 0.0
     query_rotations: list[int] = field(default_factory=lambda: [0])
     use_map_calibration: bool = True
+    covariance_scale: float = 4.0
 
 
 @dataclass
@@ -249,7 +255,7 @@ class RefinementConf:
     min_keypoint_scale_px: float = 0.5
     max_points: int = 2048
     min_points: int = 12
-    max_step_sigma: float = 10.0
+    max_step_sigma: float = 5.0
     min_inlier_fraction: float = 0.95
     max_rmse_increase_px: float = 1.0
     min_agreement: float = 0.5

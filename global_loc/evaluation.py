@@ -79,16 +79,22 @@ def consistency(distances: Sequence[float], dof: int = 6) -> dict:
         dof: degrees of freedom of the errors.
     Returns:
         ``{"count", "within": {level: fraction inside the chi-square quantile of that
-        probability}, "max_distance", "max_sigmas"}``; ``max_sigmas`` is the largest distance as
-        a one-dimensional Gaussian's number of sigmas of the same probability.
+        probability}, "max_distance", "max_sigmas", "scale_95", "scale_5sigma"}``;
+        ``max_sigmas`` is the largest distance as a one-dimensional Gaussian's number of sigmas
+        of the same probability; ``scale_95`` the factor on the standard deviations (the square
+        root of ``localization.covariance_scale``) that would put 95 % of these errors inside the
+        2-sigma (95.45 %) bound, ``scale_5sigma`` the one that would leave none beyond 5 sigma.
     """
     from scipy.special import ndtri_exp
     from scipy.stats import chi2
 
     d = np.asarray(list(distances), np.float64)
-    out = {"count": int(len(d)), "within": {}, "max_distance": float("nan"), "max_sigmas": float("nan")}
+    out = {"count": int(len(d)), "within": {}, "max_distance": float("nan"), "max_sigmas": float("nan"),
+           "scale_95": float("nan"), "scale_5sigma": float("nan")}
     if len(d) == 0:
         return out
+    out["scale_95"] = float(np.quantile(d, 0.95) / np.sqrt(chi2.ppf(SIGMA_LEVELS[1], dof)))
+    out["scale_5sigma"] = float(d.max() / np.sqrt(chi2.isf(2 * 2.866515718791939e-07, dof)))
     for p in SIGMA_LEVELS:
         out["within"][p] = float(np.mean(d**2 <= chi2.ppf(p, dof)))
     out["max_distance"] = float(d.max())
@@ -189,6 +195,9 @@ class EvaluationReport:
             lines += [f"| {k} sigma | {100 * p:.1f} % | {100 * c['within'][p]:.1f} % |"
                       for k, p in enumerate(SIGMA_LEVELS, 1)]
             lines.append(f"largest: {worst_q}, distance {c['max_distance']:.2f} ({c['max_sigmas']:.1f} sigma)")
+            lines.append(f"standard deviations x {c['scale_95']:.2f} would put 95 % of these errors inside the "
+                         f"2-sigma bound, x {c['scale_5sigma']:.2f} none beyond 5 sigma "
+                         "(localization.covariance_scale is the square of such a factor)")
         return "\n".join(lines)
 
 

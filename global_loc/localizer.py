@@ -425,7 +425,8 @@ class Localizer:
         xyz = self.map.points_xyz[matches.db]
         with timer("pnp"):
             pnp = estimate_absolute_pose(
-                kpts, xyz, camera, lc.ransac_max_error_px, lc.ransac_max_iterations, lc.ransac_seed
+                kpts, xyz, camera, lc.ransac_max_error_px, lc.ransac_max_iterations, lc.ransac_seed,
+                lc.covariance_scale,
             )
         if pnp is None:
             res.reason = f"PnP-RANSAC found no pose from {len(matches)} matches"

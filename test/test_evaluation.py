@@ -34,6 +34,12 @@ def test_right_covariances_are_consistent_and_overconfident_ones_are_not():
     # a covariance 4x too small (sigmas halved): far fewer errors inside the 95 % bound
     over = consistency(d * 2.0)
     assert over["within"][SIGMA_LEVELS[1]] < 0.5 and over["max_sigmas"] > c["max_sigmas"]
+    # ... and the factor it asks for on the standard deviations is the 2 they were shrunk by
+    assert c["scale_95"] == pytest.approx(1.0, abs=0.06) and over["scale_95"] == pytest.approx(2.0, abs=0.12)
+    scaled = consistency(d * 2.0 / over["scale_95"])
+    assert scaled["within"][SIGMA_LEVELS[1]] >= 0.95 - 1e-9
+    beyond = consistency(d * 2.0 / over["scale_5sigma"])
+    assert beyond["max_sigmas"] == pytest.approx(5.0, abs=1e-3)
 
 
 def test_max_sigmas_is_the_gaussian_equivalent():

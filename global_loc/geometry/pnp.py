@@ -43,6 +43,7 @@ def estimate_absolute_pose(
     max_error_px: float = 8.0,
     max_iterations: int = 10000,
     seed: int = -1,
+    covariance_scale: float = 1.0,
 ) -> PnPResult | None:
     """Camera pose from 2D-3D correspondences.
 
@@ -53,6 +54,9 @@ def estimate_absolute_pose(
         max_error_px: RANSAC inlier threshold, pixels.
         max_iterations: RANSAC iteration bound.
         seed: RANSAC seed (-1: random).
+        covariance_scale: factor on the covariance (the square of a factor on the standard
+            deviations), for what the reprojection residuals do not show: errors of the map
+            shared by all points of a query (see ``localization.covariance_scale``).
     Returns:
         :class:`PnPResult`, or None when fewer than 4 matches are given or RANSAC finds no
         model.
@@ -82,7 +86,7 @@ def estimate_absolute_pose(
     if cov is not None:
         # Ceres' quaternion-manifold tangent is half the rotation angle: to rotation vectors
         S = np.diag([2.0, 2.0, 2.0, 1.0, 1.0, 1.0])
-        cov = S @ np.asarray(cov, np.float64) @ S * sigma2
+        cov = S @ np.asarray(cov, np.float64) @ S * (sigma2 * covariance_scale)
         if not np.all(np.isfinite(cov)):
             cov = None
     return PnPResult(pose, inliers, cov, float(np.sqrt(np.nanmean(np.sum(res**2, axis=1)))))

@@ -1,11 +1,14 @@
 """Checking the mapping cameras' principal points against the map's own tracks.
 
 With the keyframe poses fixed, a principal point that is off by ``d`` pixels shifts every
-projection of its camera by ``d``. Between keyframes that look the same way, the triangulated
-points absorb most of that shift; between keyframes rolled against each other (a gantry arm
-over the pole, a camera mounted upside down on a second pass) they cannot, and the points come
-out biased in depth, which biases every query pose that leans on them (the temple ring's view
-41 with a +0.5 px principal point: 12.6 mm and 1.36 deg off). The tracks then observe ``d``:
+projection of its camera by ``d``, as if each keyframe were turned by about ``d / f``. Between
+keyframes with nearly parallel optical axes the triangulated points absorb most of that shift;
+between keyframes that look in different directions, and above all between keyframes rolled
+against each other (a gantry arm over the pole, a camera mounted upside down on a second pass),
+they cannot: the points come out biased, in depth most, and so does every query pose that leans
+on them (the temple ring's view 41 with a +0.5 px principal point: 12.6 mm and 1.36 deg off,
+its points triangulated from views 6 and 40, 4 cm apart and rolled by 180 degrees). The tracks
+then observe ``d``:
 a Gauss-Newton bundle adjustment over the points and one principal-point offset per camera
 (poses fixed; COLMAP's ``refine_principal_point`` with the poses held), with the points
 eliminated by the Schur complement, gives ``d`` and its standard deviation. The map builder
@@ -138,8 +141,9 @@ def estimate_principal_point_offsets(
         X = X + np.where(good[:, None], step_X, 0.0)
         r, J = residuals(X, delta, True)
         ok = np.all(np.isfinite(r), axis=1)
-        dof = max(2 * ok.sum() - 3 * P - 2 * C, 1)
-        sigma2 = float(np.sum(np.minimum(np.sum(r[ok] ** 2, axis=1), 9 * huber_px**2)) / dof)
+        dof = max(2 * int(ok[good[obs_point]].sum()) - 3 * int(good.sum()) - 2 * C, 1)
+        used = ok & good[obs_point]
+        sigma2 = float(np.sum(np.minimum(np.sum(r[used] ** 2, axis=1), 9 * huber_px**2)) / dof)
         if np.abs(step_d).max() < 1e-4:
             break
     try:

@@ -63,7 +63,7 @@ def solve_tracked_pose(res: LocalizationResult, keypoints: np.ndarray, points3D:
     timer = timer or noop_timer
     with timer("pnp"):
         pnp = estimate_absolute_pose(keypoints, points3D, camera, loc_conf.ransac_max_error_px,
-                                     conf.ransac_max_iterations, loc_conf.ransac_seed)
+                                     conf.ransac_max_iterations, loc_conf.ransac_seed, loc_conf.covariance_scale)
     if pnp is None:
         res.reason = f"{what}: PnP-RANSAC found no pose from {len(keypoints)} correspondences"
         return res

@@ -75,8 +75,22 @@ def _with_references(map_index, images: Path, dense_conf: dict, conf):
     return m
 
 
-def _summary(pairs, bounds, times_ms, accepted, localized, total):
-    """pairs: (PnP error, refined error) per localized query, each (m, deg)."""
+def _consistency(distances: list[float], scale: float) -> dict:
+    """Share inside the 2-sigma bound and the largest error in sigmas, for the covariances
+    as published (``scale``: their ``localization.covariance_scale``) and without the scale."""
+    from global_loc.evaluation import SIGMA_LEVELS, consistency
+
+    d = np.asarray(distances, np.float64)
+    out = {}
+    for label, s in (("unscaled", 1.0 / scale), ("published", 1.0)):
+        c = consistency(d / np.sqrt(s) if label == "unscaled" else d)
+        out[label] = {"within_2sigma": c["within"][SIGMA_LEVELS[1]], "max_sigmas": c["max_sigmas"]}
+    return out
+
+
+def _summary(pairs, bounds, times_ms, accepted, localized, total, distances=(), scale=1.0):
+    """pairs: (PnP error, refined error) per localized query, each (m, deg); distances: the
+    published poses' Mahalanobis distances under their covariances."""
     if not pairs:
         return {"localized": 0, "queries": total}
     e0 = np.array([p[0] for p in pairs])
@@ -99,6 +113,7 @@ def _summary(pairs, bounds, times_ms, accepted, localized, total):
         "better": int(np.sum(e1[:, 0] < e0[:, 0])),
         "accepted": int(accepted),
         "refinement_ms_p50": float(np.median(times_ms)) if times_ms else float("nan"),
+        "consistency": _consistency(list(distances), scale) if len(distances) else {},
     }
 
 
@@ -110,16 +125,20 @@ def _pnp_pose(result) -> Pose:
 
 
 def _localize_set(map_index, conf, images: Path, queries: dict, gt: dict, bounds) -> dict:
+    from global_loc.evaluation import mahalanobis_distance
+
     loc = Localizer(map_index, conf)
     run = localize_image_folder(loc, images, queries)
-    pairs, times, acc = [], [], 0
+    pairs, times, acc, dist = [], [], 0, []
     for o in run.outcomes:
         if not o.result.success:
             continue
         pairs.append((pose_error(_pnp_pose(o.result), gt[o.name]), pose_error(o.result.cam_from_world, gt[o.name])))
         times.append(o.result.timings.get("refinement", 0.0) * 1e3)
         acc += bool(o.result.refinement.get("accepted"))
-    return _summary(pairs, bounds, times, acc, len(pairs), len(queries))
+        if o.result.covariance is not None:
+            dist.append(mahalanobis_distance(o.result.cam_from_world, gt[o.name], o.result.covariance))
+    return _summary(pairs, bounds, times, acc, len(pairs), len(queries), dist, conf.localization.covariance_scale)
 
 
 def temple(data: Path, presets: list[str], models_dir: str, shifts=(0.0, 0.5)) -> list[dict]:
@@ -168,7 +187,7 @@ def dino(data: Path) -> dict:
 
 def robot_world(world_dir: Path, map_path: Path, textures: Path) -> list[dict]:
     from global_loc.benchmarking import ensure_robot_world
-    from global_loc.evaluation import trajectory_errors
+    from global_loc.evaluation import mahalanobis_distance, trajectory_errors
     from global_loc.io.text import read_tum
     from global_loc.localizer import conf_for_map
     from global_loc.map.storage import read_map
@@ -185,7 +204,7 @@ def robot_world(world_dir: Path, map_path: Path, textures: Path) -> list[dict]:
         conf.refinement.method = "featuremetric"
         conf.tracking.enabled = mode == "tracking"
         run = localize_bag(Localizer(m, conf), world_dir / "query_mcap", "/camera/image_raw")
-        pairs, times, acc = [], [], 0
+        pairs, times, acc, dist = [], [], 0, []
         for p in run.publications:
             if not p.localized:
                 continue
@@ -195,7 +214,10 @@ def robot_world(world_dir: Path, map_path: Path, textures: Path) -> list[dict]:
             pairs.append((pose_error(pnp, truth.inverse()), pose_error(p.result.cam_from_world, truth.inverse())))
             times.append(p.result.timings.get("refinement", 0.0) * 1e3)
             acc += bool(p.result.refinement.get("accepted"))
-        row = _summary(pairs, (0.25, 2.0), times, acc, len(pairs), len(run.publications))
+            if p.result.covariance is not None:
+                dist.append(mahalanobis_distance(p.result.cam_from_world, truth.inverse(), p.result.covariance))
+        row = _summary(pairs, (0.25, 2.0), times, acc, len(pairs), len(run.publications), dist,
+                       conf.localization.covariance_scale)
         row.update(dataset=f"robot world, {mode}", preset=conf.name, source="gradients")
         print(json.dumps(row), flush=True)
         rows.append(row)
@@ -207,20 +229,27 @@ def markdown(res: dict) -> str:
     lines = [f"Feature-metric refinement on {res['machine']}; `python benchmarks/refinement.py`, {res['date']}", "",
              "PnP: the pose before refinement (from the same run's log); refined: the published pose "
              "(PnP's where a check kept it). Within: (1 cm, 1 deg) for temple and dino, (0.25 m, 2 deg) "
-             "for the robot world.", "",
+             "for the robot world. Consistency of the published pose: the share of errors inside the "
+             "2-sigma (95.45 %) bound of chi-square(6) and the largest in sigmas, with the covariance "
+             "as PnP gives it (x1) and as published (`localization.covariance_scale`, 4).", "",
              "| data | preset | dense source | localized | PnP median | refined median | within PnP -> refined "
-             "| worst PnP -> refined | refined better | accepted | refinement p50 |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| worst PnP -> refined | refined better | accepted | refinement p50 "
+             "| inside 2 sigma, worst (covariance x1) | inside 2 sigma, worst (published) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in res["rows"]:
         if not r.get("localized"):
-            lines.append(f"| {r['dataset']} | {r['preset']} | {r['source']} | 0/{r['queries']} | | | | | | | |")
+            lines.append(f"| {r['dataset']} | {r['preset']} | {r['source']} | 0/{r['queries']} | | | | | | | | | |")
             continue
+        c = r.get("consistency") or {}
+        cons = [f"{100 * c[k]['within_2sigma']:.0f} %, {c[k]['max_sigmas']:.1f} sigma" if k in c else ""
+                for k in ("unscaled", "published")]
         lines.append(
             f"| {r['dataset']} | {r['preset']} | {r['source']} | {r['localized']}/{r['queries']} "
             f"| {r['pnp_median_mm']:.3f} mm, {r['pnp_median_deg']:.4f} deg "
             f"| **{r['ref_median_mm']:.3f} mm, {r['ref_median_deg']:.4f} deg** "
             f"| {r['pnp_within']} -> {r['ref_within']} | {r['pnp_worst_mm']:.2f} -> {r['ref_worst_mm']:.2f} mm "
-            f"| {r['better']}/{r['localized']} | {r['accepted']}/{r['localized']} | {r['refinement_ms_p50']:.1f} ms |")
+            f"| {r['better']}/{r['localized']} | {r['accepted']}/{r['localized']} | {r['refinement_ms_p50']:.1f} ms "
+            f"| {cons[0]} | {cons[1]} |")
     return "\n".join(lines) + "\n"
 
 

@@ -381,6 +381,25 @@ def from_dict(cls, data: dict | None, where: str = ""):
     return cls(**kwargs)
 
 
+def known_keys(cls, data: dict, where: str = "") -> tuple[dict, list[str]]:
+    """``data`` without the keys that the dataclass ``cls`` (and its nested dataclasses) does
+    not have, and the dotted names of the keys dropped: for configurations recorded by a newer
+    global_loc (a map's preset), whose new options this version cannot use."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls) if f.init}
+    out, dropped = {}, []
+    for k, v in (data or {}).items():
+        name = f"{where}.{k}" if where else k
+        if k not in known:
+            dropped.append(name)
+        elif is_dataclass(hints[k]) and isinstance(v, dict):
+            out[k], more = known_keys(hints[k], v, name)
+            dropped += more
+        else:
+            out[k] = v
+    return out, dropped
+
+
 def to_dict(conf) -> dict:
     """The plain-dict form of a configuration dataclass (for YAML, JSON and the map)."""
     return dataclasses.asdict(conf)

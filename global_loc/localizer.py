@@ -26,7 +26,9 @@ from contextlib import contextmanager
 import cv2
 import numpy as np
 
-from .config import LocalizationConf, PipelineConf, deep_merge, from_dict, load_preset, parse_override, to_dict
+from . import __version__
+from .config import (LocalizationConf, PipelineConf, deep_merge, from_dict, known_keys, load_preset, parse_override,
+                     to_dict)
 from .errors import ConfigError, EmptyMapError, ImageReadError, MapMismatchError
 from .features import EXTRACTORS, LocalFeatureExtractor, create_extractor
 from .features.base import rescale_keypoints
@@ -102,7 +104,10 @@ def conf_for_map(map_index: MapIndex, preset: str | None = None, overrides=(), m
         data = to_dict(load_preset(preset))
     else:
         data = map_index.metadata.get("preset") or to_dict(load_preset())
-        data = dict(data)
+        data, dropped = known_keys(PipelineConf, dict(data))
+        if dropped:
+            logger.warning("the map's preset has options this global_loc %s does not know, left out: %s",
+                           __version__, ", ".join(dropped))
         data["features"] = dict(_map_features_conf(map_index), name=map_index.local_features["name"])
         data["global_descriptor"] = dict(map_index.global_descriptor["conf"], name=map_index.global_descriptor["name"])
     for o in overrides:

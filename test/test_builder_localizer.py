@@ -173,3 +173,20 @@ def test_localizer_limits_blas_threads(built):
     assert blas and all(i["num_threads"] == 1 for i in blas)
     with pytest.raises(ValueError, match="blas_threads"):
         limit_blas_threads(-1)
+
+
+def test_a_map_from_a_newer_release_with_unknown_preset_options_still_localizes(built, caplog):
+    """Options a newer global_loc recorded in the map's preset are left out, with a warning."""
+    import copy
+    import logging
+
+    from global_loc.localizer import conf_for_map
+
+    newer = copy.copy(built)
+    newer.metadata = copy.deepcopy(built.metadata)
+    newer.metadata["preset"]["localization"]["option_of_the_future"] = 3
+    newer.metadata["preset"]["section_of_the_future"] = {"a": 1}
+    with caplog.at_level(logging.WARNING, logger="global_loc.localizer"):
+        conf = conf_for_map(newer)
+    assert conf.localization.min_inliers == built.metadata["preset"]["localization"]["min_inliers"]
+    assert "localization.option_of_the_future, section_of_the_future" in caplog.text

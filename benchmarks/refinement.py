@@ -262,6 +262,7 @@ def main() -> int:
     ap.add_argument("--map", type=Path, default=ROOT / "demo_out" / "map.glmap")
     ap.add_argument("--skip", nargs="*", default=[], choices=["temple", "dino", "robot"])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "refinement.md")
+    ap.add_argument("--update", action="store_true", help="keep the rows of the skipped parts from the last run")
     args = ap.parse_args()
     rows = []
     if "temple" not in args.skip:
@@ -270,6 +271,10 @@ def main() -> int:
         rows.append(dino(args.data))
     if "robot" not in args.skip:
         rows += robot_world(args.world, args.map, args.data)
+    if args.update and args.out.with_suffix(".json").exists():  # keep the rows of the parts skipped
+        old = json.loads(args.out.with_suffix(".json").read_text())["rows"]
+        ran = {r["dataset"] for r in rows}
+        rows = [r for r in old if r["dataset"] not in ran] + rows
     res = {"machine": f"{platform.node() or 'this machine'}, {os.cpu_count()} cores",
            "date": time.strftime("%Y-%m-%d"), "rows": rows}
     text = markdown(res)

@@ -2,7 +2,6 @@
 answers: a camera file whose principal point is off is found out by keyframes rolled against
 each other, corrected in the map, and applied to queries with that camera."""
 import numpy as np
-import pytest
 
 from global_loc.geometry.camera import Camera
 from global_loc.geometry.transforms import Pose, pose_error

@@ -13,8 +13,3 @@ class ALIKEDDense(NetworkDense):
 
     name = "aliked"
     extractor_name = "aliked"
-
-    def map_channels(self) -> int:
-        from ..features.aliked import VARIANTS
-
-        return VARIANTS[self._extractor_conf.variant][4]

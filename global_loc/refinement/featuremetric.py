@@ -22,7 +22,7 @@ import numpy as np
 
 from ..geometry.camera import Camera
 from ..geometry.transforms import Pose
-from .base import FeatureLevel, sample_bilinear, to_level_pixels
+from .base import FeatureLevel, to_level_pixels
 
 #: Cost of a point that leaves the image (or goes behind the camera), as a multiple of the
 #: Cauchy scale: it counts as a residual of 10 scales.

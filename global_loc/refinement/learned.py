@@ -10,7 +10,6 @@ own. Levels are the map average-pooled by ``2^k`` for each ``k`` of ``octaves``.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -59,6 +58,12 @@ class NetworkDense(DenseFeatures):
 
     @dataclass
     class Conf:
+        """Attributes:
+        extractor: the network's options, as in a preset's ``features`` section without
+            ``name`` (those given must agree with the preset's extractor for it to be shared).
+        octaves: average-pooling levels of its map, coarse first (``k``: pooled by ``2^k``).
+        """
+
         extractor: dict = field(default_factory=dict)
         octaves: list[int] = field(default_factory=lambda: [2, 0])
 
@@ -97,11 +102,9 @@ class NetworkDense(DenseFeatures):
 
     @property
     def channels(self) -> list[int]:
-        return [self.map_channels()] * len(self.conf.octaves)
-
-    def map_channels(self) -> int:
-        """Channels of the network's dense map."""
-        raise NotImplementedError
+        """The network's descriptor size at every level (its dense map is what its keypoint
+        descriptors are sampled from)."""
+        return [self.extractor.dim] * len(self.conf.octaves)
 
     def _extract(self, image: np.ndarray) -> list[FeatureLevel]:
         ext = self.extractor

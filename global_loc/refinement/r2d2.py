@@ -14,6 +14,3 @@ class R2D2Dense(NetworkDense):
     name = "r2d2"
     extractor_name = "r2d2"
     default_extractor = {"multiscale": False}
-
-    def map_channels(self) -> int:
-        return 128

@@ -19,6 +19,3 @@ class XFeatDense(NetworkDense):
     @dataclass
     class Conf(NetworkDense.Conf):
         octaves: list[int] = field(default_factory=lambda: [0])
-
-    def map_channels(self) -> int:
-        return 64

@@ -11,7 +11,8 @@
    same keyframes and observations). Every query is localized once with refinement; the PnP
    pose is the one its log records before refinement, so both columns come from one run.
 2. Dino (48 views of an untextured object): no pose may be wrong.
-3. Robot world (``make demo``'s query run, 300 frames from its bag): global-only and tracking.
+3. Maupertuis (4 photos, a COLMAP model): each photo against a map of the other three.
+4. Robot world (``make demo``'s query run, 300 frames from its bag): global-only and tracking.
 
 Printed and written to ``benchmarks/results/refinement.md`` (figures in ``refinement.json``):
 median position / rotation error of PnP and of the refined poses, recall within (1 cm, 1 deg)
@@ -185,6 +186,32 @@ def dino(data: Path) -> dict:
     return row
 
 
+def maupertuis(data: Path) -> dict:
+    """Each of the 4 photos against a map of the other three (COLMAP import), as the test."""
+    from global_loc.evaluation import mahalanobis_distance
+    from global_loc.io.colmap import read_colmap_model
+    from global_loc.pipeline import index_colmap_model
+
+    root = data / "maupertuis_colmap"
+    model = read_colmap_model(root / "reconstruction")
+    conf = load_preset("sift", ["refinement.method=featuremetric"])
+    pairs, times, acc, dist = [], [], 0, []
+    for kf in model.keyframes:
+        m = index_colmap_model(root / "reconstruction", root / "images", conf, exclude=[kf.name])
+        res = Localizer(m, conf).localize(read_image(root / "images" / kf.name), kf.camera)
+        if not res.success:
+            continue
+        pairs.append((pose_error(_pnp_pose(res), kf.cam_from_world), pose_error(res.cam_from_world, kf.cam_from_world)))
+        times.append(res.timings.get("refinement", 0.0) * 1e3)
+        acc += bool(res.refinement.get("accepted"))
+        dist.append(mahalanobis_distance(res.cam_from_world, kf.cam_from_world, res.covariance))
+    row = _summary(pairs, (0.25, 2.0), times, acc, len(pairs), len(model.keyframes), dist,
+                   conf.localization.covariance_scale)
+    row.update(dataset="Maupertuis, leave one out (within 0.25 m, 2 deg)", preset="sift", source="gradients")
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def robot_world(world_dir: Path, map_path: Path, textures: Path) -> list[dict]:
     from global_loc.benchmarking import ensure_robot_world
     from global_loc.evaluation import mahalanobis_distance, trajectory_errors
@@ -260,7 +287,7 @@ def main() -> int:
     ap.add_argument("--presets", nargs="+", default=["sift", "aliked-n16", "r2d2", "xfeat"])
     ap.add_argument("--world", type=Path, default=ROOT / "demo_out" / "world")
     ap.add_argument("--map", type=Path, default=ROOT / "demo_out" / "map.glmap")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["temple", "dino", "robot"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["temple", "dino", "maupertuis", "robot"])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "refinement.md")
     ap.add_argument("--update", action="store_true", help="keep the rows of the skipped parts from the last run")
     args = ap.parse_args()
@@ -269,6 +296,8 @@ def main() -> int:
         rows += temple(args.data, args.presets, args.models_dir)
     if "dino" not in args.skip:
         rows.append(dino(args.data))
+    if "maupertuis" not in args.skip:
+        rows.append(maupertuis(args.data))
     if "robot" not in args.skip:
         rows += robot_world(args.world, args.map, args.data)
     if args.update and args.out.with_suffix(".json").exists():  # keep the rows of the parts skipped

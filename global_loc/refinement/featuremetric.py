@@ -6,8 +6,11 @@ feature-metric alignment" (DRAN), ICRA 2023: starting from the PnP pose, Levenbe
 on the 6-DoF pose minimises, level by level from coarse to fine, the robust (Cauchy) sum over
 the PnP inliers' 3D points ``X_i`` of ``|| F_q(pi(R X_i + t)) - f_i ||^2``, where ``F_q`` is the
 query's feature map of that level sampled bilinearly and ``f_i`` the point's reference feature
-stored in the map. The refined pose replaces the PnP pose only when it passes the checks of
-:meth:`FeatureMetricRefiner.refine` (information in the features, cost, inliers, step size).
+stored in the map, plus (unlike PixLoc) a Cauchy term on the same inliers' reprojection errors
+``pi(R X_i + t) - u_i``, so that the pose keeps what PnP knew where the features say little.
+The refined pose replaces the PnP pose only when it passes the checks of
+:meth:`FeatureMetricRefiner.refine` (information in the features, their agreement, cost,
+inliers, step size).
 
 Pose update (as the covariance convention of :mod:`global_loc.geometry.covariance`):
 ``R' = exp([dtheta]x) R``, ``t' = t + dt``, so ``d X_cam / d[dtheta, dt] = [-[R X]x | I]``.
@@ -38,8 +41,8 @@ class RefinementOutcome:
         reason: why it was not accepted (empty when accepted).
         cam_from_world: the refined pose (the start when nothing was tried).
         start: the start pose (PnP's).
-        cost_before, cost_after: robust cost at the finest level at the start and at the end
-            (mean over the points; a dimensionless feature distance).
+        cost_before, cost_after: the finest level's cost (see :class:`FeatureMetricRefiner`;
+            dimensionless) at the start and at the end.
         iterations: LM iterations per level, coarse first.
         num_points: 3D points used (with a reference feature).
         step_rotation_deg, step_translation_m: how far the refined pose is from the start.

@@ -75,3 +75,18 @@ def test_equality_and_pycolmap_round_trip():
     assert Camera.from_pycolmap(cam.to_pycolmap()) == cam
     assert cam != Camera("OPENCV", 640, 481, PARAMS["OPENCV"])
     assert isinstance(cam.to_pycolmap(), pycolmap.Camera)
+
+
+@pytest.mark.parametrize("model,params", [
+    ("PINHOLE", [500.0, 480.0, 320.0, 240.0]),
+    ("OPENCV", [500.0, 480.0, 320.0, 240.0, 0.1, -0.05, 0.001, 0.002]),
+    ("OPENCV_FISHEYE", [300.0, 300.0, 320.0, 240.0, 0.05, 0.01, -0.01, 0.002]),
+])
+def test_projection_jacobian_matches_central_differences(model, params):
+    cam = Camera(model, 640, 480, params)
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(-0.5, 0.5, (20, 2)), rng.uniform(1.0, 3.0, 20)])
+    J = cam.projection_jacobian(X)
+    h = 1e-5
+    num = np.stack([(cam.project(X + h * e) - cam.project(X - h * e)) / (2 * h) for e in np.eye(3)], axis=2)
+    np.testing.assert_allclose(J, num, rtol=1e-4, atol=1e-3)

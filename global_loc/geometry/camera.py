@@ -150,6 +150,36 @@ class Camera:
             out[valid] = np.asarray(self._colmap.img_from_cam(p[valid])) - COLMAP_PIXEL_OFFSET
         return out
 
+    def projection_jacobian(self, points_cam, pixels=None) -> np.ndarray:
+        """Derivative of :meth:`project` with respect to the camera-frame point.
+
+        Args:
+            points_cam: (N, 3) metres, camera frame, in front of the camera.
+            pixels: their projections, when already computed (saves a call).
+        Returns:
+            (N, 2, 3) float64 pixels per metre: analytic for the pinhole models, forward
+            differences through the model for the others (any COLMAP model with distortion).
+        """
+        p = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
+        if self.model in ("SIMPLE_PINHOLE", "PINHOLE"):
+            fx = self.params[0]
+            fy = self.params[0] if self.model == "SIMPLE_PINHOLE" else self.params[1]
+            iz = 1.0 / p[:, 2]
+            jac = np.zeros((len(p), 2, 3))
+            jac[:, 0, 0] = fx * iz
+            jac[:, 0, 2] = -fx * p[:, 0] * iz * iz
+            jac[:, 1, 1] = fy * iz
+            jac[:, 1, 2] = -fy * p[:, 1] * iz * iz
+            return jac
+        uv = self.project(p) if pixels is None else np.asarray(pixels, np.float64).reshape(-1, 2)
+        jac = np.empty((len(p), 2, 3))
+        eps = 1e-6 * np.maximum(np.abs(p[:, 2]), 1e-9)
+        for k in range(3):
+            moved = p.copy()
+            moved[:, k] += eps
+            jac[:, :, k] = (self.project(moved) - uv) / eps[:, None]
+        return jac
+
     def rays(self, pixels) -> np.ndarray:
         """Unit bearing vectors of pixels, distortion removed.
 

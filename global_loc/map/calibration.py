@@ -41,19 +41,6 @@ class PrincipalPointEstimate:
     num_observations: int
 
 
-def _project_with_jacobian(camera: Camera, pose: Pose, X: np.ndarray):
-    """Pixels (N, 2) of world points X (N, 3) and d pixel / d X (N, 2, 3), forward differences."""
-    xc = pose.transform(X)
-    uv = camera.project(xc)
-    jac = np.empty((len(X), 2, 3))
-    eps = 1e-6 * np.maximum(np.abs(xc[:, 2]), 1e-9)
-    for k in range(3):
-        moved = xc.copy()
-        moved[:, k] += eps
-        jac[:, :, k] = (camera.project(moved) - uv) / eps[:, None]
-    return uv, jac @ pose.R
-
-
 def estimate_principal_point_offsets(
     points_xyz: np.ndarray,
     obs_keyframe: np.ndarray,
@@ -89,10 +76,10 @@ def estimate_principal_point_offsets(
         for k in np.unique(obs_keyframe):
             sel = np.flatnonzero(obs_keyframe == k)
             cam = cameras[camera_index[k]]
-            if with_jac:
-                uv[sel], J[sel] = _project_with_jacobian(cam, poses[k], X[obs_point[sel]])
-            else:
-                uv[sel] = cam.project(poses[k].transform(X[obs_point[sel]]))
+            xc = poses[k].transform(X[obs_point[sel]])
+            uv[sel] = cam.project(xc)
+            if with_jac:  # d pixel / d X_world
+                J[sel] = cam.projection_jacobian(xc, uv[sel]) @ poses[k].R
         r = uv + delta[obs_cam] - obs_pixels
         return r, J
 

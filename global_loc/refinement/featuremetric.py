@@ -107,29 +107,6 @@ def _apply_update(pose: Pose, delta: np.ndarray) -> Pose:
     return Pose(R @ pose.R, pose.t + delta[3:])
 
 
-def _projection_jacobian(camera: Camera, points_cam: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """(N, 2, 3) derivative of the pixel with respect to the camera-frame point: analytic for
-    the pinhole models, forward differences through the camera model for the others (so any
-    COLMAP model with distortion works)."""
-    if camera.model in ("SIMPLE_PINHOLE", "PINHOLE"):
-        fx = camera.params[0]
-        fy = camera.params[0] if camera.model == "SIMPLE_PINHOLE" else camera.params[1]
-        iz = 1.0 / points_cam[:, 2]
-        jac = np.zeros((len(points_cam), 2, 3))
-        jac[:, 0, 0] = fx * iz
-        jac[:, 0, 2] = -fx * points_cam[:, 0] * iz * iz
-        jac[:, 1, 1] = fy * iz
-        jac[:, 1, 2] = -fy * points_cam[:, 1] * iz * iz
-        return jac
-    jac = np.empty((len(points_cam), 2, 3))
-    eps = 1e-6 * np.maximum(np.abs(points_cam[:, 2]), 1e-9)
-    for k in range(3):
-        moved = points_cam.copy()
-        moved[:, k] += eps
-        jac[:, :, k] = (camera.project(moved) - pixels) / eps[:, None]
-    return jac
-
-
 @dataclass
 class _Terms:
     """Residuals of one pose on one level: features (N, C) and, where keypoints are used,
@@ -180,7 +157,7 @@ class FeatureMetricRefiner:
             return t
         j_proj = np.zeros((len(xc), 2, 3))
         if ok.any():
-            j_proj[ok] = _projection_jacobian(camera, xc[ok], pixels[ok])
+            j_proj[ok] = camera.projection_jacobian(xc[ok], pixels[ok])
         # d pixel / d[dtheta, dt]: a row a of j_proj times -[R X]x is (R X) x a
         j_px = np.concatenate([np.cross(rx[:, None, :], j_proj), j_proj], axis=2)  # (N, 2, 6)
         j_lv = j_px / level.scale

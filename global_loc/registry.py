@@ -7,12 +7,37 @@ options by name (see :func:`global_loc.config.from_dict`).
 from __future__ import annotations
 
 import importlib
-from typing import Generic, TypeVar
+import dataclasses
+from typing import ClassVar, Generic, TypeVar
 
 from .config import from_dict
 from .errors import ConfigError
 
 T = TypeVar("T")
+
+
+class ConfiguredModel:
+    """Base of the registered models (local features, global descriptors, dense features):
+    ``name``, a ``Conf`` dataclass checked strictly, and the record a map keeps of them.
+
+    Args:
+        conf: a ``Conf`` instance, a dict of options (checked strictly), or None.
+    """
+
+    name: ClassVar[str]
+    Conf: ClassVar[type]
+
+    def __init__(self, conf=None, **kwargs):
+        self.conf = conf if isinstance(conf, self.Conf) else from_dict(self.Conf, conf, self.name)
+
+    def identity_conf(self) -> dict:
+        """The options that determine the model's output (recorded in a map and compared
+        when a map is used); options that only change how it is computed are left out."""
+        return dataclasses.asdict(self.conf)
+
+    def info(self) -> dict:
+        """Name, output size (``dim``) and configuration, as recorded in a map."""
+        return {"name": self.name, "dim": self.dim, "conf": self.identity_conf()}
 
 
 class Registry(Generic[T]):

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import abc
-import dataclasses
 from typing import ClassVar
 
 import cv2
 import numpy as np
 
-from ..config import from_dict
 from ..errors import InputError
+from ..registry import ConfiguredModel
 from ..types import LocalFeatures
 
 
@@ -58,7 +57,7 @@ def sample_colors(image: np.ndarray, kpts: np.ndarray) -> np.ndarray:
     return np.repeat(px[:, None], 3, axis=1) if image.ndim == 2 else px[:, :3]
 
 
-class LocalFeatureExtractor(abc.ABC):
+class LocalFeatureExtractor(ConfiguredModel, abc.ABC):
     """Detects keypoints and describes them.
 
     Subclasses set ``name``, ``Conf`` (a dataclass whose defaults are the model's
@@ -69,25 +68,10 @@ class LocalFeatureExtractor(abc.ABC):
         conf: a ``Conf`` instance, a dict of options (checked strictly), or None.
     """
 
-    name: ClassVar[str]
-    Conf: ClassVar[type]
-
-    def __init__(self, conf=None, **kwargs):
-        self.conf = conf if isinstance(conf, self.Conf) else from_dict(self.Conf, conf, self.name)
-
     @property
     @abc.abstractmethod
     def dim(self) -> int:
         """Descriptor dimension D."""
-
-    def identity_conf(self) -> dict:
-        """The options that determine the features (recorded in a map and compared when a
-        map is used); options that only change how they are computed are left out."""
-        return dataclasses.asdict(self.conf)
-
-    def info(self) -> dict:
-        """Name, descriptor size and configuration, as recorded in a map."""
-        return {"name": self.name, "dim": self.dim, "conf": self.identity_conf()}
 
     @abc.abstractmethod
     def _extract(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

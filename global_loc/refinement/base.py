@@ -8,14 +8,12 @@ stores, for each 3D point, reference features sampled from these maps at its obs
 from __future__ import annotations
 
 import abc
-import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
-from ..config import from_dict
 from ..errors import InputError
+from ..registry import ConfiguredModel
 
 
 @dataclass
@@ -114,7 +112,7 @@ def sample_pyramid(levels: list[FeatureLevel], pixels: np.ndarray) -> np.ndarray
     return np.concatenate(parts, axis=1)
 
 
-class DenseFeatures(abc.ABC):
+class DenseFeatures(ConfiguredModel, abc.ABC):
     """A source of dense features for feature-metric refinement.
 
     Subclasses set ``name`` and ``Conf`` (a dataclass of options, checked strictly) and
@@ -125,12 +123,6 @@ class DenseFeatures(abc.ABC):
         conf: a ``Conf`` instance, a dict of options, or None for the defaults.
     """
 
-    name: ClassVar[str]
-    Conf: ClassVar[type]
-
-    def __init__(self, conf=None, **kwargs):
-        self.conf = conf if isinstance(conf, self.Conf) else from_dict(self.Conf, conf, self.name)
-
     @property
     @abc.abstractmethod
     def channels(self) -> list[int]:
@@ -140,14 +132,6 @@ class DenseFeatures(abc.ABC):
     def dim(self) -> int:
         """Length of a point's reference feature: the channels of all levels."""
         return int(sum(self.channels))
-
-    def identity_conf(self) -> dict:
-        """The options that determine the features (recorded in a map, compared on use)."""
-        return dataclasses.asdict(self.conf)
-
-    def info(self) -> dict:
-        """Name, reference feature size and configuration, as recorded in a map."""
-        return {"name": self.name, "dim": self.dim, "conf": self.identity_conf()}
 
     @abc.abstractmethod
     def _extract(self, image: np.ndarray) -> list[FeatureLevel]:

@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import abc
-import dataclasses
 from typing import ClassVar, Sequence
 
 import numpy as np
 
-from ..config import from_dict
 from ..errors import MapMismatchError
+from ..registry import ConfiguredModel
 from ..types import LocalFeatures
 from .pca import PCAWhitening
 
 
-class GlobalDescriptorModel(abc.ABC):
+class GlobalDescriptorModel(ConfiguredModel, abc.ABC):
     """Maps an image (and its local features) to one L2-normalised vector for retrieval.
 
     Two kinds exist: aggregations of the local descriptors whose parameters are learned from
@@ -26,12 +25,10 @@ class GlobalDescriptorModel(abc.ABC):
     Subclasses set ``name``, ``Conf`` and implement :meth:`_describe` and :attr:`raw_dim`.
     """
 
-    name: ClassVar[str]
-    Conf: ClassVar[type]
     requires_fit: ClassVar[bool] = False
 
     def __init__(self, conf=None, **kwargs):
-        self.conf = conf if isinstance(conf, self.Conf) else from_dict(self.Conf, conf, self.name)
+        super().__init__(conf)
         self.pca: PCAWhitening | None = None
 
     # --- sizes and identity ----------------------------------------------------------------
@@ -44,15 +41,6 @@ class GlobalDescriptorModel(abc.ABC):
     def dim(self) -> int:
         """Dimension of the descriptors this model returns (after PCA, where fitted)."""
         return self.pca.dim if self.pca is not None else self.raw_dim
-
-    def identity_conf(self) -> dict:
-        """The options that determine the descriptors (recorded in a map and compared when a
-        map is used)."""
-        return dataclasses.asdict(self.conf)
-
-    def info(self) -> dict:
-        """Name, output size and configuration, as recorded in a map."""
-        return {"name": self.name, "dim": self.dim, "conf": self.identity_conf()}
 
     @property
     def is_fitted(self) -> bool:

@@ -345,12 +345,7 @@ class MapBuilder:
         points_rgb = np.concatenate([fp.rgb if fp is not None else np.zeros((0, 3), np.uint8), new_rgb])
         points_err = np.concatenate([fp.errors if fp is not None else np.zeros(0, np.float32), tri.errors])
 
-        camera_list: list = []
-        cam_index = np.zeros(n, np.int32)
-        for k, c in enumerate(cams):
-            if c not in camera_list:
-                camera_list.append(c)
-            cam_index[k] = camera_list.index(c)
+        camera_list, cam_index = _distinct_cameras(cams)
 
         stats = {
             "keyframes": n,
@@ -380,7 +375,7 @@ class MapBuilder:
             stamps=np.array([e.keyframe.stamp for e in entries], np.float64),
             q_wxyz=np.array([p.q_wxyz for p in poses]).reshape(n, 4),
             t=np.array([p.t for p in poses]).reshape(n, 3),
-            camera_index=cam_index,
+            camera_index=cam_index.astype(np.int32),
             cameras=camera_list,
             global_descriptors=np.ascontiguousarray(gdesc, np.float32),
             obs_offsets=offsets,
@@ -407,17 +402,12 @@ class MapBuilder:
         :mod:`global_loc.map.calibration`); returns the per-keyframe cameras to use and one
         record per corrected camera (``original`` camera, ``delta_px``, ``std_px``, RMSE)."""
         mc = self.conf.mapping
-        distinct: list = []
-        index = np.zeros(len(cams), np.int64)
-        for k, c in enumerate(cams):
-            if c not in distinct:
-                distinct.append(c)
-            index[k] = distinct.index(c)
+        distinct, index = _distinct_cameras(cams)
         obs_kf = np.concatenate([t[:, 0] for t in tri.tracks]).astype(np.int64)
         obs_kp = np.concatenate([t[:, 1] for t in tri.tracks]).astype(np.int64)
-        obs_pt = np.concatenate([np.full(len(t), p) for p, t in enumerate(tri.tracks)]).astype(np.int64)
-        pixels = np.concatenate([feats[k].keypoints[i][None] for k, i in zip(obs_kf, obs_kp)]).astype(np.float64) \
-            if len(obs_kf) else np.zeros((0, 2))
+        obs_pt = np.repeat(np.arange(len(tri.tracks)), [len(t) for t in tri.tracks]).astype(np.int64)
+        feat_off = np.concatenate([[0], np.cumsum([len(f) for f in feats])])
+        pixels = np.concatenate([f.keypoints for f in feats]).astype(np.float64)[feat_off[obs_kf] + obs_kp]
         est = estimate_principal_point_offsets(tri.xyz, obs_kf, obs_pt, pixels, distinct, poses, index)
         records, fixed = [], list(distinct)
         for c, cam in enumerate(distinct):
@@ -466,3 +456,13 @@ class MapBuilder:
                 assigned[k][kp] = pt
                 taken_pts.add(pt)
 
+
+def _distinct_cameras(cams: list) -> tuple[list, np.ndarray]:
+    """The distinct cameras in order of appearance, and each keyframe's row among them (K,)."""
+    distinct: list = []
+    index = np.zeros(len(cams), np.int64)
+    for k, c in enumerate(cams):
+        if c not in distinct:
+            distinct.append(c)
+        index[k] = distinct.index(c)
+    return distinct, index

@@ -139,7 +139,11 @@ class LocalFeatureExtractor(ConfiguredModel, abc.ABC):
         Raises:
             InputError: for an image of another shape or dtype.
         """
-        prepared, sx, sy = self._prepare(image)
+        return self._extract_prepared(image, *self._prepare(image))
+
+    def _extract_prepared(self, image: np.ndarray, prepared: np.ndarray, sx: float, sy: float) -> LocalFeatures:
+        """:meth:`extract` of ``image`` once prepared (``_prepare``), keeping the dense map for
+        :meth:`dense_map_for` where :attr:`retain_dense` asks for it."""
         self._pending_dense = None
         self._dense = None
         features = self._finish(image, self._extract(prepared), sx, sy)

@@ -70,7 +70,7 @@ class LearnedExtractor(LearnedModel, LocalFeatureExtractor):
         for idx in groups.values():
             if not self._batchable() or len(idx) == 1:
                 for i in idx:
-                    out[i] = self.extract(images[i])  # one image: keeps its dense map when asked
+                    out[i] = self._extract_prepared(images[i], *prepared[i])  # keeps its dense map when asked
                 continue
             inputs, ctxs = [], []
             for i in idx:

@@ -118,11 +118,17 @@ class LocalizationConf:
             invariant with cameras mounted upside down or rolled (keyframes of both kinds).
         use_map_calibration: a query whose camera equals a mapping camera that the map builder
             corrected (``mapping.refine_principal_point``) is localized with the corrected one.
-        covariance_scale: factor on every pose covariance. PnP's covariance takes the map's
-            points as exact and the reprojection residuals as independent; errors the map shares
-            across a query's points (its keyframes' poses, calibration) are not in it. The
-            default is calibrated on held-out queries with ``global-loc evaluate``, which
-            prints the factor a set of results asks for (see the README's covariance section).
+        map_point_uncertainty: add the map points' triangulation uncertainty to every pose's
+            covariance (:func:`~global_loc.geometry.covariance.map_point_pose_covariance`):
+            PnP's own covariance takes the points as exact, and a few near points whose depth
+            the map knows poorly can pull the pose where the residuals do not show it.
+        map_point_noise_px: the mapping keypoints' standard deviation behind those
+            covariances, pixels; 0: the a-posteriori value of the map's own residuals.
+        covariance_scale: factor on every pose covariance, for what the model above leaves
+            out: errors the map shares across a query's points (its keyframes' poses,
+            calibration) and the residuals' correlation. The default is calibrated on held-out
+            queries with ``global-loc evaluate``, which prints the factor a set of results asks
+            for (see the README's covariance section).
     """
 
     num_retrieved: int = 10
@@ -137,6 +143,8 @@ class LocalizationConf:
     max_rotation_std_deg: float = 0.0
     query_rotations: list[int] = field(default_factory=lambda: [0])
     use_map_calibration: bool = True
+    map_point_uncertainty: bool = True
+    map_point_noise_px: float = 0.0
     covariance_scale: float = 4.0
 
 

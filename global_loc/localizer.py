@@ -171,9 +171,10 @@ class Localizer:
                 f"{self.global_model.name} gives {self.global_model.dim}-d ones"
             )
         self.index = RetrievalIndex(map_index.global_descriptors, device=conf.device)
-        self.tracker = LocalMapTracker(map_index, conf.tracking, conf.localization, conf.matching)
+        self.tracker = LocalMapTracker(map_index, conf.tracking, conf.localization, conf.matching,
+                                       self.point_covariances)
         self.camera_corrections = _camera_corrections(map_index) if conf.localization.use_map_calibration else {}
-        self.flow = FlowTracker(conf.tracking, conf.localization)
+        self.flow = FlowTracker(conf.tracking, conf.localization, self.point_covariances)
         self._flow_ref = None  # the last call's localized frame, for optical flow
         self.dense = self.refiner = None
         if conf.refinement.method == "featuremetric":
@@ -413,6 +414,14 @@ class Localizer:
         best.retrieved = result.retrieved
         return best
 
+    def point_covariances(self, rows) -> np.ndarray | None:
+        """(N, 3, 3) triangulation covariances of the map points at ``rows`` (m^2), or None
+        when ``localization.map_point_uncertainty`` is off."""
+        lc = self.loc_conf
+        if not lc.map_point_uncertainty:
+            return None
+        return self.map.point_covariances(rows, lc.map_point_noise_px if lc.map_point_noise_px > 0 else None)
+
     def _localize_place(self, features: LocalFeatures, camera: Camera, place: list[int], timer) -> LocalizationResult:
         lc, mt = self.loc_conf, self.conf.matching
         res = LocalizationResult(status=Status.NOT_LOCALIZED, keyframes=[self.map.names[i] for i in place])
@@ -431,7 +440,7 @@ class Localizer:
         with timer("pnp"):
             pnp = estimate_absolute_pose(
                 kpts, xyz, camera, lc.ransac_max_error_px, lc.ransac_max_iterations, lc.ransac_seed,
-                lc.covariance_scale,
+                lc.covariance_scale, self.point_covariances(matches.db),
             )
         if pnp is None:
             res.reason = f"PnP-RANSAC found no pose from {len(matches)} matches"

@@ -111,3 +111,87 @@ def test_pose_covariance_agrees_with_monte_carlo():
     assert np.all((ratio > 0.5) & (ratio < 2.0)), ratio
     corr = lambda c: c / np.sqrt(np.outer(np.diag(c), np.diag(c)))  # noqa: E731
     assert np.abs(corr(emp) - corr(pred)).max() < 0.25
+
+
+def _triangulate_fixed_poses(pixels, cams, poses):
+    """Least-squares point from (K, 2) pixels of K cameras with known poses (DLT, then
+    Gauss-Newton on the reprojection error)."""
+    A = []
+    for (u, v), cam, pose in zip(pixels, cams, poses):
+        P = cam.K @ np.c_[pose.R, pose.t]
+        A += [u * P[2] - P[0], v * P[2] - P[1]]
+    X = np.linalg.svd(np.array(A))[2][-1]
+    X = X[:3] / X[3]
+    for _ in range(5):
+        J = np.concatenate([cam.projection_jacobian(pose.transform(X[None]))[0] @ pose.R for cam, pose in zip(cams, poses)])
+        r = np.concatenate([cam.project(pose.transform(X[None]))[0] - uv for uv, cam, pose in zip(pixels, cams, poses)])
+        X = X - np.linalg.lstsq(J, r, rcond=None)[0]
+    return X
+
+
+def test_triangulation_covariance_agrees_with_monte_carlo():
+    """A point's triangulation covariance (poses fixed) matches the scatter of re-triangulations
+    under 0.5 px keypoint noise: a near point seen under a short baseline, uncertain in depth."""
+    from global_loc.geometry.camera import Camera
+    from global_loc.geometry.covariance import triangulation_covariances
+
+    rng = np.random.default_rng(1)
+    cam = Camera("PINHOLE", 640, 480, [500, 500, 320, 240])
+    poses = [Pose.from_qt([1, 0, 0, 0], [-0.1 * i, 0.0, 0.0]) for i in range(3)]  # 10 cm steps
+    X = np.array([0.15, -0.1, 2.0])
+    uv = np.array([cam.project(p.transform(X[None]))[0] for p in poses])
+    cov, noise = triangulation_covariances(X[None], np.arange(3), np.zeros(3, int), uv, [cam] * 3, poses, 0.5)
+    assert noise == 0.5 and cov.shape == (1, 3, 3)
+    samples = np.array([_triangulate_fixed_poses(uv + rng.normal(scale=0.5, size=uv.shape), [cam] * 3, poses)
+                        for _ in range(400)])
+    emp = np.cov(samples.T)
+    ratio = np.diag(emp) / np.diag(cov[0])
+    assert np.all((ratio > 0.75) & (ratio < 1.33)), ratio
+    assert np.sqrt(cov[0, 2, 2]) > 5 * np.sqrt(cov[0, 0, 0])  # depth is the uncertain direction
+    # the a-posteriori noise from the map's own residuals, and a point seen once is undetermined
+    noisy = uv + rng.normal(scale=0.5, size=uv.shape)
+    Xn = _triangulate_fixed_poses(noisy, [cam] * 3, poses)
+    pts = np.array([Xn, [0.0, 0.0, 3.0]])
+    cov2, est = triangulation_covariances(pts, np.r_[np.arange(3), 0], np.r_[np.zeros(3, int), 1],
+                                          np.r_[noisy, [[320.0, 240.0]]], [cam] * 3, poses)
+    assert 0.0 < est < 2.0 and np.all(np.isfinite(cov2[0])) and not np.isfinite(cov2[1]).any()
+
+
+def test_map_point_pose_covariance_agrees_with_monte_carlo():
+    """The pose covariance due to the map's point errors matches the scatter of PnP poses from
+    exact keypoints and points drawn from their covariances; a few near, depth-uncertain
+    points dominate it, and PnP's own covariance (from the residuals) misses most of it."""
+    from global_loc.geometry.camera import Camera
+    from global_loc.geometry.covariance import map_point_pose_covariance
+    from global_loc.geometry.pnp import estimate_absolute_pose
+
+    rng = np.random.default_rng(2)
+    cam = Camera("PINHOLE", 640, 480, [500, 500, 320, 240])
+    cam_from_world = Pose.from_qt([0.9, 0.2, -0.3, 0.1], [1.0, -2.0, 0.5])
+    xc = np.c_[rng.uniform(-2, 2, (120, 2)), rng.uniform(4, 8, 120)]
+    xc[:10] = np.c_[rng.uniform(-0.4, 0.4, (10, 2)), rng.uniform(1.0, 1.5, 10)]  # near points
+    xw = cam_from_world.inverse().transform(xc)
+    uv = cam.project(xc)
+    # covariances: 1 mm along the ray of a keyframe that saw the near points from 20 degrees
+    # aside (their depth in that keyframe), 0.1 mm isotropic elsewhere. Small enough for the
+    # projections to move well under 1 px: COLMAP's pose refinement has a Cauchy loss of 1 px,
+    # which takes larger errors less into account than the least-squares prediction (which is
+    # then conservative).
+    cov = np.tile(np.eye(3) * 0.0001**2, (len(xw), 1, 1))
+    aside = Pose.from_qt([np.cos(np.radians(10)), 0.0, np.sin(np.radians(10)), 0.0], [0, 0, 0]).R
+    for i in range(10):
+        ray = cam_from_world.R.T @ aside @ (xc[i] / np.linalg.norm(xc[i]))
+        cov[i] += 0.001**2 * np.outer(ray, ray)
+    predicted = map_point_pose_covariance(cam, cam_from_world, xw, cov)
+    samples, pnp_cov = [], []
+    chol = np.linalg.cholesky(cov)
+    for i in range(200):
+        drawn = xw + np.einsum("nij,nj->ni", chol, rng.normal(size=xw.shape))
+        r = estimate_absolute_pose(uv, drawn, cam, 8.0, seed=i)
+        samples.append(np.r_[_logm(cam_from_world.R @ r.cam_from_world.R.T), cam_from_world.t - r.cam_from_world.t])
+        pnp_cov.append(r.covariance)
+    emp = np.cov(np.array(samples).T)
+    ratio = np.diag(emp) / np.diag(predicted)
+    assert np.all((ratio > 0.6) & (ratio < 1.6)), ratio
+    # PnP's own covariance (from the residuals) sees under half of the position scatter
+    assert np.trace(np.mean(pnp_cov, axis=0)[3:, 3:]) < 0.5 * np.trace(emp[3:, 3:])

@@ -61,3 +61,115 @@ def compose_covariance(parent_from_a: Pose, covariance: np.ndarray, a_from_b: Po
     J = np.eye(6)
     J[:3, 3:] = -_skew(lever)
     return J @ np.asarray(covariance, np.float64) @ J.T
+
+
+def _pose_jacobians(camera, cam_from_world: Pose, points3D: np.ndarray):
+    """Pixel Jacobians of the points' projections: (N, 2, 6) with respect to the pose's
+    ``[dtheta, dt]`` (the PnP convention above) and (N, 2, 3) with respect to the world points."""
+    X = np.asarray(points3D, np.float64).reshape(-1, 3)
+    RX = X @ cam_from_world.R.T
+    Jp = camera.projection_jacobian(RX + cam_from_world.t)  # (N, 2, 3) d pixel / d camera point
+    z = np.zeros(len(X))
+    minus_skew = -np.stack([np.stack([z, -RX[:, 2], RX[:, 1]], 1),
+                            np.stack([RX[:, 2], z, -RX[:, 0]], 1),
+                            np.stack([-RX[:, 1], RX[:, 0], z], 1)], 1)
+    return np.concatenate([Jp @ minus_skew, Jp], axis=2), Jp @ cam_from_world.R
+
+
+def triangulation_covariances(
+    points_xyz: np.ndarray,
+    obs_keyframe: np.ndarray,
+    obs_point: np.ndarray,
+    obs_pixels: np.ndarray,
+    cameras: list,
+    poses: list[Pose],
+    noise_px: float | None = None,
+) -> tuple[np.ndarray, float]:
+    """First-order covariance of each triangulated point, with the keyframe poses taken as exact.
+
+    ``cov_p = noise^2 (sum_o A_o^T A_o)^-1`` over the point's observations ``o``, ``A_o`` the
+    (2, 3) derivative of its projection into the observing keyframe (Hartley and Zisserman,
+    "Multiple View Geometry", 2nd ed., sec. 5.2, the covariance of a maximum-likelihood estimate).
+    Near points and points seen under a narrow baseline come out uncertain, mostly in depth.
+
+    Args:
+        points_xyz: (P, 3) float64 points, metres, world frame.
+        obs_keyframe, obs_point: (O,) int keyframe row and point row of each observation.
+        obs_pixels: (O, 2) observed keypoints, pixels (OpenCV convention).
+        cameras, poses: per keyframe row, its :class:`~global_loc.geometry.camera.Camera` and
+            ``cam_from_world``.
+        noise_px: the keypoints' standard deviation, pixels; None: the a-posteriori value of
+            the map's own residuals, ``sqrt(sum r^2 / (2 O - 3 P))``.
+    Returns:
+        ``(cov, noise_px)``: (P, 3, 3) float32 covariances, m^2 (a point with fewer than two
+        observations, or rays that do not intersect, gets an infinite one), and the noise used.
+    """
+    X = np.asarray(points_xyz, np.float64).reshape(-1, 3)
+    obs_keyframe = np.asarray(obs_keyframe, np.int64)
+    obs_point = np.asarray(obs_point, np.int64)
+    obs_pixels = np.asarray(obs_pixels, np.float64).reshape(-1, 2)
+    P = len(X)
+    H = np.zeros((P, 3, 3))
+    sq, used = 0.0, 0
+    order = np.argsort(obs_keyframe, kind="stable")
+    bounds = np.searchsorted(obs_keyframe[order], np.arange(len(poses) + 1))
+    for k in range(len(poses)):
+        sel = order[bounds[k]:bounds[k + 1]]
+        if len(sel) == 0:
+            continue
+        pts = obs_point[sel]
+        xc = poses[k].transform(X[pts])
+        uv = cameras[k].project(xc)
+        A = cameras[k].projection_jacobian(xc, uv) @ poses[k].R
+        ok = np.all(np.isfinite(uv), axis=1) & np.all(np.isfinite(A), axis=(1, 2))
+        np.add.at(H, pts[ok], np.einsum("oai,oaj->oij", A[ok], A[ok]))
+        sq += float(np.sum((uv[ok] - obs_pixels[sel][ok]) ** 2))
+        used += int(ok.sum())
+    if noise_px is None:
+        dof = 2 * used - 3 * P
+        noise_px = float(np.sqrt(sq / dof)) if dof > 0 else 1.0
+    cov = np.full((P, 3, 3), np.inf, np.float64)
+    trace = np.einsum("pii->p", H)
+    good = np.linalg.det(H) > 1e-12 * np.maximum(trace, 1e-300) ** 3
+    cov[good] = np.linalg.inv(H[good]) * noise_px**2
+    return cov.astype(np.float32), float(noise_px)
+
+
+def map_point_pose_covariance(camera, cam_from_world: Pose, points3D: np.ndarray,
+                              point_covariances: np.ndarray) -> np.ndarray | None:
+    """The share of a PnP pose's covariance that comes from errors of the map's points.
+
+    PnP's least squares take the 3D points as exact; a point off by ``dX`` moves its projection
+    by ``A dX`` and so the pose by ``-H^-1 J^T A dX``. With independent point errors of
+    covariance ``cov_i`` the pose gets ``H^-1 (sum_i J_i^T A_i cov_i A_i^T J_i) H^-1`` (the
+    sandwich form of the least-squares covariance under errors the estimator does not model;
+    the same propagation as in Hartley and Zisserman, sec. 5.2.6). Residuals do not show it:
+    the pose absorbs the part of the points' errors it can explain. A few near points, whose
+    depth the map knows poorly, then pull the pose with no trace in the residuals.
+
+    Args:
+        camera: the query camera.
+        cam_from_world: the PnP pose.
+        points3D: (N, 3) the inliers' points, metres, world frame.
+        point_covariances: (N, 3, 3) their covariances, m^2
+            (:func:`triangulation_covariances`); non-finite ones are left out.
+    Returns:
+        (6, 6) float64 over ``[dtheta, dt]`` (the PnP convention), or None when the points do
+        not determine the pose.
+    """
+    J, A = _pose_jacobians(camera, cam_from_world, points3D)
+    C = np.asarray(point_covariances, np.float64).reshape(-1, 3, 3)
+    ok = np.all(np.isfinite(J), axis=(1, 2)) & np.all(np.isfinite(A), axis=(1, 2))
+    if ok.sum() < 3:
+        return None
+    H = np.einsum("nai,naj->ij", J[ok], J[ok])
+    try:
+        Hi = np.linalg.inv(H)
+    except np.linalg.LinAlgError:
+        return None
+    ok &= np.all(np.isfinite(C), axis=(1, 2))
+    J, A, C = J[ok], A[ok], C[ok]
+    S = np.einsum("nai,nij,nbj->nab", A, C, A)  # (N, 2, 2) the points' errors in the image
+    M = np.einsum("nai,nab,nbj->ij", J, S, J)
+    out = Hi @ M @ Hi
+    return 0.5 * (out + out.T) if np.all(np.isfinite(out)) else None

@@ -11,7 +11,7 @@ import numpy as np
 import pycolmap
 
 from .camera import Camera
-from .covariance import world_from_cam_covariance
+from .covariance import map_point_pose_covariance, world_from_cam_covariance
 from .transforms import Pose
 
 
@@ -44,6 +44,7 @@ def estimate_absolute_pose(
     max_iterations: int = 10000,
     seed: int = -1,
     covariance_scale: float = 1.0,
+    point_covariances: np.ndarray | None = None,
 ) -> PnPResult | None:
     """Camera pose from 2D-3D correspondences.
 
@@ -57,6 +58,11 @@ def estimate_absolute_pose(
         covariance_scale: factor on the covariance (the square of a factor on the standard
             deviations), for what the reprojection residuals do not show: errors of the map
             shared by all points of a query (see ``localization.covariance_scale``).
+        point_covariances: (N, 3, 3) covariances of ``points3D``, m^2 (the map's triangulation
+            covariances, :meth:`~global_loc.map.index.MapIndex.point_covariances`), or None to
+            take the points as exact. Their effect on the pose
+            (:func:`~global_loc.geometry.covariance.map_point_pose_covariance`) is added to the
+            covariance, before ``covariance_scale``.
     Returns:
         :class:`PnPResult`, or None when fewer than 4 matches are given or RANSAC finds no
         model.
@@ -86,7 +92,13 @@ def estimate_absolute_pose(
     if cov is not None:
         # Ceres' quaternion-manifold tangent is half the rotation angle: to rotation vectors
         S = np.diag([2.0, 2.0, 2.0, 1.0, 1.0, 1.0])
-        cov = S @ np.asarray(cov, np.float64) @ S * (sigma2 * covariance_scale)
+        cov = S @ np.asarray(cov, np.float64) @ S * sigma2
+        if point_covariances is not None:
+            from_points = map_point_pose_covariance(
+                camera, pose, points3D[inliers], np.asarray(point_covariances)[inliers])
+            if from_points is not None:
+                cov = cov + from_points
+        cov = cov * covariance_scale
         if not np.all(np.isfinite(cov)):
             cov = None
     return PnPResult(pose, inliers, cov, float(np.sqrt(np.nanmean(np.sum(res**2, axis=1)))))

@@ -74,6 +74,7 @@ class MapIndex:
         self._name_to_row = {n: i for i, n in enumerate(self.names)}
         self._point_sets: list[np.ndarray] | None = None
         self._incidence = None
+        self._point_covariances: tuple[float | None, np.ndarray, float] | None = None
 
     # --- sizes -----------------------------------------------------------------------------
     @property
@@ -166,6 +167,38 @@ class MapIndex:
             a.data[:] = 1  # a keyframe observing a point twice counts once
             self._incidence = a
         return self._incidence
+
+    def point_covariances(self, rows, noise_px: float | None = None) -> np.ndarray:
+        """Triangulation covariances of the points at ``rows``, with the keyframe poses exact.
+
+        Computed for the whole map on the first call from its own observations
+        (:func:`~global_loc.geometry.covariance.triangulation_covariances`), then kept.
+
+        Args:
+            rows: (N,) int point rows.
+            noise_px: the keypoints' standard deviation, pixels; None: the a-posteriori value
+                of the map's reprojection residuals (:attr:`point_noise_px`).
+        Returns:
+            (N, 3, 3) float32, m^2, world frame; infinite where a point is not determined.
+        """
+        if self._point_covariances is None or self._point_covariances[0] != noise_px:
+            from ..geometry.covariance import triangulation_covariances
+
+            kf = np.repeat(np.arange(self.num_keyframes), np.diff(self.obs_offsets))
+            cov, used = triangulation_covariances(
+                self.points_xyz, kf, self.obs_point_index, self.obs_keypoints,
+                [self.camera(i) for i in range(self.num_keyframes)],
+                [self.cam_from_world(i) for i in range(self.num_keyframes)], noise_px)
+            self._point_covariances = (noise_px, cov, used)
+        return self._point_covariances[1][np.asarray(rows, np.int64)]
+
+    @property
+    def point_noise_px(self) -> float:
+        """The keypoints' standard deviation that the map's reprojection residuals show
+        (``sqrt(sum r^2 / (2 O - 3 P))``), pixels; computed with :meth:`point_covariances`."""
+        if self._point_covariances is None:
+            self.point_covariances(np.zeros(0, np.int64))
+        return self._point_covariances[2]
 
     def covisibility(self, rows) -> np.ndarray:
         """(n, n) int64 matrix of the 3D points each pair of the given keyframes both observe

@@ -259,7 +259,7 @@ class RefinementConf:
     damping: float = 1e-3
     min_relative_decrease: float = 1e-5
     min_robust_scale: float = 0.05
-    keypoint_weight: float = 1.0
+    keypoint_weight: float = 3.0
     min_keypoint_scale_px: float = 0.5
     max_points: int = 2048
     min_points: int = 12

@@ -33,6 +33,7 @@ from .errors import ConfigError, EmptyMapError, ImageReadError, MapMismatchError
 from .features import EXTRACTORS, LocalFeatureExtractor, create_extractor
 from .features.base import rescale_keypoints
 from .geometry.camera import Camera
+from .geometry.covariance import point_weights
 from .geometry.covisibility import covisibility_clusters
 from .geometry.pnp import acceptance_problems, estimate_absolute_pose
 from .map.index import MapIndex
@@ -172,9 +173,9 @@ class Localizer:
             )
         self.index = RetrievalIndex(map_index.global_descriptors, device=conf.device)
         self.tracker = LocalMapTracker(map_index, conf.tracking, conf.localization, conf.matching,
-                                       self.point_covariances)
+                                       self.point_uncertainty)
         self.camera_corrections = _camera_corrections(map_index) if conf.localization.use_map_calibration else {}
-        self.flow = FlowTracker(conf.tracking, conf.localization, self.point_covariances)
+        self.flow = FlowTracker(conf.tracking, conf.localization, self.point_uncertainty)
         self._flow_ref = None  # the last call's localized frame, for optical flow
         self.dense = self.refiner = None
         if conf.refinement.method == "featuremetric":
@@ -335,10 +336,14 @@ class Localizer:
         if rows is None or result.inlier_points3D is None:
             result.refinement = {"accepted": False, "reason": "the map rows of the inliers are unknown"}
             return
+        weights = None
+        uncertainty = self.point_uncertainty(rows)
+        if uncertainty is not None:  # the points' own uncertainty in the query, as in PnP
+            weights = point_weights(camera, result.cam_from_world, result.inlier_points3D, *uncertainty)
         outcome = self.refiner.refine(
             self.dense.extract(image), camera, result.cam_from_world, result.inlier_points3D,
             self.map.point_features[rows].astype(np.float32), result.inlier_keypoints, result.covariance,
-            self.loc_conf.ransac_max_error_px)
+            self.loc_conf.ransac_max_error_px, weights)
         result.refinement = outcome.to_log()
         if outcome.accepted:
             result.cam_from_world = outcome.cam_from_world
@@ -414,13 +419,15 @@ class Localizer:
         best.retrieved = result.retrieved
         return best
 
-    def point_covariances(self, rows) -> np.ndarray | None:
-        """(N, 3, 3) triangulation covariances of the map points at ``rows`` (m^2), or None
-        when ``localization.map_point_uncertainty`` is off."""
+    def point_uncertainty(self, rows) -> tuple[np.ndarray, float] | None:
+        """The map points at ``rows``: their (N, 3, 3) triangulation covariances (m^2) and the
+        keypoints' standard deviation behind them (pixels); None when
+        ``localization.map_point_uncertainty`` is off."""
         lc = self.loc_conf
         if not lc.map_point_uncertainty:
             return None
-        return self.map.point_covariances(rows, lc.map_point_noise_px if lc.map_point_noise_px > 0 else None)
+        cov = self.map.point_covariances(rows, lc.map_point_noise_px if lc.map_point_noise_px > 0 else None)
+        return cov, self.map.point_noise_px
 
     def _localize_place(self, features: LocalFeatures, camera: Camera, place: list[int], timer) -> LocalizationResult:
         lc, mt = self.loc_conf, self.conf.matching
@@ -438,9 +445,10 @@ class Localizer:
         kpts = features.keypoints[matches.query]
         xyz = self.map.points_xyz[matches.db]
         with timer("pnp"):
+            uncertainty = self.point_uncertainty(matches.db) or (None, 1.0)
             pnp = estimate_absolute_pose(
                 kpts, xyz, camera, lc.ransac_max_error_px, lc.ransac_max_iterations, lc.ransac_seed,
-                lc.covariance_scale, self.point_covariances(matches.db),
+                lc.covariance_scale, *uncertainty,
             )
         if pnp is None:
             res.reason = f"PnP-RANSAC found no pose from {len(matches)} matches"

@@ -192,10 +192,12 @@ def test_a_map_from_a_newer_release_with_unknown_preset_options_still_localizes(
     assert "localization.option_of_the_future, section_of_the_future" in caplog.text
 
 
-def test_map_point_uncertainty_widens_the_covariance_and_only_it(scene, built):
-    """With ``localization.map_point_uncertainty`` the pose is the same and its covariance is
-    PnP's plus the map points' share (positive semi-definite), whose noise is the a-posteriori
-    value of the map's residuals (the scene's keypoints have 0.3 px noise)."""
+def test_map_point_uncertainty_weighs_the_points_and_widens_the_covariance(scene, built):
+    """With ``localization.map_point_uncertainty`` the pose is refined with the points weighed
+    by their uncertainty (it stays well within its standard deviations of the unweighted one
+    and no further from the truth than 1.5x), and the covariance is PnP's plus the map points'
+    share; the noise behind it is the a-posteriori value of the map's residuals (the scene's
+    keypoints have 0.3 px noise)."""
     pose = scene.pose_on_ring(2 * np.pi * 5.5 / 12)
     feats, _ = scene.observe(pose)
     out = {}
@@ -205,9 +207,11 @@ def test_map_point_uncertainty_widens_the_covariance_and_only_it(scene, built):
         res = Localizer(built, conf).localize(np.zeros((480, 640), np.uint8), scene.camera, features=feats)
         assert res.status == Status.LOCALIZED, res.reason
         out[on] = res
-    assert pose_error(out[True].cam_from_world, out[False].cam_from_world)[0] < 1e-9
+    from global_loc.evaluation import mahalanobis_distance
+
+    assert mahalanobis_distance(out[True].cam_from_world, out[False].cam_from_world, out[False].covariance) < 2.0
+    assert pose_error(out[True].cam_from_world, pose)[0] < 1.5 * pose_error(out[False].cam_from_world, pose)[0] + 1e-4
     extra = out[True].covariance - out[False].covariance
-    assert np.linalg.eigvalsh(extra).min() > -1e-12 * np.abs(extra).max()
     assert np.trace(extra[3:, 3:]) > 0.05 * np.trace(out[False].covariance[3:, 3:])
     assert 0.25 < built.point_noise_px < 0.36
     cov = built.point_covariances(out[True].inlier_point_rows)

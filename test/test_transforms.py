@@ -195,3 +195,32 @@ def test_map_point_pose_covariance_agrees_with_monte_carlo():
     assert np.all((ratio > 0.6) & (ratio < 1.6)), ratio
     # PnP's own covariance (from the residuals) sees under half of the position scatter
     assert np.trace(np.mean(pnp_cov, axis=0)[3:, 3:]) < 0.5 * np.trace(emp[3:, 3:])
+
+
+def test_weighing_uncertain_map_points_makes_poses_more_accurate():
+    """Near map points with depth errors from their (known) covariances pull PnP's pose; the
+    maximum-likelihood refinement that weighs each residual by its point's uncertainty
+    (``refine_with_point_uncertainty``) halves the median position error over 30 draws."""
+    from global_loc.geometry.camera import Camera
+    from global_loc.geometry.pnp import estimate_absolute_pose
+
+    rng = np.random.default_rng(3)
+    cam = Camera("PINHOLE", 640, 480, [500, 500, 320, 240])
+    truth = Pose.from_qt([0.9, 0.2, -0.3, 0.1], [1.0, -2.0, 0.5])
+    errors = {False: [], True: []}
+    for trial in range(30):
+        xc = np.c_[rng.uniform(-2, 2, (150, 2)), rng.uniform(4, 8, 150)]
+        xc[:30] = np.c_[rng.uniform(-0.5, 0.5, (30, 2)), rng.uniform(0.8, 1.5, 30)]  # near points
+        xw = truth.inverse().transform(xc)
+        uv = cam.project(xc) + rng.normal(scale=0.3, size=(150, 2))
+        cov = np.tile(np.eye(3) * 0.0005**2, (150, 1, 1))
+        aside = Pose.from_qt([np.cos(np.radians(15)), np.sin(np.radians(15)), 0.0, 0.0], [0, 0, 0]).R
+        for i in range(30):  # 2 cm along the ray of a keyframe 30 degrees aside
+            ray = truth.R.T @ aside @ (xc[i] / np.linalg.norm(xc[i]))
+            cov[i] += 0.02**2 * np.outer(ray, ray)
+        drawn = xw + np.einsum("nij,nj->ni", np.linalg.cholesky(cov), rng.normal(size=xw.shape))
+        for weigh in (False, True):
+            r = estimate_absolute_pose(uv, drawn, cam, 8.0, seed=trial,
+                                       point_covariances=cov if weigh else None, point_noise_px=0.3)
+            errors[weigh].append(pose_error(r.cam_from_world, truth)[0])
+    assert np.median(errors[True]) < 0.5 * np.median(errors[False]), (np.median(errors[True]), np.median(errors[False]))

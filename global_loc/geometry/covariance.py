@@ -173,3 +173,25 @@ def map_point_pose_covariance(camera, cam_from_world: Pose, points3D: np.ndarray
     M = np.einsum("nai,nab,nbj->ij", J, S, J)
     out = Hi @ M @ Hi
     return 0.5 * (out + out.T) if np.all(np.isfinite(out)) else None
+
+
+def point_weights(camera, cam_from_world: Pose, points3D: np.ndarray, point_covariances: np.ndarray,
+                  noise_px: float) -> np.ndarray:
+    """How much each correspondence's residual is the keypoint's and not its map point's.
+
+    ``noise^2 / (noise^2 + tr(A cov A^T) / 2)`` with ``A`` the projection's derivative: 1 for an
+    exact point, towards 0 for a point whose error moves its projection by many pixels (the
+    scalar form of the weights of :func:`~global_loc.geometry.pnp.refine_with_point_uncertainty`).
+
+    Args:
+        camera, cam_from_world: the query camera and pose.
+        points3D: (N, 3) world points, metres; point_covariances: (N, 3, 3) theirs, m^2.
+        noise_px: the keypoints' standard deviation, pixels.
+    Returns:
+        (N,) float64 in [0, 1]; 0 where a covariance or projection is not finite.
+    """
+    _, A = _pose_jacobians(camera, cam_from_world, points3D)
+    C = np.asarray(point_covariances, np.float64).reshape(-1, 3, 3)
+    spread = 0.5 * np.einsum("nai,nij,naj->n", A, C, A)
+    w = noise_px**2 / (noise_px**2 + spread)
+    return np.where(np.isfinite(w), w, 0.0)

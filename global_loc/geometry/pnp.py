@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pycolmap
+from scipy.spatial.transform import Rotation
 
 from .camera import Camera
 from .covariance import map_point_pose_covariance, world_from_cam_covariance
@@ -45,6 +46,7 @@ def estimate_absolute_pose(
     seed: int = -1,
     covariance_scale: float = 1.0,
     point_covariances: np.ndarray | None = None,
+    point_noise_px: float = 1.0,
 ) -> PnPResult | None:
     """Camera pose from 2D-3D correspondences.
 
@@ -60,9 +62,14 @@ def estimate_absolute_pose(
             shared by all points of a query (see ``localization.covariance_scale``).
         point_covariances: (N, 3, 3) covariances of ``points3D``, m^2 (the map's triangulation
             covariances, :meth:`~global_loc.map.index.MapIndex.point_covariances`), or None to
-            take the points as exact. Their effect on the pose
-            (:func:`~global_loc.geometry.covariance.map_point_pose_covariance`) is added to the
-            covariance, before ``covariance_scale``.
+            take the points as exact. With them, the pose of RANSAC's inliers is refined by
+            :func:`refine_with_point_uncertainty` (maximum likelihood), and the points'
+            share (:func:`~global_loc.geometry.covariance.map_point_pose_covariance`) is added
+            to the covariance, which stays that of the unweighted estimate: an upper bound of
+            the weighted one's, and the one ``covariance_scale`` is calibrated with (the
+            weighted estimate's own, ``(J^T W J)^-1``, assumes independent errors and is several
+            times too small on the temple and the robot world).
+        point_noise_px: the keypoints' standard deviation for that refinement, pixels.
     Returns:
         :class:`PnPResult`, or None when fewer than 4 matches are given or RANSAC finds no
         model.
@@ -84,24 +91,105 @@ def estimate_absolute_pose(
         return None
     pose = Pose.from_pycolmap(ret["cam_from_world"])
     inliers = np.asarray(ret["inlier_mask"], bool)
-    # a-posteriori variance of unit weight: pycolmap's covariance is for 1-pixel noise
     res = camera.project(pose.transform(points3D[inliers])) - keypoints[inliers]
-    n = int(inliers.sum())
-    sigma2 = float(np.nansum(res**2) / max(2 * n - 6, 1))
+    # a-posteriori variance of unit weight: pycolmap's covariance is for 1-pixel noise
+    sigma2 = float(np.nansum(res**2) / max(2 * int(inliers.sum()) - 6, 1))
     cov = ret.get("covariance")
     if cov is not None:
         # Ceres' quaternion-manifold tangent is half the rotation angle: to rotation vectors
         S = np.diag([2.0, 2.0, 2.0, 1.0, 1.0, 1.0])
         cov = S @ np.asarray(cov, np.float64) @ S * sigma2
-        if point_covariances is not None:
-            from_points = map_point_pose_covariance(
-                camera, pose, points3D[inliers], np.asarray(point_covariances)[inliers])
-            if from_points is not None:
-                cov = cov + from_points
+    if point_covariances is not None:
+        point_covariances = np.asarray(point_covariances)[inliers]
+        if cov is not None:
+            from_points = map_point_pose_covariance(camera, pose, points3D[inliers], point_covariances)
+            cov = cov + from_points if from_points is not None else cov
+        refined = refine_with_point_uncertainty(camera, pose, keypoints[inliers], points3D[inliers],
+                                                point_covariances, point_noise_px)
+        if refined is not None:
+            pose = refined
+            res = camera.project(pose.transform(points3D[inliers])) - keypoints[inliers]
+    if cov is not None:
         cov = cov * covariance_scale
         if not np.all(np.isfinite(cov)):
             cov = None
     return PnPResult(pose, inliers, cov, float(np.sqrt(np.nanmean(np.sum(res**2, axis=1)))))
+
+
+def refine_with_point_uncertainty(
+    camera: Camera,
+    cam_from_world: Pose,
+    keypoints: np.ndarray,
+    points3D: np.ndarray,
+    point_covariances: np.ndarray,
+    noise_px: float,
+    cauchy_sigma: float = 1.5,
+    iterations: int = 10,
+) -> Pose | None:
+    """Maximum-likelihood pose with uncertain map points: robust, weighted Gauss-Newton.
+
+    PnP's least squares weigh every correspondence alike, as if its 3D point were exact. A point
+    with covariance ``cov_i`` moves its projection with covariance ``A_i cov_i A_i^T`` (``A_i``:
+    the projection's derivative), so the residual ``r_i`` has covariance
+    ``S_i = noise^2 I + A_i cov_i A_i^T``: near points whose depth the map knows poorly count
+    less, far well-triangulated ones more. Each residual is weighted by ``S_i^-1`` and by a
+    Cauchy weight on its Mahalanobis norm ``m_i`` (``1 / (1 + m_i^2 / cauchy_sigma^2)``, a
+    robust loss as in COLMAP's pose refinement, here in units of each residual's own standard
+    deviation); the errors-in-variables model of the "uncertain 3D points" PnP literature
+    (e.g. Vakhitov et al., "Uncertainty-Aware Camera Pose Estimation from Points and Lines",
+    CVPR 2021), solved by iteratively reweighted Gauss-Newton from the PnP-RANSAC pose.
+
+    Args:
+        camera: the query camera.
+        cam_from_world: the start (PnP-RANSAC's pose).
+        keypoints: (N, 2) float pixels of the inliers (OpenCV convention).
+        points3D: (N, 3) float their world points, metres.
+        point_covariances: (N, 3, 3) the points' covariances, m^2; a non-finite one leaves
+            its correspondence out.
+        noise_px: the keypoints' standard deviation, pixels.
+        cauchy_sigma: scale of the Cauchy loss, in standard deviations.
+        iterations: Gauss-Newton iterations at most.
+    Returns:
+        The refined ``cam_from_world``; None when fewer than 4 correspondences have finite
+        covariances or the normal matrix is singular.
+    """
+    from .covariance import _pose_jacobians
+
+    X = np.asarray(points3D, np.float64).reshape(-1, 3)
+    kp = np.asarray(keypoints, np.float64).reshape(-1, 2)
+    C = np.asarray(point_covariances, np.float64).reshape(-1, 3, 3)
+    ok = np.all(np.isfinite(C), axis=(1, 2))
+    if ok.sum() < 4:
+        return None
+    X, kp, C = X[ok], kp[ok], C[ok]
+    noise2 = float(noise_px) ** 2 * np.eye(2)
+
+    def normal_equations(pose):
+        J, A = _pose_jacobians(camera, pose, X)
+        r = camera.project(pose.transform(X)) - kp
+        good = np.all(np.isfinite(r), axis=1) & np.all(np.isfinite(J), axis=(1, 2))
+        W = np.linalg.inv(noise2 + np.einsum("nai,nij,nbj->nab", A[good], C[good], A[good]))
+        J, r = J[good], r[good]
+        m2 = np.einsum("na,nab,nb->n", r, W, r)
+        w = 1.0 / (1.0 + m2 / cauchy_sigma**2)
+        H = np.einsum("n,nai,nab,nbj->ij", w, J, W, J)
+        g = np.einsum("n,nai,nab,nb->i", w, J, W, r)
+        return H, g, len(r)
+
+    pose = cam_from_world
+    H, g, used = normal_equations(pose)
+    for _ in range(iterations):
+        if used < 4:
+            return None
+        try:
+            step = -np.linalg.solve(H, g)
+        except np.linalg.LinAlgError:
+            return None
+        pose = Pose(Rotation.from_rotvec(step[:3]).as_matrix() @ pose.R, pose.t + step[3:])
+        H, g, used = normal_equations(pose)
+        if np.abs(step[:3]).max() < 1e-10 and np.abs(step[3:]).max() < 1e-10 * max(1.0, np.abs(pose.t).max()):
+            break
+    return pose if np.all(np.isfinite(pose.t)) and np.all(np.isfinite(pose.R)) else None
 
 
 def acceptance_problems(pnp: PnPResult, num_matches: int, conf) -> list[str]:

@@ -110,10 +110,11 @@ def _apply_update(pose: Pose, delta: np.ndarray) -> Pose:
 @dataclass
 class _Terms:
     """Residuals of one pose on one level: features (N, C) and, where keypoints are used,
-    reprojections (N, 2); with their Jacobians over ``[dtheta, dt]`` when asked."""
+    reprojections (N, 2); the points' weights (N,); with their Jacobians over ``[dtheta, dt]`` when asked."""
 
     feat: np.ndarray
     ok: np.ndarray
+    weight: np.ndarray
     kp: np.ndarray | None = None
     jac_feat: np.ndarray | None = None
     jac_kp: np.ndarray | None = None
@@ -138,7 +139,8 @@ class FeatureMetricRefiner:
 
     # --- cost ---------------------------------------------------------------------------
     @staticmethod
-    def _terms(pose: Pose, level: FeatureLevel, points3D, reference, camera, keypoints, with_jacobian: bool) -> _Terms:
+    def _terms(pose: Pose, level: FeatureLevel, points3D, reference, camera, keypoints, with_jacobian: bool,
+               weights=None) -> _Terms:
         rx = points3D @ pose.R.T
         xc = rx + pose.t
         in_front = xc[:, 2] > 1e-9
@@ -149,7 +151,7 @@ class FeatureMetricRefiner:
         else:
             vals, ok = level.sample(lp)
         ok &= in_front
-        t = _Terms(vals.astype(np.float64) - reference, ok)
+        t = _Terms(vals.astype(np.float64) - reference, ok, np.ones(len(ok)) if weights is None else weights)
         t.feat[~ok] = 0.0
         if keypoints is not None:
             t.kp = np.where(ok[:, None], pixels - keypoints, 0.0)
@@ -175,33 +177,34 @@ class FeatureMetricRefiner:
         if len(t.ok) == 0:
             return float("nan")
         outside = math.log1p(_OUTSIDE_RESIDUAL**2)
+        w = t.weight / max(float(t.weight.sum()), 1e-300)
         rho = np.log1p(np.sum(t.feat**2, axis=1) / scale_f**2)
         rho[~t.ok] = outside
-        cost = float(rho.mean())
+        cost = float(w @ rho)
         if t.kp is not None and self.conf.keypoint_weight > 0:
             rho_k = np.log1p(np.sum(t.kp**2, axis=1) / scale_k**2)
             rho_k[~t.ok] = outside
-            cost += self.conf.keypoint_weight * float(rho_k.mean())
+            cost += self.conf.keypoint_weight * float(w @ rho_k)
         return cost
 
     def _normal_equations(self, t: _Terms, scale_f: float, scale_k: float):
         """Gauss-Newton system of the IRLS weights at ``t``: ``(H (6, 6), g (6,))``."""
-        n = max(len(t.ok), 1)
-        w = np.where(t.ok, 1.0 / (scale_f**2 + np.sum(t.feat**2, axis=1)), 0.0) / n
+        n = max(float(t.weight.sum()), 1e-300)
+        w = np.where(t.ok, t.weight / (scale_f**2 + np.sum(t.feat**2, axis=1)), 0.0) / n
         jw = (t.jac_feat * w[:, None, None]).reshape(-1, 6)
         H = jw.T @ t.jac_feat.reshape(-1, 6)
         g = jw.T @ t.feat.reshape(-1)
         if t.kp is not None and self.conf.keypoint_weight > 0:
-            wk = np.where(t.ok, 1.0 / (scale_k**2 + np.sum(t.kp**2, axis=1)), 0.0) * (self.conf.keypoint_weight / n)
+            wk = np.where(t.ok, t.weight / (scale_k**2 + np.sum(t.kp**2, axis=1)), 0.0) * (self.conf.keypoint_weight / n)
             jkw = (t.jac_kp * wk[:, None, None]).reshape(-1, 6)
             H += jkw.T @ t.jac_kp.reshape(-1, 6)
             g += jkw.T @ t.kp.reshape(-1)
         return H, g
 
     # --- one level ----------------------------------------------------------------------
-    def _optimize_level(self, pose, level, points3D, reference, camera, keypoints, scale_f, scale_k):
+    def _optimize_level(self, pose, level, points3D, reference, camera, keypoints, weights, scale_f, scale_k):
         c = self.conf
-        t = self._terms(pose, level, points3D, reference, camera, keypoints, True)
+        t = self._terms(pose, level, points3D, reference, camera, keypoints, True, weights)
         cost = self._cost(t, scale_f, scale_k)
         lam = c.damping
         iters = 0
@@ -215,7 +218,7 @@ class FeatureMetricRefiner:
                     lam *= 10
                     continue
                 cand = _apply_update(pose, delta)
-                cost_c = self._cost(self._terms(cand, level, points3D, reference, camera, keypoints, False),
+                cost_c = self._cost(self._terms(cand, level, points3D, reference, camera, keypoints, False, weights),
                                     scale_f, scale_k)
                 if cost_c < cost:
                     improved = True
@@ -228,7 +231,7 @@ class FeatureMetricRefiner:
             rel = (cost - cost_c) / max(cost, 1e-30)
             cost = cost_c
             lam = max(lam / 10, 1e-10)
-            t = self._terms(pose, level, points3D, reference, camera, keypoints, True)
+            t = self._terms(pose, level, points3D, reference, camera, keypoints, True, weights)
             if rel < c.min_relative_decrease:
                 break
         return pose, iters
@@ -244,6 +247,7 @@ class FeatureMetricRefiner:
         keypoints: np.ndarray | None = None,
         covariance: np.ndarray | None = None,
         max_error_px: float = 8.0,
+        point_weights: np.ndarray | None = None,
     ) -> RefinementOutcome:
         """Refine ``start`` by aligning the query's feature pyramid with the points' references.
 
@@ -265,6 +269,10 @@ class FeatureMetricRefiner:
                 (``keypoint_weight``) and the inlier check.
             covariance: (6, 6) covariance of ``start`` over ``[dtheta, dt]``: the step check.
             max_error_px: a point is an inlier within this reprojection error.
+            point_weights: (N,) float weights of the points in both terms of the cost, e.g.
+                the share of their residuals' variance that is not the map point's own
+                uncertainty (:meth:`~global_loc.localizer.Localizer` passes
+                ``noise^2 / (noise^2 + tr(A cov A^T) / 2)``); None: all 1.
         Returns:
             A :class:`RefinementOutcome`; ``cam_from_world`` is the refined pose only when
             ``accepted``, else the start.
@@ -296,11 +304,12 @@ class FeatureMetricRefiner:
             return out
         pts = points3D[have]
         kps = keypoints[have] if keypoints is not None and c.keypoint_weight > 0 else None
+        wts = None if point_weights is None else np.asarray(point_weights, np.float64).reshape(-1)[have]
         refs = np.split(reference[have], np.cumsum(widths)[:-1], axis=1)
 
         # the finest level decides: its cost scales, the information check, the final cost
         fine, fine_ref = levels[-1], refs[-1]
-        t = self._terms(start, fine, pts, fine_ref, camera, kps, True)
+        t = self._terms(start, fine, pts, fine_ref, camera, kps, True, wts)
         if t.ok.sum() < c.min_points:
             out.reason = f"{int(t.ok.sum())} points project inside the query's features < min_points {c.min_points}"
             return out
@@ -323,10 +332,10 @@ class FeatureMetricRefiner:
             if t0.ok.sum() < c.min_points:
                 out.iterations.append(0)
                 continue
-            pose, iters = self._optimize_level(pose, lv, pts, ref, camera, kps,
+            pose, iters = self._optimize_level(pose, lv, pts, ref, camera, kps, wts,
                                                *(fine_scales if lv is fine else scales(t0)))
             out.iterations.append(iters)
-        t = self._terms(pose, fine, pts, fine_ref, camera, kps, False)
+        t = self._terms(pose, fine, pts, fine_ref, camera, kps, False, wts)
         out.cost_after = self._cost(t, *fine_scales)
         out.agreement = _agreement(t.feat[t.ok] + fine_ref[t.ok], fine_ref[t.ok])
         step = np.concatenate([

@@ -68,14 +68,14 @@ class FlowTracker:
             ``min_inlier_ratio``, ``ransac_max_iterations``).
         loc_conf: :class:`~global_loc.config.LocalizationConf` (RANSAC threshold and seed,
             the inlier and uncertainty checks).
-        point_covariances: optional ``f(point_rows) -> (N, 3, 3)``, the map points'
-            covariances for the pose's covariance (``Localizer.point_covariances``).
+        point_uncertainty: optional ``f(point_rows) -> ((N, 3, 3) covariances, noise_px)``
+            of the map's points, for PnP (``Localizer.point_uncertainty``).
     """
 
-    def __init__(self, conf: TrackingConf, loc_conf: LocalizationConf, point_covariances=None):
+    def __init__(self, conf: TrackingConf, loc_conf: LocalizationConf, point_uncertainty=None):
         self.conf = conf
         self.loc_conf = loc_conf
-        self.point_covariances = point_covariances
+        self.point_uncertainty = point_uncertainty
         self._criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
         self._last: tuple[np.ndarray, np.ndarray] | None = None  # (image, grey) of the last track()
 
@@ -181,4 +181,4 @@ class FlowTracker:
 
         return solve_tracked_pose(res, uv[ok].astype(np.float64), ref.points3D[ok], camera, prior, tc, lc, "flow",
                                   timer, enough_inliers, None if ref.point_rows is None else ref.point_rows[ok],
-                                  self.point_covariances)
+                                  self.point_uncertainty)

@@ -23,8 +23,8 @@ class LocalMapTracker:
         loc_conf: :class:`~global_loc.config.LocalizationConf`: the RANSAC threshold, seed and
             the inlier and uncertainty checks a pose must pass (the same as a global query's).
         matching: :class:`~global_loc.config.MatchingConf` (``mutual``).
-        point_covariances: optional ``f(point_rows) -> (N, 3, 3)``, the map points'
-            covariances for the pose's covariance (``Localizer.point_covariances``).
+        point_uncertainty: optional ``f(point_rows) -> ((N, 3, 3) covariances, noise_px)``
+            of the map's points, for PnP (``Localizer.point_uncertainty``).
 
     Steps, for query features and a prior ``cam_from_world``:
 
@@ -45,9 +45,9 @@ class LocalMapTracker:
     """
 
     def __init__(self, map_index: MapIndex, conf: TrackingConf, loc_conf: LocalizationConf,
-                 matching: MatchingConf | None = None, point_covariances=None):
+                 matching: MatchingConf | None = None, point_uncertainty=None):
         self.map = map_index
-        self.point_covariances = point_covariances
+        self.point_uncertainty = point_uncertainty
         self.conf = conf
         self.loc_conf = loc_conf
         self.matching = matching or MatchingConf()
@@ -112,7 +112,7 @@ class LocalMapTracker:
         rows = points[p_idx]
         return solve_tracked_pose(res, features.keypoints[q_idx], self.map.points_xyz[rows], camera, prior,
                                   tc, lc, "tracking", timer, point_rows=rows,
-                                  point_covariances=self.point_covariances)
+                                  point_uncertainty=self.point_uncertainty)
 
     def _match(self, features: LocalFeatures, desc: np.ndarray, inv: np.ndarray, visible: np.ndarray,
                uv: np.ndarray, window_px: float) -> tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,7 @@ def tracked_pose_problems(pnp: PnPResult, num_matches: int, prior: PosePrior, co
 def solve_tracked_pose(res: LocalizationResult, keypoints: np.ndarray, points3D: np.ndarray, camera: Camera,
                        prior: PosePrior, conf: TrackingConf, loc_conf: LocalizationConf, what: str,
                        timer=None, more_checks=None, point_rows: np.ndarray | None = None,
-                       point_covariances=None) -> LocalizationResult:
+                       point_uncertainty=None) -> LocalizationResult:
     """PnP-RANSAC on a tracker's correspondences, then :func:`tracked_pose_problems`.
 
     Args:
@@ -57,18 +57,21 @@ def solve_tracked_pose(res: LocalizationResult, keypoints: np.ndarray, points3D:
         timer: optional ``timer(stage)`` context manager factory (stage ``pnp``).
         more_checks: optional ``f(pnp) -> list[str]`` of the tracker's own problems.
         point_rows: (N,) int64 map rows of ``points3D``, where known (for refinement).
-        point_covariances: optional ``f(point_rows) -> (N, 3, 3)`` covariances of the map's
-            points, added to the pose's covariance (``localization.map_point_uncertainty``).
+        point_uncertainty: optional ``f(point_rows) -> ((N, 3, 3) covariances, noise_px)`` of
+            the map's points, for PnP's weighted refinement and covariance
+            (``Localizer.point_uncertainty``).
     Returns:
         ``res``: ``LOCALIZED`` with the pose and its inliers, or ``NOT_LOCALIZED`` with the
         reasons; never the prior.
     """
     timer = timer or noop_timer
     with timer("pnp"):
-        cov3D = point_covariances(point_rows) if point_covariances is not None and point_rows is not None else None
+        uncertainty = None
+        if point_uncertainty is not None and point_rows is not None:
+            uncertainty = point_uncertainty(point_rows)
         pnp = estimate_absolute_pose(keypoints, points3D, camera, loc_conf.ransac_max_error_px,
                                      conf.ransac_max_iterations, loc_conf.ransac_seed, loc_conf.covariance_scale,
-                                     cov3D)
+                                     *(uncertainty or (None, 1.0)))
     if pnp is None:
         res.reason = f"{what}: PnP-RANSAC found no pose from {len(keypoints)} correspondences"
         return res

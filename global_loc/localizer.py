@@ -177,6 +177,7 @@ class Localizer:
         self.camera_corrections = _camera_corrections(map_index) if conf.localization.use_map_calibration else {}
         self.flow = FlowTracker(conf.tracking, conf.localization, self.point_uncertainty)
         self._flow_ref = None  # the last call's localized frame, for optical flow
+        self.point_uncertainty(np.zeros(0, np.int64))  # the points' covariances now, not in the first query
         self.dense = self.refiner = None
         if conf.refinement.method == "featuremetric":
             self.dense = create_dense_features(conf.refinement.features, device=conf.device,

@@ -99,7 +99,8 @@ def triangulation_covariances(
         cameras, poses: per keyframe row, its :class:`~global_loc.geometry.camera.Camera` and
             ``cam_from_world``.
         noise_px: the keypoints' standard deviation, pixels; None: the a-posteriori value of
-            the map's own residuals, ``sqrt(sum r^2 / (2 O - 3 P))``.
+            the map's own residuals, ``sqrt(sum r^2 / (2 O - 3 P))`` over the points seen at
+            least twice (1 px when there are too few).
     Returns:
         ``(cov, noise_px)``: (P, 3, 3) float32 covariances, m^2 (a point with fewer than two
         observations, or rays that do not intersect, gets an infinite one), and the noise used.
@@ -111,6 +112,8 @@ def triangulation_covariances(
     P = len(X)
     H = np.zeros((P, 3, 3))
     sq, used = 0.0, 0
+    # the a-posteriori noise from the points seen at least twice (one observation has no residual)
+    multi = np.bincount(obs_point, minlength=P) >= 2
     order = np.argsort(obs_keyframe, kind="stable")
     bounds = np.searchsorted(obs_keyframe[order], np.arange(len(poses) + 1))
     for k in range(len(poses)):
@@ -123,10 +126,11 @@ def triangulation_covariances(
         A = cameras[k].projection_jacobian(xc, uv) @ poses[k].R
         ok = np.all(np.isfinite(uv), axis=1) & np.all(np.isfinite(A), axis=(1, 2))
         np.add.at(H, pts[ok], np.einsum("oai,oaj->oij", A[ok], A[ok]))
+        ok &= multi[pts]
         sq += float(np.sum((uv[ok] - obs_pixels[sel][ok]) ** 2))
         used += int(ok.sum())
     if noise_px is None:
-        dof = 2 * used - 3 * P
+        dof = 2 * used - 3 * int(multi.sum())
         noise_px = float(np.sqrt(sq / dof)) if dof > 0 else 1.0
     cov = np.full((P, 3, 3), np.inf, np.float64)
     trace = np.einsum("pii->p", H)
@@ -188,10 +192,13 @@ def point_weights(camera, cam_from_world: Pose, points3D: np.ndarray, point_cova
         points3D: (N, 3) world points, metres; point_covariances: (N, 3, 3) theirs, m^2.
         noise_px: the keypoints' standard deviation, pixels.
     Returns:
-        (N,) float64 in [0, 1]; 0 where a covariance or projection is not finite.
+        (N,) float64 in [0, 1]: 1 for a point without a finite covariance (taken as exact, as
+        in :func:`~global_loc.geometry.pnp.refine_with_point_uncertainty`), 0 for one that
+        does not project.
     """
     _, A = _pose_jacobians(camera, cam_from_world, points3D)
     C = np.asarray(point_covariances, np.float64).reshape(-1, 3, 3)
+    C = np.where(np.all(np.isfinite(C), axis=(1, 2))[:, None, None], C, 0.0)
     spread = 0.5 * np.einsum("nai,nij,naj->n", A, C, A)
     w = noise_px**2 / (noise_px**2 + spread)
     return np.where(np.isfinite(w), w, 0.0)

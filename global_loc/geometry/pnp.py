@@ -144,24 +144,25 @@ def refine_with_point_uncertainty(
         cam_from_world: the start (PnP-RANSAC's pose).
         keypoints: (N, 2) float pixels of the inliers (OpenCV convention).
         points3D: (N, 3) float their world points, metres.
-        point_covariances: (N, 3, 3) the points' covariances, m^2; a non-finite one leaves
-            its correspondence out.
+        point_covariances: (N, 3, 3) the points' covariances, m^2; a point with a non-finite
+            one is taken as exact, as PnP takes every point.
         noise_px: the keypoints' standard deviation, pixels.
         cauchy_sigma: scale of the Cauchy loss, in standard deviations.
         iterations: Gauss-Newton iterations at most.
     Returns:
-        The refined ``cam_from_world``; None when fewer than 4 correspondences have finite
-        covariances or the normal matrix is singular.
+        The refined ``cam_from_world``; None with fewer than 4 correspondences or a singular
+        normal matrix.
     """
     from .covariance import _pose_jacobians
 
     X = np.asarray(points3D, np.float64).reshape(-1, 3)
     kp = np.asarray(keypoints, np.float64).reshape(-1, 2)
     C = np.asarray(point_covariances, np.float64).reshape(-1, 3, 3)
-    ok = np.all(np.isfinite(C), axis=(1, 2))
-    if ok.sum() < 4:
+    if len(X) < 4:
         return None
-    X, kp, C = X[ok], kp[ok], C[ok]
+    # a point whose covariance the map cannot give (one observation left, e.g. a COLMAP
+    # model's point whose other images are not keyframes) counts as PnP counts every point
+    C = np.where(np.all(np.isfinite(C), axis=(1, 2))[:, None, None], C, 0.0)
     noise2 = float(noise_px) ** 2 * np.eye(2)
 
     def normal_equations(pose):

@@ -124,6 +124,12 @@ class LocalizationConf:
             the map knows poorly can pull the pose where the residuals do not show it.
         map_point_noise_px: the mapping keypoints' standard deviation behind those
             covariances, pixels; 0: the a-posteriori value of the map's own residuals.
+        weigh_map_points: with ``map_point_uncertainty``, also refine PnP's pose with each
+            point weighed by its uncertainty
+            (:func:`~global_loc.geometry.pnp.refine_with_point_uncertainty`) and weigh the
+            feature-metric refinement's points alike. It helps where the keypoints are precise
+            (``sift``, ``r2d2``) and not where they are not (``xfeat``, whose preset turns it
+            off): ``benchmarks/results/refinement.md``.
         covariance_scale: factor on every pose covariance, for what the model above leaves
             out: errors the map shares across a query's points (its keyframes' poses,
             calibration) and the residuals' correlation. The default is calibrated on held-out
@@ -145,6 +151,7 @@ class LocalizationConf:
     use_map_calibration: bool = True
     map_point_uncertainty: bool = True
     map_point_noise_px: float = 0.0
+    weigh_map_points: bool = True
     covariance_scale: float = 4.0
 
 

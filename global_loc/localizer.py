@@ -339,8 +339,8 @@ class Localizer:
             return
         weights = None
         uncertainty = self.point_uncertainty(rows)
-        if uncertainty is not None:  # the points' own uncertainty in the query, as in PnP
-            weights = point_weights(camera, result.cam_from_world, result.inlier_points3D, *uncertainty)
+        if uncertainty is not None and uncertainty[2]:  # the points' uncertainty in the query, as in PnP
+            weights = point_weights(camera, result.cam_from_world, result.inlier_points3D, *uncertainty[:2])
         outcome = self.refiner.refine(
             self.dense.extract(image), camera, result.cam_from_world, result.inlier_points3D,
             self.map.point_features[rows].astype(np.float32), result.inlier_keypoints, result.covariance,
@@ -420,15 +420,16 @@ class Localizer:
         best.retrieved = result.retrieved
         return best
 
-    def point_uncertainty(self, rows) -> tuple[np.ndarray, float] | None:
-        """The map points at ``rows``: their (N, 3, 3) triangulation covariances (m^2) and the
-        keypoints' standard deviation behind them (pixels); None when
+    def point_uncertainty(self, rows) -> tuple[np.ndarray, float, bool] | None:
+        """The map points at ``rows``: their (N, 3, 3) triangulation covariances (m^2), the
+        keypoints' standard deviation behind them (pixels) and whether PnP weighs the points
+        by them (``localization.weigh_map_points``); None when
         ``localization.map_point_uncertainty`` is off."""
         lc = self.loc_conf
         if not lc.map_point_uncertainty:
             return None
         cov = self.map.point_covariances(rows, lc.map_point_noise_px if lc.map_point_noise_px > 0 else None)
-        return cov, self.map.point_noise_px
+        return cov, self.map.point_noise_px, lc.weigh_map_points
 
     def _localize_place(self, features: LocalFeatures, camera: Camera, place: list[int], timer) -> LocalizationResult:
         lc, mt = self.loc_conf, self.conf.matching
@@ -446,7 +447,7 @@ class Localizer:
         kpts = features.keypoints[matches.query]
         xyz = self.map.points_xyz[matches.db]
         with timer("pnp"):
-            uncertainty = self.point_uncertainty(matches.db) or (None, 1.0)
+            uncertainty = self.point_uncertainty(matches.db) or (None, 1.0, False)
             pnp = estimate_absolute_pose(
                 kpts, xyz, camera, lc.ransac_max_error_px, lc.ransac_max_iterations, lc.ransac_seed,
                 lc.covariance_scale, *uncertainty,

@@ -132,10 +132,11 @@ def test_maupertuis_leave_one_out(maupertuis_dir):
 
 def test_temple_featuremetric_refinement_and_covariance_consistency(temple_map, temple_split, tmp_path):
     """`--refine featuremetric` on the temple (default preset; the map's principal point is
-    corrected by the builder): 24/24 within (1 cm, 1 deg), a median below PnP's (the pose
-    before refinement, from the log) and within 0.25 mm / 0.025 deg (measured: 0.223 mm /
-    0.0224 deg against PnP's 0.244 / 0.0252); the published covariances put at least 90 % of
-    the errors inside the 2-sigma bound and none beyond 5 sigma (measured: 92 %, 2.8 sigma)."""
+    corrected by the builder; PnP weighs the points by their uncertainty): 24/24 within
+    (1 cm, 1 deg), a median below PnP's (the pose before refinement, from the log) and within
+    issue 9's 0.2 mm / 0.02 deg (measured: 0.193 mm / 0.0193 deg against PnP's 0.206 /
+    0.0209); the published covariances put at least 90 % of the errors inside the 2-sigma
+    bound and none beyond 5 sigma (measured: 96 %, 2.3 sigma)."""
     from global_loc.evaluation import SIGMA_LEVELS, consistency, mahalanobis_distance
     from global_loc.geometry.transforms import Pose
 
@@ -155,6 +156,6 @@ def test_temple_featuremetric_refinement_and_covariance_consistency(temple_map, 
     before, after = np.array(before), np.array(after)
     assert np.all((after[:, 0] <= 0.01) & (after[:, 1] <= 1.0))
     assert np.median(after[:, 0]) < np.median(before[:, 0])
-    assert np.median(after[:, 0]) <= 2.5e-4 and np.median(after[:, 1]) <= 0.025
+    assert np.median(after[:, 0]) <= 2.0e-4 and np.median(after[:, 1]) <= 0.02
     c = consistency(dist)
     assert c["within"][SIGMA_LEVELS[1]] >= 0.9 and c["max_sigmas"] <= 5.0, c

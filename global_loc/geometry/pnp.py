@@ -47,6 +47,7 @@ def estimate_absolute_pose(
     covariance_scale: float = 1.0,
     point_covariances: np.ndarray | None = None,
     point_noise_px: float = 1.0,
+    weigh_points: bool = True,
 ) -> PnPResult | None:
     """Camera pose from 2D-3D correspondences.
 
@@ -70,6 +71,7 @@ def estimate_absolute_pose(
             weighted estimate's own, ``(J^T W J)^-1``, assumes independent errors and is several
             times too small on the temple and the robot world).
         point_noise_px: the keypoints' standard deviation for that refinement, pixels.
+        weigh_points: False: no weighted refinement, only the points' share of the covariance.
     Returns:
         :class:`PnPResult`, or None when fewer than 4 matches are given or RANSAC finds no
         model.
@@ -104,8 +106,10 @@ def estimate_absolute_pose(
         if cov is not None:
             from_points = map_point_pose_covariance(camera, pose, points3D[inliers], point_covariances)
             cov = cov + from_points if from_points is not None else cov
-        refined = refine_with_point_uncertainty(camera, pose, keypoints[inliers], points3D[inliers],
-                                                point_covariances, point_noise_px)
+        refined = None
+        if weigh_points:
+            refined = refine_with_point_uncertainty(camera, pose, keypoints[inliers], points3D[inliers],
+                                                    point_covariances, point_noise_px)
         if refined is not None:
             pose = refined
             res = camera.project(pose.transform(points3D[inliers])) - keypoints[inliers]

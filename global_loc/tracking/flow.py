@@ -68,7 +68,7 @@ class FlowTracker:
             ``min_inlier_ratio``, ``ransac_max_iterations``).
         loc_conf: :class:`~global_loc.config.LocalizationConf` (RANSAC threshold and seed,
             the inlier and uncertainty checks).
-        point_uncertainty: optional ``f(point_rows) -> ((N, 3, 3) covariances, noise_px)``
+        point_uncertainty: optional ``f(point_rows) -> ((N, 3, 3) covariances, noise_px, weigh)``
             of the map's points, for PnP (``Localizer.point_uncertainty``).
     """
 

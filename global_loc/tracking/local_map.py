@@ -23,7 +23,7 @@ class LocalMapTracker:
         loc_conf: :class:`~global_loc.config.LocalizationConf`: the RANSAC threshold, seed and
             the inlier and uncertainty checks a pose must pass (the same as a global query's).
         matching: :class:`~global_loc.config.MatchingConf` (``mutual``).
-        point_uncertainty: optional ``f(point_rows) -> ((N, 3, 3) covariances, noise_px)``
+        point_uncertainty: optional ``f(point_rows) -> ((N, 3, 3) covariances, noise_px, weigh)``
             of the map's points, for PnP (``Localizer.point_uncertainty``).
 
     Steps, for query features and a prior ``cam_from_world``:

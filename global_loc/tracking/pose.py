@@ -57,8 +57,8 @@ def solve_tracked_pose(res: LocalizationResult, keypoints: np.ndarray, points3D:
         timer: optional ``timer(stage)`` context manager factory (stage ``pnp``).
         more_checks: optional ``f(pnp) -> list[str]`` of the tracker's own problems.
         point_rows: (N,) int64 map rows of ``points3D``, where known (for refinement).
-        point_uncertainty: optional ``f(point_rows) -> ((N, 3, 3) covariances, noise_px)`` of
-            the map's points, for PnP's weighted refinement and covariance
+        point_uncertainty: optional ``f(point_rows) -> ((N, 3, 3) covariances, noise_px,
+            weigh)`` of the map's points, for PnP's covariance and weighted refinement
             (``Localizer.point_uncertainty``).
     Returns:
         ``res``: ``LOCALIZED`` with the pose and its inliers, or ``NOT_LOCALIZED`` with the
@@ -71,7 +71,7 @@ def solve_tracked_pose(res: LocalizationResult, keypoints: np.ndarray, points3D:
             uncertainty = point_uncertainty(point_rows)
         pnp = estimate_absolute_pose(keypoints, points3D, camera, loc_conf.ransac_max_error_px,
                                      conf.ransac_max_iterations, loc_conf.ransac_seed, loc_conf.covariance_scale,
-                                     *(uncertainty or (None, 1.0)))
+                                     *(uncertainty or (None, 1.0, False)))
     if pnp is None:
         res.reason = f"{what}: PnP-RANSAC found no pose from {len(keypoints)} correspondences"
         return res

@@ -420,6 +420,23 @@ class Localizer:
         best.retrieved = result.retrieved
         return best
 
+    def retrieve(self, image: np.ndarray, k: int | None = None) -> list[str]:
+        """Place recognition alone: the names of the ``k`` keyframes whose global descriptors
+        are nearest to the query's, best first (the first step of a global query, without the
+        query rotations).
+
+        Args:
+            image: (H, W) uint8 grey or (H, W, 3) uint8 RGB.
+            k: how many (default ``localization.num_retrieved``).
+        Returns:
+            At most ``k`` keyframe names (fewer when the map has fewer keyframes).
+        """
+        timer = _Timer()
+        features = self._extract(image, 0, timer)
+        gdesc = self.global_model(image, features)
+        _, idx = self.index.search(gdesc, int(k or self.loc_conf.num_retrieved))
+        return [self.map.names[int(i)] for i in idx[0] if i >= 0]
+
     def point_uncertainty(self, rows) -> tuple[np.ndarray, float, bool] | None:
         """The map points at ``rows``: their (N, 3, 3) triangulation covariances (m^2), the
         keypoints' standard deviation behind them (pixels) and whether PnP weighs the points

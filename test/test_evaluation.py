@@ -86,3 +86,50 @@ def test_trajectory_consistency_by_stamp():
         cov[f"{t:.9f}"] = C
     rep = evaluate_trajectory(est, gt, [t for t, _ in gt], covariances=cov)
     assert sorted(rep.mahalanobis.values()) == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0])
+
+
+def _ring(n, radius=1.0):
+    """``n`` cameras on a circle looking at its centre: name -> cam_from_world."""
+    out = {}
+    for i in range(n):
+        a = 2 * np.pi * i / n
+        c = radius * np.array([np.cos(a), np.sin(a), 0.0])
+        z = -c / np.linalg.norm(c)  # optical axis towards the centre
+        x = np.cross([0.0, 0.0, 1.0], z)
+        R = np.stack([x, np.cross(z, x), z])  # rows: camera axes in the world
+        out[f"v{i:02d}"] = Pose(R, -R @ c)
+    return out
+
+
+def test_retrieval_recall_counts_the_first_positive_and_leaves_out_queries_without_one():
+    """recall@N on a ring of 24 views (even: keyframes, odd: queries, 15 deg apart): the
+    positives are each query's two neighbours; a query whose positive comes third counts at 5,
+    not at 1; a query with no keyframe in bounds is left out; N beyond what was retrieved is
+    not reported; a keyframe the map lacks is refused."""
+    from global_loc.errors import InputError
+    from global_loc.retrieval.recall import evaluate_retrieval, parse_positive, positives
+
+    views = _ring(24)
+    keyframes = {n: p for i, (n, p) in enumerate(views.items()) if i % 2 == 0}
+    queries = {n: p for i, (n, p) in enumerate(views.items()) if i % 2 == 1}
+    kf_names = list(keyframes)
+    # 15 deg steps on a 1 m ring: neighbours 0.26 m apart and turned 15 deg
+    pos = positives(queries["v01"], list(keyframes.values()), 0.3, 16.0)
+    assert [kf_names[i] for i in np.flatnonzero(pos)] == ["v00", "v02"]
+    retrieved = {q: [f"v{(int(q[1:]) + 1) % 24:02d}", "v12", "v14"] for q in queries}  # right at rank 1
+    retrieved["v05"] = ["v10", "v12", "v04", "v20"]  # first positive at rank 3
+    retrieved["v07"] = ["v16", "v18", "v20"]  # none
+    rep = evaluate_retrieval(retrieved, queries, keyframes, 0.3, 16.0, ns=(1, 3, 5))
+    assert rep.hits["v01"] == 1 and rep.hits["v05"] == 3 and rep.hits["v07"] == 0
+    assert rep.recall[0] == pytest.approx(10 / 12) and rep.recall[1] == pytest.approx(11 / 12)
+    assert rep.recall[2] is None  # 3 retrieved at least, 12 keyframes: recall@5 not measured
+    assert "recall@1" in rep.format() and rep.to_dict()["num_with_positives"] == 12
+    # a query far from every keyframe has no positive and is not counted
+    far = {"q": Pose(np.eye(3), np.array([0.0, 0.0, -10.0]))}
+    rep2 = evaluate_retrieval({**retrieved, "q": ["v00"]}, {**queries, **far}, keyframes, 0.3, 16.0, ns=(1,))
+    assert rep2.num_positives["q"] == 0 and rep2.recall[0] == pytest.approx(10 / 12)
+    with pytest.raises(InputError, match="does not have"):
+        evaluate_retrieval({"v01": ["nope"]}, queries, keyframes)
+    with pytest.raises(InputError, match="METRES,DEGREES"):
+        parse_positive("0.25")
+    assert parse_positive("0.5,20") == (0.5, 20.0)

@@ -110,8 +110,13 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_preset_args(p, default_from_map=True)
     p.set_defaults(func=_cmd_localize)
 
-    p = sub.add_parser("evaluate", help="recall and errors against ground-truth poses")
-    p.add_argument("--results", type=Path, required=True, help="results of global-loc localize")
+    p = sub.add_parser("evaluate", help="recall and errors against ground-truth poses; "
+                                        "with --retrieval, place-recognition recall@N")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--results", type=Path, help="results of global-loc localize")
+    what.add_argument("--retrieval", type=Path, metavar="LOG",
+                      help="the JSON log of global-loc localize: recall@N of the keyframes each query "
+                           "retrieved (global queries only), positives from --gt and the keyframes' poses")
     p.add_argument("--gt", type=Path, required=True, help="ground truth: name qw qx qy qz tx ty tz")
     p.add_argument(
         "--thresholds", nargs="+", default=["0.25,2", "0.5,5", "5,10"], metavar="M,DEG",
@@ -126,7 +131,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-dt", type=float, default=1e-3,
                    help="TUM trajectories: stamp association tolerance, seconds (default 0.001)")
     p.add_argument("--plot", type=Path, default=None,
-                   help="TUM trajectories: save a plot of both trajectories and the errors (PNG)")
+                   help="TUM trajectories: save a plot of both trajectories and the errors (PNG); "
+                        "--retrieval: the recall@N curve")
+    p.add_argument("--map", type=Path, default=None,
+                   help="--retrieval: the map the log was localized against (its keyframes' poses)")
+    p.add_argument("--positive", default="0.25,15", metavar="M,DEG",
+                   help="--retrieval: a keyframe is a positive within M metres and DEG degrees of "
+                        "viewing direction of the query's true pose (default 0.25,15)")
+    p.add_argument("--recall-at", nargs="+", type=int, default=[1, 5, 10, 20], metavar="N",
+                   help="--retrieval: the N of recall@N (default 1 5 10 20; N above the keyframes "
+                        "each query retrieved needs --set localization.num_retrieved=N when localizing)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("inspect", help="list a bag's topics, types, counts, frames and time span")
@@ -474,6 +488,8 @@ def _cmd_evaluate(args) -> int:
     from ..pipeline import log_path_for
 
     thresholds = parse_thresholds(args.thresholds)
+    if args.retrieval is not None:
+        return _evaluate_retrieval(args)
     if args.results.suffix == ".tum" or args.gt.suffix == ".tum":
         return _evaluate_tum(args, thresholds)
     estimates = read_poses(args.results)
@@ -497,6 +513,51 @@ def _cmd_evaluate(args) -> int:
     print(report.format())
     if args.json is not None:
         args.json.write_text(json.dumps(report.to_dict(), indent=1))
+    return 0
+
+
+def _evaluate_retrieval(args) -> int:
+    """``evaluate --retrieval LOG``: recall@N of the keyframes each global query retrieved."""
+    import numpy as np
+
+    from ..errors import InputError
+    from ..io.text import read_poses, read_tum
+    from ..retrieval.recall import evaluate_retrieval, parse_positive, plot_recall
+
+    max_m, max_deg = parse_positive(args.positive)
+    try:
+        entries = json.loads(args.retrieval.read_text()).get("queries", [])
+    except (OSError, ValueError, AttributeError) as e:
+        raise InputError(f"{args.retrieval}: not a JSON log of global-loc localize ({e})") from None
+    if args.gt.suffix == ".tum":  # a bag's log: queries by stamp, ground truth map_from_camera
+        truth = read_tum(args.gt)
+        stamps = np.array([s for s, _ in truth])
+        query_poses, retrieved = {}, {}
+        for q in entries:
+            if "stamp" not in q or len(stamps) == 0:
+                continue
+            i = int(np.argmin(np.abs(stamps - q["stamp"])))
+            if abs(stamps[i] - q["stamp"]) <= args.max_dt:
+                key = f"{q['stamp']:.9f}"
+                query_poses[key] = truth[i][1].inverse()
+                retrieved[key] = q.get("retrieved") or []
+    else:
+        query_poses = read_poses(args.gt)
+        retrieved = {q["name"]: q.get("retrieved") or [] for q in entries if "name" in q}
+    if args.map is None:
+        raise InputError("--retrieval needs --map: the positives are the map's keyframes near each query, "
+                         "and only the map knows all of them")
+    from ..map.storage import read_map
+
+    m = read_map(args.map)
+    keyframes = {n: m.cam_from_world(i) for i, n in enumerate(m.names)}
+    report = evaluate_retrieval(retrieved, query_poses, keyframes, max_m, max_deg, args.recall_at)
+    print(report.format())
+    if args.json is not None:
+        args.json.write_text(json.dumps(report.to_dict(), indent=1))
+    if args.plot is not None:
+        plot_recall(args.plot, {args.retrieval.stem: report})
+        print(f"plot: {args.plot}")
     return 0
 
 

@@ -68,8 +68,8 @@ def estimate_absolute_pose(
             share (:func:`~global_loc.geometry.covariance.map_point_pose_covariance`) is added
             to the covariance, which stays that of the unweighted estimate: an upper bound of
             the weighted one's, and the one ``covariance_scale`` is calibrated with (the
-            weighted estimate's own, ``(J^T W J)^-1``, assumes independent errors and is several
-            times too small on the temple and the robot world).
+            weighted estimate's own, ``(J^T W J)^-1``, assumes independent errors: on the
+            temple and the robot world it left most errors outside its 2-sigma bound).
         point_noise_px: the keypoints' standard deviation for that refinement, pixels.
         weigh_points: False: no weighted refinement, only the points' share of the covariance.
     Returns:
@@ -167,19 +167,25 @@ def refine_with_point_uncertainty(
     # a point whose covariance the map cannot give (one observation left, e.g. a COLMAP
     # model's point whose other images are not keyframes) counts as PnP counts every point
     C = np.where(np.all(np.isfinite(C), axis=(1, 2))[:, None, None], C, 0.0)
-    noise2 = float(noise_px) ** 2 * np.eye(2)
+    # the residuals' information matrices (N, 2, 2) at the start: the pose moves by far less
+    # than would change how a point's uncertainty projects
+    _, A = _pose_jacobians(camera, cam_from_world, X)
+    S = float(noise_px) ** 2 * np.eye(2) + A @ C @ A.transpose(0, 2, 1)
+    good = np.all(np.isfinite(S), axis=(1, 2))
+    W = np.zeros_like(S)
+    W[good] = np.linalg.inv(S[good])
 
     def normal_equations(pose):
-        J, A = _pose_jacobians(camera, pose, X)
+        J, _ = _pose_jacobians(camera, pose, X)
         r = camera.project(pose.transform(X)) - kp
-        good = np.all(np.isfinite(r), axis=1) & np.all(np.isfinite(J), axis=(1, 2))
-        W = np.linalg.inv(noise2 + np.einsum("nai,nij,nbj->nab", A[good], C[good], A[good]))
-        J, r = J[good], r[good]
-        m2 = np.einsum("na,nab,nb->n", r, W, r)
-        w = 1.0 / (1.0 + m2 / cauchy_sigma**2)
-        H = np.einsum("n,nai,nab,nbj->ij", w, J, W, J)
-        g = np.einsum("n,nai,nab,nb->i", w, J, W, r)
-        return H, g, len(r)
+        ok = good & np.all(np.isfinite(r), axis=1) & np.all(np.isfinite(J), axis=(1, 2))
+        J, r, Wk = J[ok], r[ok], W[ok]
+        Wr = np.einsum("nab,nb->na", Wk, r)
+        w = 1.0 / (1.0 + np.einsum("na,na->n", r, Wr) / cauchy_sigma**2)  # Cauchy on m^2 = r^T W r
+        WJ = (Wk @ J) * w[:, None, None]
+        H = J.reshape(-1, 6).T @ WJ.reshape(-1, 6)
+        g = J.reshape(-1, 6).T @ (Wr * w[:, None]).reshape(-1)
+        return H, g, int(ok.sum())
 
     pose = cam_from_world
     H, g, used = normal_equations(pose)
@@ -191,9 +197,9 @@ def refine_with_point_uncertainty(
         except np.linalg.LinAlgError:
             return None
         pose = Pose(Rotation.from_rotvec(step[:3]).as_matrix() @ pose.R, pose.t + step[3:])
-        H, g, used = normal_equations(pose)
-        if np.abs(step[:3]).max() < 1e-10 and np.abs(step[3:]).max() < 1e-10 * max(1.0, np.abs(pose.t).max()):
+        if step @ H @ step < 1e-8 * used:  # the cost moved by a negligible share of its size
             break
+        H, g, used = normal_equations(pose)
     return pose if np.all(np.isfinite(pose.t)) and np.all(np.isfinite(pose.R)) else None
 
 

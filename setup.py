@@ -44,6 +44,8 @@ setup(
     extras_require={
         "test": ["pytest>=7", "grpcio-tools==1.85.1", "matplotlib>=3.7", "psutil>=5.9"],
         "plot": ["matplotlib>=3.7"],
+        # kapture data sets in and out (global-loc index/localize --kapture)
+        "kapture": ["kapture>=1.1.12"],
         # learned models: install torch first for your machine (CPU-only:
         # pip install torch --index-url https://download.pytorch.org/whl/cpu), then this extra
         "learned": ["torch>=2.1", "onnx>=1.15", "onnxruntime>=1.17"],

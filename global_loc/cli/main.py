@@ -64,6 +64,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      "image topic, or the only line)")
     col = p.add_argument_group("keyframes from a COLMAP reconstruction")
     col.add_argument("--colmap", type=Path, metavar="MODEL_DIR", help="COLMAP model folder (text or binary)")
+    kap = p.add_argument_group("keyframes from a kapture data set")
+    kap.add_argument("--kapture", type=Path, metavar="DIR",
+                     help="kapture mapping set: its camera records with a pose (trajectories, rigs composed)")
     bag = p.add_argument_group("keyframes from a ROS 1 / ROS 2 bag (poses from /tf or --pose-topic)")
     _add_bag_args(bag)
     bag.add_argument("--pose-topic", help="nav_msgs/Odometry or geometry_msgs/PoseStamped topic with the "
@@ -86,6 +89,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map", type=Path, required=True, help="map file")
     p.add_argument("--images", type=Path, help="query image folder")
     p.add_argument("--queries", type=Path, help="query list: name MODEL WIDTH HEIGHT PARAMS... (hloc)")
+    p.add_argument("--kapture", type=Path, metavar="DIR",
+                   help="queries from a kapture data set (its camera records); the poses are also written "
+                        "as a kapture data set <out stem>_kapture/ (trajectories of the localized queries)")
     bag = p.add_argument_group("queries from a bag")
     _add_bag_args(bag, with_cameras=True)
     bag.add_argument("--out-bag", type=Path, help="also write a ROS 2 bag with the poses and the "
@@ -260,6 +266,21 @@ def _cmd_index(args) -> int:
         m = index_bag(args.bag, args.image_topic, conf, args.camera_info_topic, _bag_camera(args),
                       args.map_frame, args.camera_frame, args.pose_topic, args.body_frame,
                       progress=not args.quiet)
+    elif args.kapture is not None:
+        from ..io.kapture import read_kapture
+
+        if args.images is not None or args.poses is not None or args.cameras is not None or args.colmap is not None:
+            raise InputError("--kapture takes images, poses and cameras from the data set; drop "
+                             "--images/--poses/--cameras/--colmap")
+        ks = read_kapture(args.kapture)
+        poses = ks.poses()
+        if not poses:
+            raise InputError(f"{args.kapture}: no camera record has a pose (sensors/trajectories.txt): "
+                             "a map needs posed keyframes")
+        if len(poses) < len(ks.images):
+            logger.warning("%d of %d camera records have no pose and are left out", len(ks.images) - len(poses),
+                           len(ks.images))
+        m = index_image_folder(ks.images_dir, poses, ks.cameras(), conf, args.map_frame, progress=not args.quiet)
     elif args.colmap is not None:
         if args.images is None:
             raise InputError("--colmap needs --images, the folder of the model's images")
@@ -272,7 +293,7 @@ def _cmd_index(args) -> int:
             raise InputError(
                 "give --images, --poses and --cameras (missing: "
                 + ", ".join("--" + m for m in missing) + "), or --colmap MODEL_DIR --images DIR, "
-                "or --bag BAG --image-topic TOPIC"
+                "or --kapture DIR, or --bag BAG --image-topic TOPIC"
             )
         poses = read_poses(args.poses)
         cameras = read_cameras(args.cameras)
@@ -305,11 +326,22 @@ def _cmd_localize(args) -> int:
 
     from ..errors import InputError
 
-    if args.bag is None and (args.images is None or args.queries is None):
-        raise InputError("give --images and --queries, or --bag and --image-topic")
+    kapture_set = None
+    if args.kapture is not None:
+        from ..io.kapture import read_kapture
+
+        if args.images is not None or args.queries is not None or args.bag is not None:
+            raise InputError("--kapture takes the images and cameras from the data set; drop --images/--queries/--bag")
+        kapture_set = read_kapture(args.kapture)
+        args.images = kapture_set.images_dir
+    if args.bag is None and kapture_set is None and (args.images is None or args.queries is None):
+        raise InputError("give --images and --queries, or --kapture DIR, or --bag and --image-topic")
     if args.bag is not None and args.image_topic is None:
         raise InputError("--bag needs --image-topic (see `global-loc inspect --bag BAG`)")
-    queries = read_cameras(args.queries) if args.bag is None else None
+    if kapture_set is not None:
+        queries = kapture_set.cameras()
+    else:
+        queries = read_cameras(args.queries) if args.bag is None else None
     map_index = read_map(args.map)
     conf = conf_for_map(map_index, args.preset, args.overrides, args.models_dir, args.device)
     if args.bag is not None and args.tracking is not None:
@@ -324,6 +356,12 @@ def _cmd_localize(args) -> int:
     results, log = write_localization_results(args.out, run, extra)
     n_loc = len(run.localized)
     print(f"localized {n_loc} of {len(run.outcomes)} queries -> {results} (log: {log})")
+    if kapture_set is not None:
+        from ..io.kapture import write_kapture_results
+
+        out_k = write_kapture_results(args.out.with_name(args.out.stem + "_kapture"), kapture_set, run.localized)
+        print(f"  as kapture: {out_k} (trajectories of the localized queries); {results} is in the "
+              "visuallocalization.net submission format (name qw qx qy qz tx ty tz, cam_from_world)")
     failed = [o for o in run.outcomes if not o.result.success]
     for o in failed[:10]:
         print(f"  {o.name}: {o.result.status.value}: {o.result.reason}")

@@ -63,9 +63,16 @@ def compose_covariance(parent_from_a: Pose, covariance: np.ndarray, a_from_b: Po
     return J @ np.asarray(covariance, np.float64) @ J.T
 
 
-def _pose_jacobians(camera, cam_from_world: Pose, points3D: np.ndarray):
-    """Pixel Jacobians of the points' projections: (N, 2, 6) with respect to the pose's
-    ``[dtheta, dt]`` (the PnP convention above) and (N, 2, 3) with respect to the world points."""
+def pose_jacobians(camera, cam_from_world: Pose, points3D: np.ndarray):
+    """Pixel Jacobians of the points' projections under ``cam_from_world``.
+
+    Args:
+        camera: the camera; cam_from_world: the pose.
+        points3D: (N, 3) world points, metres, in front of the camera.
+    Returns:
+        ``(J, A)``: (N, 2, 6) float64 with respect to the pose's ``[dtheta, dt]`` (the PnP
+        convention above), and (N, 2, 3) float64 with respect to the world points.
+    """
     X = np.asarray(points3D, np.float64).reshape(-1, 3)
     RX = X @ cam_from_world.R.T
     Jp = camera.projection_jacobian(RX + cam_from_world.t)  # (N, 2, 3) d pixel / d camera point
@@ -161,7 +168,7 @@ def map_point_pose_covariance(camera, cam_from_world: Pose, points3D: np.ndarray
         (6, 6) float64 over ``[dtheta, dt]`` (the PnP convention), or None when the points do
         not determine the pose.
     """
-    J, A = _pose_jacobians(camera, cam_from_world, points3D)
+    J, A = pose_jacobians(camera, cam_from_world, points3D)
     C = np.asarray(point_covariances, np.float64).reshape(-1, 3, 3)
     ok = np.all(np.isfinite(J), axis=(1, 2)) & np.all(np.isfinite(A), axis=(1, 2))
     if ok.sum() < 3:
@@ -196,7 +203,7 @@ def point_weights(camera, cam_from_world: Pose, points3D: np.ndarray, point_cova
         in :func:`~global_loc.geometry.pnp.refine_with_point_uncertainty`), 0 for one that
         does not project.
     """
-    _, A = _pose_jacobians(camera, cam_from_world, points3D)
+    _, A = pose_jacobians(camera, cam_from_world, points3D)
     C = np.asarray(point_covariances, np.float64).reshape(-1, 3, 3)
     C = np.where(np.all(np.isfinite(C), axis=(1, 2))[:, None, None], C, 0.0)
     spread = 0.5 * np.einsum("nai,nij,naj->n", A, C, A)

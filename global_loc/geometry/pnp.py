@@ -12,7 +12,7 @@ import pycolmap
 from scipy.spatial.transform import Rotation
 
 from .camera import Camera
-from .covariance import map_point_pose_covariance, world_from_cam_covariance
+from .covariance import map_point_pose_covariance, pose_jacobians, world_from_cam_covariance
 from .transforms import Pose
 
 
@@ -157,8 +157,6 @@ def refine_with_point_uncertainty(
         The refined ``cam_from_world``; None with fewer than 4 correspondences or a singular
         normal matrix.
     """
-    from .covariance import _pose_jacobians
-
     X = np.asarray(points3D, np.float64).reshape(-1, 3)
     kp = np.asarray(keypoints, np.float64).reshape(-1, 2)
     C = np.asarray(point_covariances, np.float64).reshape(-1, 3, 3)
@@ -169,14 +167,14 @@ def refine_with_point_uncertainty(
     C = np.where(np.all(np.isfinite(C), axis=(1, 2))[:, None, None], C, 0.0)
     # the residuals' information matrices (N, 2, 2) at the start: the pose moves by far less
     # than would change how a point's uncertainty projects
-    _, A = _pose_jacobians(camera, cam_from_world, X)
+    _, A = pose_jacobians(camera, cam_from_world, X)
     S = float(noise_px) ** 2 * np.eye(2) + A @ C @ A.transpose(0, 2, 1)
     good = np.all(np.isfinite(S), axis=(1, 2))
     W = np.zeros_like(S)
     W[good] = np.linalg.inv(S[good])
 
     def normal_equations(pose):
-        J, _ = _pose_jacobians(camera, pose, X)
+        J, _ = pose_jacobians(camera, pose, X)
         r = camera.project(pose.transform(X)) - kp
         ok = good & np.all(np.isfinite(r), axis=1) & np.all(np.isfinite(J), axis=(1, 2))
         J, r, Wk = J[ok], r[ok], W[ok]

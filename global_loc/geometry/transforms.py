@@ -102,8 +102,10 @@ class Pose:
 
     @classmethod
     def from_pycolmap(cls, rigid: "pycolmap.Rigid3d") -> "Pose":
-        m = rigid.matrix()
-        return cls(m[:, :3], m[:, 3])
+        """From pycolmap's ``Rigid3d``, its quaternion normalised: a model read from COLMAP's
+        text files keeps their 6-digit quaternions, whose ``matrix()`` is off orthonormal by
+        up to 1e-6."""
+        return cls.from_qt(quat_to_wxyz(np.asarray(rigid.rotation.quat, np.float64)), rigid.translation)
 
     def to_pycolmap(self) -> "pycolmap.Rigid3d":
         return pycolmap.Rigid3d(pycolmap.Rotation3d(self.R), self.t)

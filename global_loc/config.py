@@ -76,6 +76,9 @@ class MappingConf:
         principal_point_min_px: smallest offset applied, pixels.
         principal_point_max_std_px: largest standard deviation of an applied offset, pixels
             (keyframes that all look the same way leave the principal point unobservable).
+        store_free_features: also keep each keyframe's keypoints that observe no 3D point
+            (schema version 3), for pose from retrieved neighbours (:mod:`global_loc.relpose`)
+            where the points are few; the map grows by their descriptors.
     """
 
     keyframe_min_distance_m: float = 0.0
@@ -93,6 +96,7 @@ class MappingConf:
     refine_principal_point: bool = True
     principal_point_min_px: float = 0.1
     principal_point_max_std_px: float = 0.25
+    store_free_features: bool = False
 
 
 @dataclass
@@ -285,6 +289,55 @@ class RefinementConf:
 
 
 @dataclass
+class RelPoseConf:
+    """Pose from retrieved neighbours when 2D-3D matching fails (:mod:`global_loc.relpose`;
+    Zhou et al., ICRA 2020): essential matrices to the retrieved keyframes, the rotation
+    averaged and the centre where their rays meet. A pose found so has status
+    ``localized_relative``.
+
+    Attributes:
+        enabled: try it when no place gives a PnP pose (and on a map without 3D points).
+        max_keyframes: the best-retrieved keyframes tried (at most ``localization.num_retrieved``).
+        min_inliers: essential-matrix inliers a keyframe needs to count.
+        ransac_max_error_px: the essential matrix's RANSAC threshold, pixels; also the Sampson
+            threshold of an inlier at the refined pose.
+        max_rotation_deviation_deg: a keyframe whose query rotation differs more from the
+            consensus disagrees.
+        max_ray_deviation_deg: a keyframe whose ray towards the query misses the centre by more
+            disagrees.
+        min_ray_angle_deg: the agreeing rays must spread at least this much at the centre.
+        min_parallax_deg: a keyframe with less parallax to the query counts for the rotation
+            only.
+        min_views: keyframes that must agree (at least 2; with 3 or more, one that is wrong
+            shows, and the covariance includes the spread between them)...
+        min_agreement: ...and the fraction of the keyframes with a relative pose that must.
+        max_position_std_m, max_rotation_std_deg: refuse a pose whose covariance is wider
+            (0: no check).
+        covariance_scale: factor on the covariance of a relative pose (what
+            ``localization.covariance_scale`` is for PnP). The geometry's own covariance
+            (:func:`~global_loc.geometry.relpose.pose_from_relative_views`) leaves out errors
+            that all the keyframes share, such as the rotation-translation ambiguity of a narrow
+            field of view, which every keyframe of a forward-moving robot sees alike; 12 puts
+            95 % of the robot world's relative poses inside their 2-sigma bound
+            (``benchmarks/relpose.py``).
+    """
+
+    enabled: bool = True
+    max_keyframes: int = 10
+    min_inliers: int = 30
+    ransac_max_error_px: float = 2.0
+    max_rotation_deviation_deg: float = 2.0
+    max_ray_deviation_deg: float = 2.0
+    min_ray_angle_deg: float = 5.0
+    min_parallax_deg: float = 1.0
+    min_views: int = 3
+    min_agreement: float = 0.5
+    max_position_std_m: float = 0.0
+    max_rotation_std_deg: float = 0.0
+    covariance_scale: float = 12.0
+
+
+@dataclass
 class PipelineConf:
     """A whole preset.
 
@@ -298,7 +351,7 @@ class PipelineConf:
         blas_threads: threads of BLAS (numpy, scipy, faiss) and faiss's OpenMP, set
             process-wide when a Localizer is made (0: the libraries' default, a
             thread per core); see :mod:`global_loc.runtime.threads`.
-        matching, mapping, localization, tracking, refinement: the stages' options.
+        matching, mapping, localization, tracking, refinement, relpose: the stages' options.
     """
 
     name: str = DEFAULT_PRESET
@@ -312,6 +365,7 @@ class PipelineConf:
     localization: LocalizationConf = field(default_factory=LocalizationConf)
     tracking: TrackingConf = field(default_factory=TrackingConf)
     refinement: RefinementConf = field(default_factory=RefinementConf)
+    relpose: RelPoseConf = field(default_factory=RelPoseConf)
 
 
 # --------------------------------------------------------------------------------------------

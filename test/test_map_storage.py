@@ -80,11 +80,11 @@ def test_corrupt_map_is_reported(small_map, tmp_path):
 
 def test_other_files_and_versions_are_refused(small_map, tmp_path):
     p = write_map(small_map, tmp_path / "m.glmap")
-    other = tmp_path / "v3.glmap"
+    other = tmp_path / "v4.glmap"
     data = bytearray(p.read_bytes())
-    data[8:12] = (3).to_bytes(4, "little")
+    data[8:12] = (4).to_bytes(4, "little")
     other.write_bytes(bytes(data))
-    with pytest.raises(MapFormatError, match="schema version 3, this global_loc .* reads versions 1, 2"):
+    with pytest.raises(MapFormatError, match="schema version 4, this global_loc .* reads versions 1, 2, 3"):
         read_map(other)
     txt = tmp_path / "notamap.glmap"
     txt.write_text("hello world, not a map")

@@ -321,6 +321,15 @@ class MapBuilder:
         feat_off = np.zeros(n + 1, np.int64)
         np.cumsum([len(f) for f in feats], out=feat_off[1:])
         flat = feat_off[obs_kf] + obs_kp
+        free = {}
+        if mc.store_free_features:
+            is_free = np.ones(len(kp_all), bool)
+            is_free[flat] = False
+            free_kf = np.repeat(np.arange(n), np.diff(feat_off))[is_free]
+            free_offsets = np.zeros(n + 1, np.int64)
+            np.cumsum(np.bincount(free_kf, minlength=n), out=free_offsets[1:])
+            free = {"free_offsets": free_offsets, "free_keypoints": kp_all[is_free].astype(np.float32),
+                    "free_descriptors": desc_all[is_free].astype(np.float32)}
 
         point_features, dense_info = None, {}
         if self.dense is not None:
@@ -356,6 +365,7 @@ class MapBuilder:
             "triangulated_points": n_new,
             "fixed_points": n_fixed,
             "observations": int(len(obs_pt)),
+            "free_keypoints": int(len(free.get("free_keypoints", ()))),
             "build_seconds": round(time.perf_counter() - t0, 3),
         }
         if calibration:
@@ -393,6 +403,7 @@ class MapBuilder:
             metadata=metadata,
             point_features=point_features,
             dense_features=dense_info,
+            **free,
         )
         logger.info("built map: %s", m.summary())
         return m

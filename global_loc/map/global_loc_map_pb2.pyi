@@ -91,7 +91,7 @@ class Header(_message.Message):
     def __init__(self, schema_version: _Optional[int] = ..., created_by: _Optional[str] = ..., frame_id: _Optional[str] = ..., local_features: _Optional[_Union[ModelInfo, _Mapping]] = ..., global_descriptor: _Optional[_Union[ModelInfo, _Mapping]] = ..., global_state: _Optional[_Mapping[str, Array]] = ..., cameras: _Optional[_Iterable[_Union[Camera, _Mapping]]] = ..., num_keyframes: _Optional[int] = ..., num_points3D: _Optional[int] = ..., num_observations: _Optional[int] = ..., metadata_json: _Optional[str] = ..., dense_features: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
 
 class KeyframeBatch(_message.Message):
-    __slots__ = ("first_index", "ids", "names", "stamps", "cam_from_world", "camera_index", "global_descriptors", "num_observations", "keypoints", "descriptors", "point_index")
+    __slots__ = ("first_index", "ids", "names", "stamps", "cam_from_world", "camera_index", "global_descriptors", "num_observations", "keypoints", "descriptors", "point_index", "num_free", "free_keypoints", "free_descriptors")
     FIRST_INDEX_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     NAMES_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,9 @@ class KeyframeBatch(_message.Message):
     KEYPOINTS_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTORS_FIELD_NUMBER: _ClassVar[int]
     POINT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    NUM_FREE_FIELD_NUMBER: _ClassVar[int]
+    FREE_KEYPOINTS_FIELD_NUMBER: _ClassVar[int]
+    FREE_DESCRIPTORS_FIELD_NUMBER: _ClassVar[int]
     first_index: int
     ids: Array
     names: _containers.RepeatedScalarFieldContainer[str]
@@ -114,7 +117,10 @@ class KeyframeBatch(_message.Message):
     keypoints: Array
     descriptors: Array
     point_index: Array
-    def __init__(self, first_index: _Optional[int] = ..., ids: _Optional[_Union[Array, _Mapping]] = ..., names: _Optional[_Iterable[str]] = ..., stamps: _Optional[_Union[Array, _Mapping]] = ..., cam_from_world: _Optional[_Union[Array, _Mapping]] = ..., camera_index: _Optional[_Union[Array, _Mapping]] = ..., global_descriptors: _Optional[_Union[Array, _Mapping]] = ..., num_observations: _Optional[_Union[Array, _Mapping]] = ..., keypoints: _Optional[_Union[Array, _Mapping]] = ..., descriptors: _Optional[_Union[Array, _Mapping]] = ..., point_index: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
+    num_free: Array
+    free_keypoints: Array
+    free_descriptors: Array
+    def __init__(self, first_index: _Optional[int] = ..., ids: _Optional[_Union[Array, _Mapping]] = ..., names: _Optional[_Iterable[str]] = ..., stamps: _Optional[_Union[Array, _Mapping]] = ..., cam_from_world: _Optional[_Union[Array, _Mapping]] = ..., camera_index: _Optional[_Union[Array, _Mapping]] = ..., global_descriptors: _Optional[_Union[Array, _Mapping]] = ..., num_observations: _Optional[_Union[Array, _Mapping]] = ..., keypoints: _Optional[_Union[Array, _Mapping]] = ..., descriptors: _Optional[_Union[Array, _Mapping]] = ..., point_index: _Optional[_Union[Array, _Mapping]] = ..., num_free: _Optional[_Union[Array, _Mapping]] = ..., free_keypoints: _Optional[_Union[Array, _Mapping]] = ..., free_descriptors: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
 
 class PointBatch(_message.Message):
     __slots__ = ("first_index", "ids", "xyz", "rgb", "error", "reference_features")

@@ -43,6 +43,9 @@ class MapIndex:
             or None for a map without them (schema version 1, or built without a source).
         dense_features: ``{"name", "dim", "conf"}`` of the dense feature source of
             ``point_features`` (empty without them).
+        free_offsets: (K + 1,) int64; free_keypoints: (F, 2) float32 pixels; free_descriptors:
+            (F, Dl) float16 or float32: the keyframes' keypoints that observe no 3D point
+            (schema version 3; None: empty, the map keeps none).
     """
 
     keyframe_ids: np.ndarray
@@ -68,8 +71,15 @@ class MapIndex:
     metadata: dict = field(default_factory=dict)
     point_features: np.ndarray | None = None
     dense_features: dict = field(default_factory=dict)
+    free_offsets: np.ndarray | None = None
+    free_keypoints: np.ndarray | None = None
+    free_descriptors: np.ndarray | None = None
 
     def __post_init__(self):
+        if self.free_offsets is None:
+            self.free_offsets = np.zeros(len(self.names) + 1, np.int64)
+            self.free_keypoints = np.zeros((0, 2), np.float32)
+            self.free_descriptors = np.zeros((0,) + self.obs_descriptors.shape[1:], self.obs_descriptors.dtype)
         self.validate()
         self._name_to_row = {n: i for i, n in enumerate(self.names)}
         self._point_sets: list[np.ndarray] | None = None
@@ -88,6 +98,11 @@ class MapIndex:
     @property
     def num_observations(self) -> int:
         return len(self.obs_point_index)
+
+    @property
+    def num_free_features(self) -> int:
+        """Keypoints kept that observe no 3D point (0 when the map keeps none)."""
+        return len(self.free_keypoints)
 
     def validate(self) -> None:
         """Check that the arrays agree with each other.
@@ -116,6 +131,12 @@ class MapIndex:
             (self.points_xyz.shape == (len(self.point_ids), 3), "points_xyz must be (P, 3)"),
             (self.point_features is None or (self.point_features.ndim == 2
              and len(self.point_features) == len(self.point_ids)), "point_features must be (P, Dr)"),
+            (self.free_offsets is not None and self.free_offsets.shape == (k + 1,) and self.free_offsets[0] == 0
+             and self.free_offsets[-1] == len(self.free_keypoints) == len(self.free_descriptors)
+             and np.all(np.diff(self.free_offsets) >= 0), "free_offsets inconsistent"),
+            (len(self.free_keypoints) == 0 or len(self.obs_descriptors) == 0
+             or self.free_descriptors.shape[1] == self.obs_descriptors.shape[1],
+             "free and observation descriptors differ in size"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -142,6 +163,49 @@ class MapIndex:
 
     def observation_rows(self, i: int) -> slice:
         return slice(int(self.obs_offsets[i]), int(self.obs_offsets[i + 1]))
+
+    def keyframe_features(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All the local features the map keeps of keyframe ``i``: those observing a 3D point,
+        then the free ones.
+
+        Returns:
+            ``(keypoints (N, 2) float32 pixels, descriptors (N, Dl) as stored, point_index (N,)
+            int64 row of the observed point, -1 for a free keypoint)``.
+        """
+        o, f = self.observation_rows(i), slice(int(self.free_offsets[i]), int(self.free_offsets[i + 1]))
+        nf = f.stop - f.start
+        return (np.concatenate([self.obs_keypoints[o], self.free_keypoints[f]]),
+                np.concatenate([self.obs_descriptors[o], self.free_descriptors[f].astype(self.obs_descriptors.dtype)]),
+                np.concatenate([self.obs_point_index[o], np.full(nf, -1, np.int64)]))
+
+    def without_points(self) -> "MapIndex":
+        """The same keyframes (poses, global descriptors, cameras) and all their kept keypoints,
+        without 3D points: every observation becomes a free keypoint. A map for pose from
+        retrieved neighbours alone (:mod:`global_loc.relpose`), e.g. to measure it, or the state
+        of keyframes not yet triangulated."""
+        k = self.num_keyframes
+        kps, descs = [], []
+        for i in range(k):
+            kp, d, _ = self.keyframe_features(i)
+            kps.append(kp)
+            descs.append(d)
+        free_offsets = np.zeros(k + 1, np.int64)
+        np.cumsum([len(x) for x in kps], out=free_offsets[1:])
+        dl = self.obs_descriptors.shape[1:]
+        return MapIndex(
+            keyframe_ids=self.keyframe_ids, names=list(self.names), stamps=self.stamps, q_wxyz=self.q_wxyz,
+            t=self.t, camera_index=self.camera_index, cameras=list(self.cameras),
+            global_descriptors=self.global_descriptors, obs_offsets=np.zeros(k + 1, np.int64),
+            obs_keypoints=np.zeros((0, 2), np.float32), obs_descriptors=np.zeros((0,) + dl, self.obs_descriptors.dtype),
+            obs_point_index=np.zeros(0, np.int64), point_ids=np.zeros(0, np.int64),
+            points_xyz=np.zeros((0, 3)), points_rgb=np.zeros((0, 3), np.uint8), points_error=np.zeros(0, np.float32),
+            local_features=dict(self.local_features), global_descriptor=dict(self.global_descriptor),
+            global_state=dict(self.global_state), frame_id=self.frame_id, metadata=dict(self.metadata),
+            point_features=None, dense_features={},
+            free_offsets=free_offsets,
+            free_keypoints=np.concatenate(kps) if kps else np.zeros((0, 2), np.float32),
+            free_descriptors=np.concatenate(descs) if descs else np.zeros((0,) + dl, self.obs_descriptors.dtype),
+        )
 
     def points_of(self, i: int) -> np.ndarray:
         """Sorted unique (n,) int64 point rows observed by keyframe ``i``."""
@@ -222,9 +286,10 @@ class MapIndex:
         """One paragraph describing the map."""
         track = self.num_observations / max(self.num_points3D, 1)
         lf, gd = self.local_features, self.global_descriptor
+        free = f", {self.num_free_features} free keypoints" if self.num_free_features else ""
         return (
             f"{self.num_keyframes} keyframes, {self.num_points3D} 3D points, "
-            f"{self.num_observations} observations (mean track length {track:.2f}), "
+            f"{self.num_observations} observations (mean track length {track:.2f}){free}, "
             f"{len(self.cameras)} camera(s); local features {lf.get('name')} ({lf.get('dim')}-d), "
             f"global descriptor {gd.get('name')} ({gd.get('dim')}-d); frame '{self.frame_id}'"
         )

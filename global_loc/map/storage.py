@@ -21,9 +21,10 @@ from . import global_loc_map_pb2 as pb
 from .index import MapIndex
 
 MAGIC = b"GLOCMAP\x00"
-SCHEMA_VERSION = 2
-#: Versions this release reads: version 1 maps lack reference features (PnP-only localization).
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+#: Versions this release reads: version 1 maps lack reference features (PnP-only localization),
+#: version 1 and 2 maps keep no free keypoints (no pose from neighbours without 3D points).
+READABLE_VERSIONS = (1, 2, 3)
 #: Target size of one record's payload; keeps every protobuf message far below 2 GiB.
 DEFAULT_CHUNK_BYTES = 64 << 20
 
@@ -156,7 +157,9 @@ def _write_records(path: Path, m: MapIndex, header, ddt, chunk_bytes: int) -> No
         num_records += 1
 
         n_obs = np.diff(m.obs_offsets)
-        kf_bytes = n_obs * (8 + 8 + m.obs_descriptors.shape[1] * ddt.itemsize) + (
+        n_free = np.diff(m.free_offsets)
+        dl = m.obs_descriptors.shape[1] if m.num_observations else m.free_descriptors.shape[1]
+        kf_bytes = n_obs * (8 + 8 + dl * ddt.itemsize) + n_free * (8 + dl * ddt.itemsize) + (
             m.global_descriptors.shape[1] * 4 + 128
         )
         for a, b in _batches(kf_bytes, chunk_bytes):
@@ -175,6 +178,11 @@ def _write_records(path: Path, m: MapIndex, header, ddt, chunk_bytes: int) -> No
             array_to_pb(m.obs_keypoints[o0:o1].astype(np.float32), kb.keypoints)
             array_to_pb(m.obs_descriptors[o0:o1].astype(ddt), kb.descriptors)
             array_to_pb(m.obs_point_index[o0:o1].astype(np.int64), kb.point_index)
+            if m.num_free_features:
+                f0, f1 = int(m.free_offsets[a]), int(m.free_offsets[b])
+                array_to_pb(n_free[a:b].astype(np.int64), kb.num_free)
+                array_to_pb(m.free_keypoints[f0:f1].astype(np.float32), kb.free_keypoints)
+                array_to_pb(m.free_descriptors[f0:f1].astype(ddt), kb.free_descriptors)
             _write_record(f, rec)
             num_records += 1
 
@@ -351,6 +359,7 @@ def read_map(path: str | os.PathLike) -> MapIndex:
             metadata=json.loads(header.metadata_json or "{}"),
             point_features=_point_features(header, pt_batches, path),
             dense_features=_model_info(header.dense_features) if header.dense_features.name else {},
+            **_free_features(kf_batches, dl, path),
         )
     except Exception as e:
         if isinstance(e, MapFormatError):
@@ -366,6 +375,34 @@ def read_map(path: str | os.PathLike) -> MapIndex:
     if m.obs_descriptors.shape[1:] != (dl,) and m.num_observations:
         raise MapFormatError(f"map {path}: local descriptors are not {dl}-d as its header says")
     return m
+
+
+def _free_features(kf_batches, dl: int, path) -> dict:
+    """The keyframes' free keypoints (``free_offsets``, ``free_keypoints``, ``free_descriptors``
+    of :class:`MapIndex`), or none (an empty dict) when no batch holds them."""
+    if not any(b.HasField("num_free") for b in kf_batches):
+        return {}
+    counts, kps, descs = [], [], []
+    for b in kf_batches:
+        nb = len(b.names)
+        if not b.HasField("num_free"):
+            counts.append(np.zeros(nb, np.int64))
+            continue
+        c = array_from_pb(b.num_free, f"map {path}: num_free")
+        kp = array_from_pb(b.free_keypoints, f"map {path}: free keypoints")
+        d = array_from_pb(b.free_descriptors, f"map {path}: free descriptors")
+        if c.shape != (nb,) or kp.shape != (int(c.sum()), 2) or d.shape != (int(c.sum()), dl):
+            raise MapFormatError(
+                f"map {path}: free keypoints of shape {kp.shape} and descriptors {d.shape} for {nb} keyframes "
+                f"counting {int(c.sum())}; the map is corrupt, rebuild it")
+        counts.append(c)
+        kps.append(kp)
+        descs.append(d)
+    n = np.concatenate(counts)
+    offsets = np.zeros(len(n) + 1, np.int64)
+    np.cumsum(n, out=offsets[1:])
+    return {"free_offsets": offsets, "free_keypoints": np.concatenate(kps),
+            "free_descriptors": np.concatenate(descs)}
 
 
 def _point_features(header, pt_batches, path) -> np.ndarray | None:

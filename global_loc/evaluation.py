@@ -197,7 +197,8 @@ class EvaluationReport:
             lines.append(f"largest: {worst_q}, distance {c['max_distance']:.2f} ({c['max_sigmas']:.1f} sigma)")
             lines.append(f"standard deviations x {c['scale_95']:.2f} would put 95 % of these errors inside the "
                          f"2-sigma bound, x {c['scale_5sigma']:.2f} none beyond 5 sigma "
-                         "(localization.covariance_scale is the square of such a factor)")
+                         "(localization.covariance_scale, and relpose.covariance_scale for localized_relative "
+                         "poses, is the square of such a factor)")
         return "\n".join(lines)
 
 

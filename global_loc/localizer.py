@@ -11,7 +11,10 @@ at Large Scale" (HF-Net), CVPR 2019:
 5. PnP-RANSAC with non-linear refinement (pycolmap); the first place whose pose passes the
    inlier thresholds wins;
 6. optionally (``refinement.method: featuremetric``), feature-metric refinement of that pose
-   (PixLoc / DRAN, :mod:`global_loc.refinement`), kept only when it passes its checks.
+   (PixLoc / DRAN, :mod:`global_loc.refinement`), kept only when it passes its checks;
+7. when no place passes (``relpose.enabled``), the pose from the relative poses of the retrieved
+   keyframes (essential matrices, :mod:`global_loc.relpose`), with status
+   ``localized_relative``; a map without 3D points goes there straight away.
 
 When no place passes, the result says "not localized", with the reason, and carries no pose.
 """
@@ -41,6 +44,7 @@ from .map.storage import read_map
 from .matching import match_descriptors
 from .refinement import create_dense_features
 from .refinement.featuremetric import FeatureMetricRefiner
+from .relpose import RelativePoseLocalizer
 from .retrieval import GlobalDescriptorModel, create_global_model
 from .retrieval.index import RetrievalIndex
 from .runtime.threads import limit_blas_threads
@@ -60,6 +64,7 @@ STAGES = (
     "local_map",
     "matching",
     "pnp",
+    "relative_pose",
     "refinement",
     "total",
 )
@@ -132,7 +137,9 @@ class Localizer:
             descriptors were made with them.
         extractor, global_model: already-built models to use (checked against the map).
     Raises:
-        EmptyMapError: a map without keyframes or without 3D points.
+        EmptyMapError: a map without keyframes, or without 3D points unless ``relpose`` is
+            enabled and the map keeps its keyframes' features (then every query goes to
+            pose from neighbours).
         MapMismatchError: models that differ from the map's (name, size or configuration);
             feature-metric refinement asked of a map without reference features of the
             configured dense source.
@@ -147,17 +154,22 @@ class Localizer:
     ):
         if map_index.num_keyframes == 0:
             raise EmptyMapError("the map has no keyframes; rebuild it with keyframes that have images")
-        if map_index.num_points3D == 0 or map_index.num_observations == 0:
-            raise EmptyMapError(
-                "the map has no triangulated 3D points, so no query can be localized against it; "
-                "check that its keyframes overlap and that their poses are right"
-            )
         self.map = map_index
         if conf is None:
             conf = conf_for_map(map_index)
         elif not isinstance(conf, PipelineConf):
             conf = load_preset(conf)
         self.conf = conf
+        if map_index.num_points3D == 0 or map_index.num_observations == 0:
+            if not (conf.relpose.enabled and map_index.num_free_features):
+                raise EmptyMapError(
+                    "the map has no triangulated 3D points, so no query can be localized against it by "
+                    "PnP; check that its keyframes overlap and that their poses are right"
+                    + ("" if map_index.num_free_features else
+                       ", or build it with mapping.store_free_features=true for pose from neighbours alone")
+                    + ("" if conf.relpose.enabled else " and localize with relpose.enabled=true"))
+            logger.warning("the map has no 3D points: every query is localized from its neighbours' relative "
+                           "poses (status localized_relative)")
         limit_blas_threads(conf.blas_threads)
         self.extractor = extractor or create_extractor(conf.features, device=conf.device,
                                                        models_dir=conf.models_dir or None)
@@ -186,6 +198,10 @@ class Localizer:
                 self.dense.share(self.extractor)
             self._check_dense()
             self.refiner = FeatureMetricRefiner(conf.refinement)
+        self.relpose = None
+        if conf.relpose.enabled:
+            self.relpose = RelativePoseLocalizer(map_index, conf.relpose, conf.matching,
+                                                 seed=conf.localization.ransac_seed)
 
     @classmethod
     def from_path(cls, map_path: str | os.PathLike, conf: PipelineConf | str | None = None) -> "Localizer":
@@ -319,7 +335,7 @@ class Localizer:
         finally:
             if tracked is not None:
                 result.tracking = "localized" if tracked.success else tracked.reason
-            if self.refiner is not None and result.success:
+            if self.refiner is not None and result.status == Status.LOCALIZED:
                 with timer("refinement"):
                     self._refine(image, camera, result)
             if self.conf.tracking.enabled:  # also when not localized: it ends the frame
@@ -354,9 +370,9 @@ class Localizer:
         result = LocalizationResult(status=Status.NOT_LOCALIZED, reason="no query orientation was tried")
         for k, rotation in enumerate(self.loc_conf.query_rotations):
             attempt = self._localize_oriented(image, camera, int(rotation), features if k == 0 else None, timer)
-            if k == 0 or attempt.status == Status.LOCALIZED or attempt.num_inliers > result.num_inliers:
+            if k == 0 or attempt.success or attempt.num_inliers > result.num_inliers:
                 result = attempt
-            if attempt.status == Status.LOCALIZED:
+            if attempt.success:
                 if rotation:
                     result.reason = f"localized with the query rotated by {rotation} deg"
                 break
@@ -405,8 +421,10 @@ class Localizer:
         if len(features) < 4:
             result.reason = f"the query has {len(features)} local features"
             return result
-        with timer("clustering"):
-            places = covisibility_clusters(retrieved, self.map.covisibility(retrieved), lc.min_covisible_points)
+        places = []
+        if self.map.num_points3D:
+            with timer("clustering"):
+                places = covisibility_clusters(retrieved, self.map.covisibility(retrieved), lc.min_covisible_points)
         best = None
         for place in places[: lc.max_places]:
             attempt = self._localize_place(features, camera, place, timer)
@@ -414,8 +432,20 @@ class Localizer:
                 best = attempt
             if attempt.status == Status.LOCALIZED:
                 break
-        if best is None:
+        if not retrieved:
             result.reason = "no keyframe was retrieved"
+            return result
+        if (best is None or not best.success) and self.relpose is not None:
+            with timer("relative_pose"):
+                relative = self.relpose.localize(features, camera, retrieved)
+            if relative.success or best is None:
+                if not relative.success:
+                    relative.reason = f"relative pose: {relative.reason}"
+                best = relative
+            else:
+                best.reason = f"{best.reason}; relative pose: {relative.reason}"
+        if best is None:
+            result.reason = "the map has no 3D points and relpose is disabled"
             return result
         best.retrieved = result.retrieved
         return best

@@ -161,7 +161,7 @@ class LocalizationRun:
     @property
     def localized(self) -> dict[str, Pose]:
         return {
-            o.name: o.result.cam_from_world for o in self.outcomes if o.result.status == Status.LOCALIZED
+            o.name: o.result.cam_from_world for o in self.outcomes if o.result.success
         }
 
 

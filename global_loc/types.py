@@ -99,8 +99,15 @@ class Status(str, enum.Enum):
     """Outcome of one localization request."""
 
     LOCALIZED = "localized"
+    #: from the relative poses of retrieved keyframes (essential matrices), not from 2D-3D
+    #: matches: the map's 3D points were too few (:mod:`global_loc.relpose`)
+    LOCALIZED_RELATIVE = "localized_relative"
     NOT_LOCALIZED = "not_localized"
     FAILED = "failed"  # the input could not be processed (unreadable image, wrong size, ...)
+
+
+#: The statuses that carry a pose.
+LOCALIZED_STATUSES = (Status.LOCALIZED, Status.LOCALIZED_RELATIVE)
 
 
 @dataclass
@@ -108,7 +115,7 @@ class LocalizationResult:
     """What the localizer says about one query image.
 
     Attributes:
-        status: :class:`Status`; only ``LOCALIZED`` carries a pose.
+        status: :class:`Status`; only ``LOCALIZED`` and ``LOCALIZED_RELATIVE`` carry a pose.
         reason: why it is not localized (empty when localized), e.g.
             ``"best place: 7 inliers < min_inliers 12"``.
         cam_from_world: the estimated pose of the map frame in the camera frame, or None.
@@ -130,7 +137,8 @@ class LocalizationResult:
         mode: what produced the result: ``"global"`` (retrieval and 2D-3D matching against
             places), ``"tracking"`` (matching against the local map of a pose prior) or
             ``"flow"`` (the previous frame's inliers followed by optical flow); see
-            :mod:`global_loc.tracking`.
+            :mod:`global_loc.tracking`; ``"relative"``: from the relative poses of retrieved
+            keyframes (:mod:`global_loc.relpose`).
         tracking: what tracking said for this frame: empty when it was not tried,
             ``"localized"``, or why local-map tracking failed.
         refinement: what feature-metric refinement did (empty when it did not run): the
@@ -157,7 +165,8 @@ class LocalizationResult:
 
     @property
     def success(self) -> bool:
-        return self.status == Status.LOCALIZED
+        """Whether the result carries a pose (``LOCALIZED`` or ``LOCALIZED_RELATIVE``)."""
+        return self.status in LOCALIZED_STATUSES
 
     def accept(self, pnp, keypoints: np.ndarray, points3D: np.ndarray,
                point_rows: np.ndarray | None = None) -> "LocalizationResult":

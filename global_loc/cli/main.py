@@ -21,6 +21,10 @@ from pathlib import Path
 from .. import __version__
 from ..errors import GlobalLocError
 
+#: The logged statuses that carry a pose: the values of ``types.LOCALIZED_STATUSES`` (not
+#: imported here, so that ``--help`` does not load numpy).
+LOCALIZED_NAMES = ("localized", "localized_relative")
+
 logger = logging.getLogger("global_loc")
 
 
@@ -507,7 +511,7 @@ def _logged_covariances(entries: list[dict], key, log_path) -> dict:
 
     out = {}
     for q in entries:
-        if q.get("status") != "localized" or "covariance" not in q:
+        if q.get("status") not in LOCALIZED_NAMES or "covariance" not in q:
             continue
         try:
             c = np.asarray(q["covariance"], np.float64)
@@ -542,7 +546,7 @@ def _cmd_evaluate(args) -> int:
     elif log is not None:
         queries = [q["name"] for q in log.get("queries", [])]
         status = {q["name"]: f"{q['status']}: {q.get('reason', '')}" for q in log.get("queries", [])
-                  if q["status"] != "localized"}
+                  if q["status"] not in LOCALIZED_NAMES}
     else:
         logger.warning("no query list and no log beside %s: only localized queries are counted",
                        args.results)
@@ -612,7 +616,7 @@ def _evaluate_tum(args, thresholds) -> int:
         entries = log.get("queries", [])
         stamps = [q["stamp"] for q in entries]
         status = {f"{q['stamp']:.9f}": f"{q['status']}: {q.get('reason', '')}" for q in entries
-                  if q["status"] != "localized"}
+                  if q["status"] not in LOCALIZED_NAMES}
         covariances = _logged_covariances(entries, lambda q: f"{q['stamp']:.9f}", log_path)
     report = evaluate_trajectory(est, gt, stamps, thresholds, args.max_dt, status, covariances)
     print(report.format())

@@ -33,7 +33,7 @@ from ..geometry.covariance import compose_covariance
 from ..geometry.transforms import Pose
 from ..localizer import Localizer
 from ..tracking import MotionModel
-from ..types import LocalFeatures, LocalizationResult, Status
+from ..types import LocalFeatures, LocalizationResult
 from .diagnostics import Diagnostics
 
 #: ``lookup(target_frame, source_frame, stamp_seconds) -> target_from_source``; raises
@@ -89,7 +89,7 @@ class Publication:
 
     @property
     def localized(self) -> bool:
-        return self.result.status == Status.LOCALIZED
+        return self.result.success
 
 
 class FrameHandler:
@@ -146,10 +146,10 @@ class FrameHandler:
                                          prior=prior, global_first=global_first)
         if prior is None or global_first or result.mode == "global":  # a global query ran
             self._last_global_s = stamp_s
-        if result.status == Status.LOCALIZED:
+        if result.success:
             self.motion.update(stamp_s, result.cam_from_world, odom_from_cam)
         pub = Publication(stamp_ns, result, f.map_frame, pose_frame=f.base_frame)
-        if result.status == Status.LOCALIZED:
+        if result.success:
             pub.map_from_cam = result.cam_from_world.inverse()
             cov_cam = result.world_from_cam_covariance()
             if cov_cam is None:  # no covariance: do not claim certainty

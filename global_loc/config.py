@@ -76,6 +76,14 @@ class MappingConf:
         principal_point_min_px: smallest offset applied, pixels.
         principal_point_max_std_px: largest standard deviation of an applied offset, pixels
             (keyframes that all look the same way leave the principal point unobservable).
+        retrieval_index: the keyframe retrieval index stored in the map: ``flat`` (exact
+            search), ``hnsw`` or ``ivfpq`` (approximate, trained now; see
+            :mod:`global_loc.retrieval.index`), or ``auto``: ``flat`` up to
+            ``exact_retrieval_max_keyframes`` keyframes, ``ivfpq`` above.
+        exact_retrieval_max_keyframes: the largest map ``auto`` searches exactly.
+        retrieval_index_params: options of the approximate index (``hnsw``: ``M``,
+            ``ef_construction``; ``ivfpq``: ``nlist``, ``m``, ``nbits`` 4 or 8); missing ones
+            default.
         store_free_features: also keep each keyframe's keypoints that observe no 3D point
             (schema version 3), for pose from retrieved neighbours (:mod:`global_loc.relpose`)
             where the points are few; the map grows by their descriptors.
@@ -96,7 +104,15 @@ class MappingConf:
     refine_principal_point: bool = True
     principal_point_min_px: float = 0.1
     principal_point_max_std_px: float = 0.25
+    retrieval_index: str = "auto"
+    exact_retrieval_max_keyframes: int = 20000
+    retrieval_index_params: dict = field(default_factory=dict)
     store_free_features: bool = False
+
+    def __post_init__(self):
+        if self.retrieval_index not in ("auto", "flat", "hnsw", "ivfpq"):
+            raise ConfigError(f"mapping.retrieval_index '{self.retrieval_index}' is unknown; use auto, flat, hnsw "
+                              "or ivfpq")
 
 
 @dataclass
@@ -134,6 +150,12 @@ class LocalizationConf:
             feature-metric refinement's points alike. It helps where the keypoints are precise
             (``sift``, ``r2d2``) and not where they are not (``xfeat``, whose preset turns it
             off): ``benchmarks/results/refinement.md``.
+        retrieval_ef_search: with a map's ``hnsw`` retrieval index, its search queue length
+            (larger: better recall, slower).
+        retrieval_nprobe: with an ``ivfpq`` index, the cells searched (0: a quarter of them,
+            at least 16).
+        retrieval_rerank: an approximate index's candidates re-ranked exactly, as a multiple
+            of ``num_retrieved``.
         covariance_scale: factor on every pose covariance, for what the model above leaves
             out: errors the map shares across a query's points (its keyframes' poses,
             calibration) and the residuals' correlation. The default is calibrated on held-out
@@ -156,6 +178,9 @@ class LocalizationConf:
     map_point_uncertainty: bool = True
     map_point_noise_px: float = 0.0
     weigh_map_points: bool = True
+    retrieval_ef_search: int = 128
+    retrieval_nprobe: int = 0
+    retrieval_rerank: int = 10
     covariance_scale: float = 4.0
 
 

@@ -183,7 +183,10 @@ class Localizer:
                 f"the map's global descriptors are {map_index.global_descriptors.shape[1]}-d, "
                 f"{self.global_model.name} gives {self.global_model.dim}-d ones"
             )
-        self.index = RetrievalIndex(map_index.global_descriptors, device=conf.device)
+        lc = conf.localization
+        self.index = RetrievalIndex(map_index.global_descriptors, conf.device, map_index.retrieval_index,
+                                    nprobe=lc.retrieval_nprobe, rerank=lc.retrieval_rerank,
+                                    ef_search=lc.retrieval_ef_search)
         self.tracker = LocalMapTracker(map_index, conf.tracking, conf.localization, conf.matching,
                                        self.point_uncertainty)
         self.camera_corrections = _camera_corrections(map_index) if conf.localization.use_map_calibration else {}

@@ -73,3 +73,85 @@ def test_retrieval_index_k_larger_than_database():
     x = np.eye(3, dtype=np.float32)
     scores, idx = RetrievalIndex(x, device="cpu").search(x[1], 10)
     assert idx.shape == (1, 3) and idx[0, 0] == 1 and scores[0, 0] == pytest.approx(1.0)
+
+
+# --- approximate indexes ---------------------------------------------------------------------
+def _clustered(n, dim=64, seed=0, query_noise=0.05, num_queries=200):
+    """Keyframe descriptors in places (clusters) and queries that are perturbed copies of known
+    keyframes: the true neighbour of each query is known."""
+    rng = np.random.default_rng(seed)
+    places = rng.standard_normal((n // 20 + 1, dim)).astype(np.float32)
+    x = places[rng.integers(0, len(places), n)] + 0.7 * rng.standard_normal((n, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    truth = rng.choice(n, num_queries, replace=False)
+    q = x[truth] + query_noise * rng.standard_normal((num_queries, dim)).astype(np.float32)
+    return x, q / np.linalg.norm(q, axis=1, keepdims=True), truth
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_approximate_indexes_agree_with_exact_search(kind):
+    from global_loc.retrieval.index import train_index
+
+    x, q, truth = _clustered(6000)
+    exact_scores, exact = RetrievalIndex(x, device="cpu").search(q, 10)
+    trained = train_index(kind, x)
+    assert trained.params["size"] == 6000 and trained.params["dim"] == 64
+    approx = RetrievalIndex(x, "cpu", trained)
+    assert approx.kind == kind
+    scores, idx = approx.search(q, 10)
+    assert idx.shape == (200, 10)
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx, exact)])
+    assert overlap >= 0.95
+    assert np.mean(idx[:, 0] == truth) >= np.mean(exact[:, 0] == truth) - 0.01
+    # scores are the exact cosines of the re-ranked rows, best first
+    assert np.allclose(scores[:, 0], np.sum(x[idx[:, 0]] * q, axis=1), atol=1e-5)
+    assert np.all(np.diff(scores, axis=1) <= 1e-7)
+    with pytest.raises(ValueError, match="holds 6000 64-d descriptors"):
+        RetrievalIndex(x[:100], "cpu", trained)
+
+
+def test_a_map_keeps_its_approximate_index_and_localizes_alike(tmp_path):
+    from global_loc.errors import MapFormatError
+    from global_loc.geometry.transforms import pose_error
+    from global_loc.localizer import Localizer
+    from global_loc.map import storage
+    from global_loc.map.builder import MapBuilder
+    from global_loc.map.storage import read_map, write_map
+    from synthetic import FeatureScene, synthetic_conf
+
+    scene = FeatureScene(num_points=4000, seed=0)
+    built = {}
+    for kind in ("flat", "hnsw"):
+        b = MapBuilder(synthetic_conf(mapping={"retrieval_index": kind}))
+        for kf, f in scene.keyframes(12):
+            b.add_keyframe(kf, features=f)
+        built[kind] = b.build()
+    assert built["flat"].retrieval_index is None and built["hnsw"].retrieval_index.kind == "hnsw"
+    path = write_map(built["hnsw"], tmp_path / "m.glmap")
+    back = read_map(path)
+    assert back.retrieval_index.kind == "hnsw" and back.retrieval_index.params["size"] == 12
+    assert np.array_equal(back.retrieval_index.data, built["hnsw"].retrieval_index.data)
+    pose = scene.pose_on_ring(2 * np.pi * 3.5 / 12)
+    feats, _ = scene.observe(pose)
+    import copy
+
+    exact = copy.copy(back)
+    exact.retrieval_index = None
+    results = [Localizer(m, synthetic_conf()).localize(np.zeros((480, 640), np.uint8), scene.camera, features=feats)
+               for m in (exact, back)]
+    assert results[0].retrieved == results[1].retrieved
+    assert pose_error(results[1].cam_from_world, pose)[0] < 0.01
+    # a header whose index does not fit the map is refused when the map is read
+    with open(path, "rb") as f:
+        f.seek(storage._PREAMBLE.size)
+        records = list(storage._read_records(f, path))
+    records[0].header.retrieval_index.params_json = '{"size": 11, "dim": 144}'
+    bad = tmp_path / "bad.glmap"
+    with open(bad, "wb") as f:
+        f.write(storage._PREAMBLE.pack(storage.MAGIC, storage.SCHEMA_VERSION))
+        for r in records:
+            storage._write_record(f, r)
+    with pytest.raises(MapFormatError, match="retrieval index holds 11"):
+        read_map(bad)
+    with pytest.raises(ConfigError, match="retrieval_index 'annoy' is unknown"):
+        synthetic_conf(mapping={"retrieval_index": "annoy"})

@@ -244,6 +244,7 @@ class MapBuilder:
             raw = np.stack([e.global_raw for e in entries])
         gm.fit_pca(raw)
         gdesc = gm.pca.transform(raw) if gm.pca is not None else raw.astype(np.float32)
+        retrieval_index = self._train_retrieval_index(gdesc, progress)
 
         # 2. points that come with the keyframes (COLMAP import)
         assigned = [np.full(len(f), -1, np.int64) for f in feats]
@@ -403,10 +404,28 @@ class MapBuilder:
             metadata=metadata,
             point_features=point_features,
             dense_features=dense_info,
+            retrieval_index=retrieval_index,
             **free,
         )
         logger.info("built map: %s", m.summary())
         return m
+
+    def _train_retrieval_index(self, gdesc: np.ndarray, progress: bool = False):
+        """The approximate retrieval index ``mapping.retrieval_index`` asks for (None: exact)."""
+        from ..retrieval.index import train_index
+
+        mc = self.conf.mapping
+        kind = mc.retrieval_index
+        if kind == "auto":
+            kind = "flat" if len(gdesc) <= mc.exact_retrieval_max_keyframes else "ivfpq"
+        if kind == "flat":
+            return None
+        t0 = time.perf_counter()
+        trained = train_index(kind, gdesc, dict(mc.retrieval_index_params))
+        if progress or len(gdesc) > mc.exact_retrieval_max_keyframes:
+            logger.info("%s retrieval index over %d %d-d descriptors: %.1f MiB, built in %.1f s", kind, len(gdesc),
+                        gdesc.shape[1], len(trained.data) / 2**20, time.perf_counter() - t0)
+        return trained
 
     def _calibrate_principal_points(self, tri, feats, cams, poses):
         """Principal-point offsets of the distinct cameras from the tracks (see

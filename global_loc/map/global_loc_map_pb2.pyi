@@ -56,7 +56,7 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., conf_json: _Optional[str] = ...) -> None: ...
 
 class Header(_message.Message):
-    __slots__ = ("schema_version", "created_by", "frame_id", "local_features", "global_descriptor", "global_state", "cameras", "num_keyframes", "num_points3D", "num_observations", "metadata_json", "dense_features")
+    __slots__ = ("schema_version", "created_by", "frame_id", "local_features", "global_descriptor", "global_state", "cameras", "num_keyframes", "num_points3D", "num_observations", "metadata_json", "dense_features", "retrieval_index")
     class GlobalStateEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,7 @@ class Header(_message.Message):
     NUM_OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     DENSE_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVAL_INDEX_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     created_by: str
     frame_id: str
@@ -88,7 +89,18 @@ class Header(_message.Message):
     num_observations: int
     metadata_json: str
     dense_features: ModelInfo
-    def __init__(self, schema_version: _Optional[int] = ..., created_by: _Optional[str] = ..., frame_id: _Optional[str] = ..., local_features: _Optional[_Union[ModelInfo, _Mapping]] = ..., global_descriptor: _Optional[_Union[ModelInfo, _Mapping]] = ..., global_state: _Optional[_Mapping[str, Array]] = ..., cameras: _Optional[_Iterable[_Union[Camera, _Mapping]]] = ..., num_keyframes: _Optional[int] = ..., num_points3D: _Optional[int] = ..., num_observations: _Optional[int] = ..., metadata_json: _Optional[str] = ..., dense_features: _Optional[_Union[ModelInfo, _Mapping]] = ...) -> None: ...
+    retrieval_index: RetrievalIndex
+    def __init__(self, schema_version: _Optional[int] = ..., created_by: _Optional[str] = ..., frame_id: _Optional[str] = ..., local_features: _Optional[_Union[ModelInfo, _Mapping]] = ..., global_descriptor: _Optional[_Union[ModelInfo, _Mapping]] = ..., global_state: _Optional[_Mapping[str, Array]] = ..., cameras: _Optional[_Iterable[_Union[Camera, _Mapping]]] = ..., num_keyframes: _Optional[int] = ..., num_points3D: _Optional[int] = ..., num_observations: _Optional[int] = ..., metadata_json: _Optional[str] = ..., dense_features: _Optional[_Union[ModelInfo, _Mapping]] = ..., retrieval_index: _Optional[_Union[RetrievalIndex, _Mapping]] = ...) -> None: ...
+
+class RetrievalIndex(_message.Message):
+    __slots__ = ("kind", "params_json", "data")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    params_json: str
+    data: Array
+    def __init__(self, kind: _Optional[str] = ..., params_json: _Optional[str] = ..., data: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
 
 class KeyframeBatch(_message.Message):
     __slots__ = ("first_index", "ids", "names", "stamps", "cam_from_world", "camera_index", "global_descriptors", "num_observations", "keypoints", "descriptors", "point_index", "num_free", "free_keypoints", "free_descriptors")

@@ -46,6 +46,8 @@ class MapIndex:
         free_offsets: (K + 1,) int64; free_keypoints: (F, 2) float32 pixels; free_descriptors:
             (F, Dl) float16 or float32: the keyframes' keypoints that observe no 3D point
             (schema version 3; None: empty, the map keeps none).
+        retrieval_index: the approximate retrieval index trained for ``global_descriptors``
+            (a :class:`~global_loc.retrieval.index.TrainedIndex`), or None: exact search.
     """
 
     keyframe_ids: np.ndarray
@@ -74,6 +76,7 @@ class MapIndex:
     free_offsets: np.ndarray | None = None
     free_keypoints: np.ndarray | None = None
     free_descriptors: np.ndarray | None = None
+    retrieval_index: object | None = None
 
     def __post_init__(self):
         if self.free_offsets is None:
@@ -202,6 +205,7 @@ class MapIndex:
             local_features=dict(self.local_features), global_descriptor=dict(self.global_descriptor),
             global_state=dict(self.global_state), frame_id=self.frame_id, metadata=dict(self.metadata),
             point_features=None, dense_features={},
+            retrieval_index=self.retrieval_index,
             free_offsets=free_offsets,
             free_keypoints=np.concatenate(kps) if kps else np.zeros((0, 2), np.float32),
             free_descriptors=np.concatenate(descs) if descs else np.zeros((0,) + dl, self.obs_descriptors.dtype),
@@ -287,6 +291,8 @@ class MapIndex:
         track = self.num_observations / max(self.num_points3D, 1)
         lf, gd = self.local_features, self.global_descriptor
         free = f", {self.num_free_features} free keypoints" if self.num_free_features else ""
+        if self.retrieval_index is not None:
+            free += f", {self.retrieval_index.kind} retrieval index"
         return (
             f"{self.num_keyframes} keyframes, {self.num_points3D} 3D points, "
             f"{self.num_observations} observations (mean track length {track:.2f}){free}, "

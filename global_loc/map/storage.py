@@ -130,6 +130,10 @@ def write_map(
         d.conf_json = json.dumps(m.dense_features.get("conf", {}), sort_keys=True)
     for k, v in m.global_state.items():
         array_to_pb(np.asarray(v), h.global_state[k])
+    if m.retrieval_index is not None:
+        h.retrieval_index.kind = m.retrieval_index.kind
+        h.retrieval_index.params_json = m.retrieval_index.params_json()
+        array_to_pb(np.asarray(m.retrieval_index.data, np.uint8), h.retrieval_index.data)
     for cam in m.cameras:
         c = h.cameras.add()
         c.model, c.width, c.height = cam.model, cam.width, cam.height
@@ -359,6 +363,7 @@ def read_map(path: str | os.PathLike) -> MapIndex:
             metadata=json.loads(header.metadata_json or "{}"),
             point_features=_point_features(header, pt_batches, path),
             dense_features=_model_info(header.dense_features) if header.dense_features.name else {},
+            retrieval_index=_retrieval_index(header, footer.num_keyframes, dg, path),
             **_free_features(kf_batches, dl, path),
         )
     except Exception as e:
@@ -375,6 +380,23 @@ def read_map(path: str | os.PathLike) -> MapIndex:
     if m.obs_descriptors.shape[1:] != (dl,) and m.num_observations:
         raise MapFormatError(f"map {path}: local descriptors are not {dl}-d as its header says")
     return m
+
+
+def _retrieval_index(header, num_keyframes: int, dim: int, path):
+    """The map's approximate retrieval index (a ``TrainedIndex``), or None for exact search."""
+    ri = header.retrieval_index
+    if not ri.kind:
+        return None
+    from ..retrieval.index import KINDS, TrainedIndex
+
+    params = json.loads(ri.params_json or "{}")
+    if ri.kind not in KINDS:
+        raise MapFormatError(f"map {path}: retrieval index of unknown kind '{ri.kind}' (this global_loc knows "
+                             f"{', '.join(KINDS)}); rebuild the map or use the release that wrote it")
+    if params.get("size") != num_keyframes or params.get("dim") != dim:
+        raise MapFormatError(f"map {path}: its retrieval index holds {params.get('size')} {params.get('dim')}-d "
+                             f"descriptors, the map {num_keyframes} {dim}-d ones; the map is corrupt, rebuild it")
+    return TrainedIndex(ri.kind, params, array_from_pb(ri.data, f"map {path}: retrieval index"))
 
 
 def _free_features(kf_batches, dl: int, path) -> dict:

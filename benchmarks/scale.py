@@ -16,7 +16,13 @@ much of each query's exact top 10 the index returns. (Hiding them among the 1 M 
 after a random projection to 256-d says nothing: the projection leaves a real query's best
 keyframe at cosine 0.29, no more than the best of a million random vectors.)
 
-Run: ``.venv/bin/python benchmarks/scale.py [--sizes 10000 100000 1000000] [--no-robot]``.
+Map opening: the robot world's map (215 keyframes) tiled into a 10 k-keyframe map (its
+keyframes, observations and points repeated, ids and names made unique), written once; then, each
+in a fresh process: ``read_map`` (time, RSS), a ``Localizer`` on it (time, RSS) and its first
+query (a robot-world query frame).
+
+Run: ``.venv/bin/python benchmarks/scale.py [--sizes 10000 100000 1000000] [--no-robot]
+[--open-keyframes 10000]``.
 """
 from __future__ import annotations
 
@@ -120,7 +126,83 @@ def robot_check(world: Path, map_path: Path, data: Path) -> list[dict]:
     return out
 
 
-def markdown(rows: list[dict], robot: list[dict], threads: int) -> str:
+def tiled_map(map_path: Path, num_keyframes: int, out: Path) -> Path:
+    """The map at ``map_path`` repeated to ``num_keyframes`` keyframes, written to ``out``."""
+    import dataclasses
+
+    from global_loc.map.index import MapIndex
+    from global_loc.map.storage import read_map, write_map
+
+    m = read_map(map_path)
+    reps = -(-num_keyframes // m.num_keyframes)
+    k, p = m.num_keyframes, m.num_points3D
+
+    def tile(a):
+        return np.concatenate([a] * reps)
+
+    obs_counts = np.diff(m.obs_offsets)
+    offsets = np.zeros(k * reps + 1, np.int64)
+    np.cumsum(np.tile(obs_counts, reps), out=offsets[1:])
+    fields = {f.name: getattr(m, f.name) for f in dataclasses.fields(MapIndex)}
+    fields.update(
+        keyframe_ids=np.arange(k * reps, dtype=np.int64), names=[f"{r}/{n}" for r in range(reps) for n in m.names],
+        stamps=tile(m.stamps), q_wxyz=tile(m.q_wxyz), t=tile(m.t), camera_index=tile(m.camera_index),
+        global_descriptors=tile(m.global_descriptors), obs_offsets=offsets, obs_keypoints=tile(m.obs_keypoints),
+        obs_descriptors=tile(m.obs_descriptors),
+        obs_point_index=np.concatenate([m.obs_point_index + r * p for r in range(reps)]),
+        point_ids=np.arange(p * reps, dtype=np.int64), points_xyz=tile(m.points_xyz), points_rgb=tile(m.points_rgb),
+        points_error=tile(m.points_error),
+        point_features=None if m.point_features is None else tile(m.point_features),
+        free_offsets=None, free_keypoints=None, free_descriptors=None, retrieval_index=None)
+    write_map(MapIndex(**fields), out)
+    return out
+
+
+_OPEN_PROBE = """
+import json, resource, sys, time
+def rss():
+    return int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize() / 2**20
+import numpy as np
+from global_loc.io.bags import BagReader
+from global_loc.localizer import Localizer
+from global_loc.map.storage import read_map
+base = rss()
+t = time.perf_counter(); m = read_map(sys.argv[1]); t_open = time.perf_counter() - t
+after_open = rss()
+t = time.perf_counter(); loc = Localizer(m); t_loc = time.perf_counter() - t
+after_loc = rss()
+with BagReader(sys.argv[2], "/camera/image_raw") as r:
+    f = next(iter(r.frames())); img, cam = f.image(), f.camera
+t = time.perf_counter(); res = loc.localize(img, cam); t_q = time.perf_counter() - t
+print(json.dumps({"keyframes": m.num_keyframes, "observations": m.num_observations, "open_s": t_open,
+                  "rss_open_mib": after_open - base, "localizer_s": t_loc, "rss_localizer_mib": after_loc - base,
+                  "first_query_s": t_q, "rss_first_query_mib": rss() - base, "localized": res.success}))
+"""
+
+
+def map_open(world: Path, map_path: Path, data: Path, num_keyframes: int, tmp: Path) -> dict:
+    """Open time and memory of a tiled map of ``num_keyframes`` keyframes, in a fresh process."""
+    import subprocess
+    import sys
+
+    from global_loc.benchmarking import ensure_robot_world
+
+    ensure_robot_world(world, map_path, data)
+    out = tmp / f"tiled_{num_keyframes}.glmap"
+    t = time.perf_counter()
+    tiled_map(map_path, num_keyframes, out)
+    write_s = time.perf_counter() - t
+    subprocess.run(["sync"], check=False)
+    res = subprocess.run([sys.executable, "-c", _OPEN_PROBE, str(out), str(world / "query_mcap")],
+                         capture_output=True, text=True, check=True)
+    r = json.loads(res.stdout.strip().splitlines()[-1])
+    r.update(file_mib=round(out.stat().st_size / 2**20, 1), write_s=round(write_s, 1))
+    print("map open:", json.dumps(r), flush=True)
+    out.unlink()
+    return r
+
+
+def markdown(rows: list[dict], robot: list[dict], threads: int, opened: dict | None = None) -> str:
     lines = ["# Retrieval at scale (`benchmarks/scale.py`)", "",
              f"Synthetic 256-d descriptors, 300 queries, one query at a time on one thread; builds on {threads} "
              "threads. recall@N: the query's true keyframe among the first N; overlap: of the exact top 10.", "",
@@ -137,6 +219,15 @@ def markdown(rows: list[dict], robot: list[dict], threads: int) -> str:
         for r in robot:
             lines.append(f"| {r['index']} | {100 * r['overlap_with_exact@10']:.1f} % | {100 * r['same_top1']:.1f} % | "
                          f"{r['p50_ms']:.2f} ms |")
+    if opened:
+        o = opened
+        lines += ["", f"Opening a map of {o['keyframes']:,} keyframes ({o['observations']:,} observations, "
+                  f"{o['file_mib']:.0f} MiB; the robot world's map tiled), each step in a fresh process:", "",
+                  "| step | time | RSS added |", "|---|---:|---:|",
+                  f"| `read_map` (memory-mapped) | {o['open_s']:.2f} s | {o['rss_open_mib']:.0f} MiB |",
+                  f"| `Localizer(map)` | {o['localizer_s']:.2f} s | {o['rss_localizer_mib']:.0f} MiB in all |",
+                  f"| first query (localized: {o['localized']}) | {o['first_query_s']:.2f} s | "
+                  f"{o['rss_first_query_mib']:.0f} MiB in all |"]
     return "\n".join(lines) + "\n"
 
 
@@ -151,6 +242,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent.parent / "shared" / "data")
     ap.add_argument("--world", type=Path, default=ROOT.parent / "demo_out" / "world")
     ap.add_argument("--map", type=Path, default=ROOT.parent / "demo_out" / "map.glmap")
+    ap.add_argument("--open-keyframes", type=int, default=10_000, help="size of the tiled map opened (0: skip)")
+    ap.add_argument("--tmp", type=Path, default=Path("/tmp"), help="folder for the tiled map")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "scale")
     args = ap.parse_args()
     rows = []
@@ -158,9 +251,10 @@ def main() -> None:
         rows += run_size(n, args.dim, args.noise, args.queries, 0, args.threads)
     faiss.omp_set_num_threads(args.threads)
     robot = [] if args.no_robot else robot_check(args.world, args.map, args.data)
+    opened = map_open(args.world, args.map, args.data, args.open_keyframes, args.tmp) if args.open_keyframes else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "robot": robot}, indent=1))
-    md = markdown(rows, robot, args.threads)
+    args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "robot": robot, "map_open": opened}, indent=1))
+    md = markdown(rows, robot, args.threads, opened)
     args.out.with_suffix(".md").write_text(md)
     print(md)
 

@@ -53,6 +53,11 @@ from .types import LocalFeatures, LocalizationResult, Status
 
 logger = logging.getLogger(__name__)
 
+#: Maps with up to this many observations get their points' covariances when the localizer
+#: starts (0.09 s for the robot world's 135 k); larger ones at their first query, so that a
+#: memory-mapped map opens without reading all its observations.
+EAGER_POINT_COVARIANCES_MAX_OBSERVATIONS = 2_000_000
+
 STAGES = (
     "decode",
     "preprocess",
@@ -192,7 +197,8 @@ class Localizer:
         self.camera_corrections = _camera_corrections(map_index) if conf.localization.use_map_calibration else {}
         self.flow = FlowTracker(conf.tracking, conf.localization, self.point_uncertainty)
         self._flow_ref = None  # the last call's localized frame, for optical flow
-        self.point_uncertainty(np.zeros(0, np.int64))  # the points' covariances now, not in the first query
+        if map_index.num_observations <= EAGER_POINT_COVARIANCES_MAX_OBSERVATIONS:
+            self.point_uncertainty(np.zeros(0, np.int64))  # the points' covariances now, not in the first query
         self.dense = self.refiner = None
         if conf.refinement.method == "featuremetric":
             self.dense = create_dense_features(conf.refinement.features, device=conf.device,

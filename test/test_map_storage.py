@@ -46,16 +46,47 @@ def test_round_trip_float16_descriptors(small_map, tmp_path):
     assert_same(small_map, m, desc_atol=1e-3)  # float16 keeps ~3 decimal digits of unit vectors
 
 
-def test_chunked_records_round_trip(small_map, tmp_path):
-    """Small chunks force many records: the layout that lets a map pass 2 GiB."""
-    p = write_map(small_map, tmp_path / "m.glmap", descriptor_dtype="float32", chunk_bytes=10_000)
-    m = read_map(p)
-    assert_same(small_map, m)
+def test_version_2_maps_still_load(small_map, tmp_path):
+    """The batched layout of versions 1 and 2: small chunks force many records."""
+    p = write_map(small_map, tmp_path / "m.glmap", descriptor_dtype="float32", chunk_bytes=10_000, _version=2)
     with open(p, "rb") as f:
-        f.seek(storage._PREAMBLE.size)
+        assert storage._PREAMBLE.unpack(f.read(storage._PREAMBLE.size))[1] == 2
         kinds = [r.WhichOneof("body") for r in storage._read_records(f, p)]
     assert kinds.count("keyframes") > 2 and kinds.count("points") > 2
     assert kinds[0] == "header" and kinds[-1] == "footer"
+    m = read_map(p)
+    assert_same(small_map, m)
+    assert m.obs_descriptors.flags.writeable  # copied out of the records
+
+
+def test_version_3_maps_are_memory_mapped(small_map, tmp_path):
+    import mmap
+
+    p = write_map(small_map, tmp_path / "m.glmap")
+    m = read_map(p)
+    for a in (m.obs_descriptors, m.obs_keypoints, m.points_xyz, m.global_descriptors, m.obs_point_index):
+        assert not a.flags.writeable  # a read-only view of the file, not a copy
+        base = a
+        while getattr(base, "base", None) is not None:
+            base = base.base
+        assert isinstance(base.obj if isinstance(base, memoryview) else base, mmap.mmap)
+    assert m.names == small_map.names and m.cameras == small_map.cameras
+    h = read_map_header(p)
+    assert h.schema_version == 3 and h.num_keyframes == 8
+
+
+def test_a_corrupt_array_of_a_large_map_is_found_on_demand(small_map, tmp_path, monkeypatch):
+    p = write_map(small_map, tmp_path / "m.glmap")
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside an array
+    bad = tmp_path / "bad.glmap"
+    bad.write_bytes(bytes(data))
+    monkeypatch.setattr(storage, "VERIFY_MAX_BYTES", 1000)  # as if the map were large
+    read_map(bad)  # opens without reading the arrays
+    with pytest.raises(MapFormatError, match="checksum of its array '.*' .* does not match"):
+        storage.verify_map(bad)
+    with pytest.raises(MapFormatError, match="corrupt"):
+        read_map(bad, verify=True)
 
 
 def test_truncated_map_is_reported(small_map, tmp_path):

@@ -204,10 +204,7 @@ def test_a_map_without_reference_features_localizes_but_refuses_refinement_in_on
     path, query, _ = plane_map
     m = read_map(path)
     m.point_features, m.dense_features = None, {}
-    old = write_map(m, tmp_path / "old.glmap")
-    data = bytearray(old.read_bytes())
-    data[8:12] = (1).to_bytes(4, "little")  # what global_loc wrote before schema 2
-    old.write_bytes(bytes(data))
+    old = write_map(m, tmp_path / "old.glmap", _version=1)  # what global_loc wrote before schema 2
     v1 = read_map(old)
     assert v1.point_features is None
     assert Localizer(v1).localize(query, CAM).success

@@ -114,7 +114,6 @@ def test_a_map_keeps_its_approximate_index_and_localizes_alike(tmp_path):
     from global_loc.errors import MapFormatError
     from global_loc.geometry.transforms import pose_error
     from global_loc.localizer import Localizer
-    from global_loc.map import storage
     from global_loc.map.builder import MapBuilder
     from global_loc.map.storage import read_map, write_map
     from synthetic import FeatureScene, synthetic_conf
@@ -141,17 +140,26 @@ def test_a_map_keeps_its_approximate_index_and_localizes_alike(tmp_path):
                for m in (exact, back)]
     assert results[0].retrieved == results[1].retrieved
     assert pose_error(results[1].cam_from_world, pose)[0] < 0.01
-    # a header whose index does not fit the map is refused when the map is read
-    with open(path, "rb") as f:
-        f.seek(storage._PREAMBLE.size)
-        records = list(storage._read_records(f, path))
-    records[0].header.retrieval_index.params_json = '{"size": 11, "dim": 144}'
-    bad = tmp_path / "bad.glmap"
-    with open(bad, "wb") as f:
-        f.write(storage._PREAMBLE.pack(storage.MAGIC, storage.SCHEMA_VERSION))
-        for r in records:
-            storage._write_record(f, r)
+    # an index that does not fit the map is refused when the map is read
+    wrong = copy.copy(back)
+    wrong.retrieval_index = copy.copy(back.retrieval_index)
+    wrong.retrieval_index.params = dict(back.retrieval_index.params, size=11)
+    bad = write_map(wrong, tmp_path / "bad.glmap")
     with pytest.raises(MapFormatError, match="retrieval index holds 11"):
         read_map(bad)
     with pytest.raises(ConfigError, match="retrieval_index 'annoy' is unknown"):
         synthetic_conf(mapping={"retrieval_index": "annoy"})
+
+
+def test_exact_search_over_read_only_descriptors_matches_faiss():
+    """A memory-mapped map's descriptors (read-only) are searched in place, with faiss's results."""
+    x, q, _ = _clustered(3000, seed=4)
+    ref_scores, ref = RetrievalIndex(x, device="cpu").search(q, 10)
+    ro = x.copy()
+    ro.flags.writeable = False
+    index = RetrievalIndex(ro, device="cpu")
+    assert index._matrix is ro  # not copied
+    scores, idx = index.search(q, 10)
+    assert np.array_equal(idx, ref) and np.allclose(scores, ref_scores, atol=1e-5)
+    s1, i1 = index.search(q[0], 5000)  # k beyond the map
+    assert i1.shape == (1, 3000) and np.all(np.diff(s1[0]) <= 1e-7)

@@ -102,8 +102,30 @@ class RetrievalIndex(_message.Message):
     data: Array
     def __init__(self, kind: _Optional[str] = ..., params_json: _Optional[str] = ..., data: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
 
+class ArrayEntry(_message.Message):
+    __slots__ = ("name", "dtype", "shape", "offset", "nbytes", "crc32")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    NBYTES_FIELD_NUMBER: _ClassVar[int]
+    CRC32_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dtype: Array.DType
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    offset: int
+    nbytes: int
+    crc32: int
+    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[_Union[Array.DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., offset: _Optional[int] = ..., nbytes: _Optional[int] = ..., crc32: _Optional[int] = ...) -> None: ...
+
+class Directory(_message.Message):
+    __slots__ = ("arrays",)
+    ARRAYS_FIELD_NUMBER: _ClassVar[int]
+    arrays: _containers.RepeatedCompositeFieldContainer[ArrayEntry]
+    def __init__(self, arrays: _Optional[_Iterable[_Union[ArrayEntry, _Mapping]]] = ...) -> None: ...
+
 class KeyframeBatch(_message.Message):
-    __slots__ = ("first_index", "ids", "names", "stamps", "cam_from_world", "camera_index", "global_descriptors", "num_observations", "keypoints", "descriptors", "point_index", "num_free", "free_keypoints", "free_descriptors")
+    __slots__ = ("first_index", "ids", "names", "stamps", "cam_from_world", "camera_index", "global_descriptors", "num_observations", "keypoints", "descriptors", "point_index")
     FIRST_INDEX_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     NAMES_FIELD_NUMBER: _ClassVar[int]
@@ -115,9 +137,6 @@ class KeyframeBatch(_message.Message):
     KEYPOINTS_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTORS_FIELD_NUMBER: _ClassVar[int]
     POINT_INDEX_FIELD_NUMBER: _ClassVar[int]
-    NUM_FREE_FIELD_NUMBER: _ClassVar[int]
-    FREE_KEYPOINTS_FIELD_NUMBER: _ClassVar[int]
-    FREE_DESCRIPTORS_FIELD_NUMBER: _ClassVar[int]
     first_index: int
     ids: Array
     names: _containers.RepeatedScalarFieldContainer[str]
@@ -129,10 +148,7 @@ class KeyframeBatch(_message.Message):
     keypoints: Array
     descriptors: Array
     point_index: Array
-    num_free: Array
-    free_keypoints: Array
-    free_descriptors: Array
-    def __init__(self, first_index: _Optional[int] = ..., ids: _Optional[_Union[Array, _Mapping]] = ..., names: _Optional[_Iterable[str]] = ..., stamps: _Optional[_Union[Array, _Mapping]] = ..., cam_from_world: _Optional[_Union[Array, _Mapping]] = ..., camera_index: _Optional[_Union[Array, _Mapping]] = ..., global_descriptors: _Optional[_Union[Array, _Mapping]] = ..., num_observations: _Optional[_Union[Array, _Mapping]] = ..., keypoints: _Optional[_Union[Array, _Mapping]] = ..., descriptors: _Optional[_Union[Array, _Mapping]] = ..., point_index: _Optional[_Union[Array, _Mapping]] = ..., num_free: _Optional[_Union[Array, _Mapping]] = ..., free_keypoints: _Optional[_Union[Array, _Mapping]] = ..., free_descriptors: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
+    def __init__(self, first_index: _Optional[int] = ..., ids: _Optional[_Union[Array, _Mapping]] = ..., names: _Optional[_Iterable[str]] = ..., stamps: _Optional[_Union[Array, _Mapping]] = ..., cam_from_world: _Optional[_Union[Array, _Mapping]] = ..., camera_index: _Optional[_Union[Array, _Mapping]] = ..., global_descriptors: _Optional[_Union[Array, _Mapping]] = ..., num_observations: _Optional[_Union[Array, _Mapping]] = ..., keypoints: _Optional[_Union[Array, _Mapping]] = ..., descriptors: _Optional[_Union[Array, _Mapping]] = ..., point_index: _Optional[_Union[Array, _Mapping]] = ...) -> None: ...
 
 class PointBatch(_message.Message):
     __slots__ = ("first_index", "ids", "xyz", "rgb", "error", "reference_features")
@@ -161,13 +177,15 @@ class Footer(_message.Message):
     def __init__(self, num_keyframes: _Optional[int] = ..., num_points3D: _Optional[int] = ..., num_records: _Optional[int] = ...) -> None: ...
 
 class Record(_message.Message):
-    __slots__ = ("header", "keyframes", "points", "footer")
+    __slots__ = ("header", "keyframes", "points", "footer", "directory")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     KEYFRAMES_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     FOOTER_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
     header: Header
     keyframes: KeyframeBatch
     points: PointBatch
     footer: Footer
-    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., keyframes: _Optional[_Union[KeyframeBatch, _Mapping]] = ..., points: _Optional[_Union[PointBatch, _Mapping]] = ..., footer: _Optional[_Union[Footer, _Mapping]] = ...) -> None: ...
+    directory: Directory
+    def __init__(self, header: _Optional[_Union[Header, _Mapping]] = ..., keyframes: _Optional[_Union[KeyframeBatch, _Mapping]] = ..., points: _Optional[_Union[PointBatch, _Mapping]] = ..., footer: _Optional[_Union[Footer, _Mapping]] = ..., directory: _Optional[_Union[Directory, _Mapping]] = ...) -> None: ...

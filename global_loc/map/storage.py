@@ -1,4 +1,12 @@
-"""Reading and writing maps: the chunked protobuf format of ``global_loc_map.proto``.
+"""Reading and writing maps: the format of ``global_loc_map.proto``.
+
+Version 3 (written now): a header record, a directory record, the arrays as raw aligned bytes,
+a footer. :func:`read_map` memory-maps the file and gives the arrays as read-only views of it,
+without copying: a map opens in a time that does not grow with its arrays, and the memory a
+localizer uses grows with the pages it touches. Every array has a CRC-32: checked at opening
+for maps up to ``VERIFY_MAX_BYTES`` (``verify="auto"``), on demand for larger ones
+(:func:`verify_map`, ``read_map(path, verify=True)``). Versions 1 and 2 (keyframe and point
+batches in protobuf records) are read by copying, as before.
 
 The file is written to a temporary name beside the target and renamed when complete, so an
 interrupted write never leaves a half map under the final name, nor destroys the old map.
@@ -6,6 +14,8 @@ interrupted write never leaves a half map under the final name, nor destroys the
 from __future__ import annotations
 
 import json
+import logging
+import mmap
 import os
 import struct
 import zlib
@@ -20,13 +30,19 @@ from ..geometry.camera import Camera
 from . import global_loc_map_pb2 as pb
 from .index import MapIndex
 
+logger = logging.getLogger(__name__)
+
 MAGIC = b"GLOCMAP\x00"
 SCHEMA_VERSION = 3
 #: Versions this release reads: version 1 maps lack reference features (PnP-only localization),
 #: version 1 and 2 maps keep no free keypoints (no pose from neighbours without 3D points).
 READABLE_VERSIONS = (1, 2, 3)
-#: Target size of one record's payload; keeps every protobuf message far below 2 GiB.
+#: Target size of one record's payload in the version 2 layout (kept for the tests of old maps).
 DEFAULT_CHUNK_BYTES = 64 << 20
+#: Alignment of the arrays of a version 3 map, bytes.
+ALIGN = 64
+#: ``read_map(verify="auto")`` checks every array's CRC of maps up to this size, bytes.
+VERIFY_MAX_BYTES = 256 << 20
 
 _PREAMBLE = struct.Struct("<8sI")
 _RECORD_HEAD = struct.Struct("<QI")
@@ -97,13 +113,16 @@ def write_map(
     path: str | os.PathLike,
     descriptor_dtype: str = "float16",
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    _version: int = SCHEMA_VERSION,
 ) -> Path:
-    """Write ``map_index`` to ``path`` (atomically: a temporary file, then a rename).
+    """Write ``map_index`` to ``path`` (atomically: a temporary file, then a rename), in the
+    version 3 layout.
 
     Args:
         descriptor_dtype: ``float16`` (default; loses nothing measurable, see the tests) or
             ``float32`` for the local descriptors.
-        chunk_bytes: target payload size of one record.
+        chunk_bytes: unused by version 3 (its arrays are not split into records); kept for
+            callers written for version 2.
     Returns:
         The path written.
     """
@@ -116,7 +135,7 @@ def write_map(
 
     header = pb.Record()
     h = header.header
-    h.schema_version = SCHEMA_VERSION
+    h.schema_version = _version
     h.created_by = f"global_loc {__version__}"
     h.frame_id = m.frame_id
     for info, msg in ((m.local_features, h.local_features), (m.global_descriptor, h.global_descriptor)):
@@ -133,7 +152,8 @@ def write_map(
     if m.retrieval_index is not None:
         h.retrieval_index.kind = m.retrieval_index.kind
         h.retrieval_index.params_json = m.retrieval_index.params_json()
-        array_to_pb(np.asarray(m.retrieval_index.data, np.uint8), h.retrieval_index.data)
+        if _version < 3:
+            array_to_pb(np.asarray(m.retrieval_index.data, np.uint8), h.retrieval_index.data)
     for cam in m.cameras:
         c = h.cameras.add()
         c.model, c.width, c.height = cam.model, cam.width, cam.height
@@ -145,7 +165,10 @@ def write_map(
 
     tmp = path.with_name(path.name + ".part")
     try:
-        _write_records(tmp, m, header, ddt, chunk_bytes)
+        if _version >= 3:
+            _write_arrays(tmp, m, header, ddt)
+        else:  # the batched layout of versions 1 and 2, for the tests that read old maps
+            _write_records(tmp, m, header, ddt, chunk_bytes)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -153,17 +176,94 @@ def write_map(
     return path
 
 
+def _map_arrays(m: MapIndex, ddt: np.dtype) -> list[tuple[str, np.ndarray]]:
+    """The arrays of a version 3 map, named as in ``ArrayEntry``, little-endian and contiguous."""
+    names = [n.encode("utf-8") for n in m.names]
+    name_offsets = np.zeros(len(names) + 1, np.int64)
+    np.cumsum([len(n) for n in names], out=name_offsets[1:])
+    out = [
+        ("keyframe_ids", m.keyframe_ids.astype(np.int64)),
+        ("names_utf8", np.frombuffer(b"".join(names), np.uint8)),
+        ("names_offsets", name_offsets),
+        ("stamps", m.stamps.astype(np.float64)),
+        ("cam_from_world", np.concatenate([m.q_wxyz, m.t], axis=1).astype(np.float64)),
+        ("camera_index", m.camera_index.astype(np.int32)),
+        ("global_descriptors", m.global_descriptors.astype(np.float32)),
+        ("obs_offsets", m.obs_offsets.astype(np.int64)),
+        ("obs_keypoints", m.obs_keypoints.astype(np.float32)),
+        ("obs_descriptors", m.obs_descriptors.astype(ddt)),
+        ("obs_point_index", m.obs_point_index.astype(np.int64)),
+        ("point_ids", m.point_ids.astype(np.int64)),
+        ("points_xyz", m.points_xyz.astype(np.float64)),
+        ("points_rgb", m.points_rgb.astype(np.uint8)),
+        ("points_error", m.points_error.astype(np.float32)),
+    ]
+    if m.point_features is not None and m.dense_features.get("name"):
+        out.append(("point_features", m.point_features.astype(np.float16)))
+    if m.num_free_features:
+        out += [("free_offsets", m.free_offsets.astype(np.int64)),
+                ("free_keypoints", m.free_keypoints.astype(np.float32)),
+                ("free_descriptors", m.free_descriptors.astype(ddt))]
+    if m.retrieval_index is not None:
+        out.append(("retrieval_index", np.asarray(m.retrieval_index.data, np.uint8)))
+    return [(k, np.ascontiguousarray(v, v.dtype.newbyteorder("<"))) for k, v in out]
+
+
+def _bytes_of(a: np.ndarray) -> np.ndarray:
+    """The bytes of a contiguous array, without copying (empty arrays included)."""
+    return a.reshape(-1).view(np.uint8)
+
+
+def _aligned(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _write_arrays(path: Path, m: MapIndex, header, ddt) -> None:
+    """Version 3: header, directory, the arrays at aligned offsets, footer."""
+    arrays = _map_arrays(m, ddt)
+    directory = pb.Record()
+    for name, a in arrays:
+        e = directory.directory.arrays.add()
+        e.name, e.dtype = name, _DTYPES[a.dtype.newbyteorder("=")]
+        e.shape[:] = list(a.shape)
+        e.nbytes = a.nbytes
+        e.crc32 = zlib.crc32(_bytes_of(a))
+        e.offset = ALIGN  # a placeholder: proto3 leaves out zeros, and any other fixed64 takes 8 bytes
+    head = header.SerializeToString()
+    # fixed64 offsets: the directory's size does not depend on their (non-zero) values
+    start = _PREAMBLE.size + 2 * _RECORD_HEAD.size + len(head) + directory.ByteSize()
+    pos = _aligned(start)
+    for e in directory.directory.arrays:
+        e.offset = pos
+        pos = _aligned(pos + e.nbytes)
+    with open(path, "wb") as f:
+        f.write(_PREAMBLE.pack(MAGIC, SCHEMA_VERSION))
+        _write_record(f, header)
+        _write_record(f, directory)
+        for (_, a), e in zip(arrays, directory.directory.arrays):
+            gap = e.offset - f.tell()
+            if gap < 0:  # pragma: no cover - the layout above is wrong
+                raise RuntimeError(f"map layout: array '{e.name}' would overlap the one before")
+            f.write(b"\0" * gap)
+            f.write(_bytes_of(a))
+        footer = pb.Record()
+        footer.footer.num_keyframes = m.num_keyframes
+        footer.footer.num_points3D = m.num_points3D
+        footer.footer.num_records = 2
+        _write_record(f, footer)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def _write_records(path: Path, m: MapIndex, header, ddt, chunk_bytes: int) -> None:
     num_records = 0
     with open(path, "wb") as f:
-        f.write(_PREAMBLE.pack(MAGIC, SCHEMA_VERSION))
+        f.write(_PREAMBLE.pack(MAGIC, header.header.schema_version))
         _write_record(f, header)
         num_records += 1
 
         n_obs = np.diff(m.obs_offsets)
-        n_free = np.diff(m.free_offsets)
-        dl = m.obs_descriptors.shape[1] if m.num_observations else m.free_descriptors.shape[1]
-        kf_bytes = n_obs * (8 + 8 + dl * ddt.itemsize) + n_free * (8 + dl * ddt.itemsize) + (
+        kf_bytes = n_obs * (8 + 8 + m.obs_descriptors.shape[1] * ddt.itemsize) + (
             m.global_descriptors.shape[1] * 4 + 128
         )
         for a, b in _batches(kf_bytes, chunk_bytes):
@@ -182,11 +282,6 @@ def _write_records(path: Path, m: MapIndex, header, ddt, chunk_bytes: int) -> No
             array_to_pb(m.obs_keypoints[o0:o1].astype(np.float32), kb.keypoints)
             array_to_pb(m.obs_descriptors[o0:o1].astype(ddt), kb.descriptors)
             array_to_pb(m.obs_point_index[o0:o1].astype(np.int64), kb.point_index)
-            if m.num_free_features:
-                f0, f1 = int(m.free_offsets[a]), int(m.free_offsets[b])
-                array_to_pb(n_free[a:b].astype(np.int64), kb.num_free)
-                array_to_pb(m.free_keypoints[f0:f1].astype(np.float32), kb.free_keypoints)
-                array_to_pb(m.free_descriptors[f0:f1].astype(ddt), kb.free_descriptors)
             _write_record(f, rec)
             num_records += 1
 
@@ -282,14 +377,156 @@ def _open_checked(path: Path) -> BinaryIO:
     return f
 
 
-def read_map(path: str | os.PathLike) -> MapIndex:
+def _schema_version(path: Path) -> int:
+    with open(path, "rb") as f:
+        return _PREAMBLE.unpack(f.read(_PREAMBLE.size))[1]
+
+
+def read_map(path: str | os.PathLike, verify: bool | str = "auto") -> MapIndex:
     """Load a map written by :func:`write_map`.
 
+    A version 3 map is memory-mapped: its arrays are read-only views of the file, read from disk
+    as they are used (see the module docstring).
+
+    Args:
+        verify: check every array's CRC-32 now (True), not (False: a later read of damaged
+            bytes gives wrong values, not an error; :func:`verify_map` checks on demand), or
+            ``"auto"``: for files up to ``VERIFY_MAX_BYTES``. The header, directory and footer
+            are always checked. Version 1 and 2 maps are always checked.
     Raises:
         MapFormatError: a missing file, another file type, another schema version, a
             truncated or corrupt file.
     """
     path = Path(path)
+    with _open_checked(path):
+        pass
+    if _schema_version(path) >= 3:
+        return _read_mapped(path, verify)
+    return _read_batched(path)
+
+
+def verify_map(path: str | os.PathLike) -> None:
+    """Check every checksum of a map (all its arrays, for version 3).
+
+    Raises:
+        MapFormatError: naming the first corrupt part.
+    """
+    read_map(path, verify=True)
+
+
+def _record_at(buf, offset: int, path: Path, what: str) -> "pb.Record":
+    """The record at byte ``offset`` of ``buf`` (a memory map), its CRC checked."""
+    if offset + _RECORD_HEAD.size > len(buf):
+        raise MapFormatError(f"map {path} is truncated: its {what} record at byte {offset} is missing; the map "
+                             "was not completely written. Rebuild it with `global-loc index`")
+    length, crc = _RECORD_HEAD.unpack_from(buf, offset)
+    start = offset + _RECORD_HEAD.size
+    if start + length > len(buf):
+        raise MapFormatError(f"map {path} is truncated: its {what} record at byte {offset} needs {length} bytes, "
+                             f"{len(buf) - start} remain. Rebuild it with `global-loc index`")
+    payload = memoryview(buf)[start:start + length]
+    if zlib.crc32(payload) != crc:
+        raise MapFormatError(f"map {path} is corrupt: the checksum of its {what} record at byte {offset} does not "
+                             "match. Copy the file again or rebuild it")
+    rec = pb.Record()
+    try:
+        rec.ParseFromString(payload)
+    except Exception as e:  # protobuf's DecodeError
+        raise MapFormatError(f"map {path}: its {what} record at byte {offset} cannot be parsed ({e})") from None
+    finally:
+        payload.release()
+    if rec.WhichOneof("body") != what:
+        raise MapFormatError(f"map {path}: a {rec.WhichOneof('body')} record where its {what} should be")
+    return rec
+
+
+def _read_mapped(path: Path, verify: bool | str) -> MapIndex:
+    """A version 3 map, its arrays memory-mapped (read-only, not copied)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    header = _record_at(buf, _PREAMBLE.size, path, "header").header
+    pos = _PREAMBLE.size + _RECORD_HEAD.size + _RECORD_HEAD.unpack_from(buf, _PREAMBLE.size)[0]
+    entries = list(_record_at(buf, pos, path, "directory").directory.arrays)
+    end = max([int(e.offset + e.nbytes) for e in entries], default=pos)
+    footer = _record_at(buf, end, path, "footer").footer
+    if verify is True or (verify == "auto" and size <= VERIFY_MAX_BYTES):
+        for e in entries:
+            with memoryview(buf)[e.offset:e.offset + e.nbytes] as view:
+                if zlib.crc32(view) != e.crc32:
+                    raise MapFormatError(f"map {path} is corrupt: the checksum of its array '{e.name}' (bytes "
+                                         f"{e.offset}-{e.offset + e.nbytes}) does not match. Copy the file again "
+                                         "or rebuild it")
+    arrays = {}
+    for e in entries:
+        if e.dtype not in _NP_DTYPES:
+            raise MapFormatError(f"map {path}: array '{e.name}' of unknown dtype {e.dtype}")
+        dt = _NP_DTYPES[e.dtype]
+        shape = tuple(int(x) for x in e.shape)
+        n = int(np.prod(shape)) if shape else 1
+        if n * dt.itemsize != e.nbytes or e.offset % ALIGN:
+            raise MapFormatError(f"map {path}: array '{e.name}' has {e.nbytes} bytes for shape {shape} of {dt}; the "
+                                 "map is corrupt, rebuild it")
+        a = np.frombuffer(buf, dtype=dt, count=n, offset=int(e.offset)).reshape(shape)
+        arrays[e.name] = a if dt.isnative else a.astype(dt.newbyteorder("="))
+    need = ("keyframe_ids", "names_utf8", "names_offsets", "stamps", "cam_from_world", "camera_index",
+            "global_descriptors", "obs_offsets", "obs_keypoints", "obs_descriptors", "obs_point_index", "point_ids",
+            "points_xyz", "points_rgb", "points_error")
+    missing = [k for k in need if k not in arrays]
+    if missing:
+        raise MapFormatError(f"map {path} lacks the arrays {', '.join(missing)}; the map is corrupt, rebuild it")
+    raw, offs = arrays["names_utf8"].tobytes(), arrays["names_offsets"]
+    names = [raw[a:b].decode("utf-8") for a, b in zip(offs[:-1].tolist(), offs[1:].tolist())]
+    poses = arrays["cam_from_world"]
+    free = {k: arrays[k] for k in ("free_offsets", "free_keypoints", "free_descriptors") if k in arrays}
+    point_features = None
+    if header.dense_features.name:
+        point_features = arrays.get("point_features")
+        if point_features is None or point_features.shape != (len(arrays["point_ids"]), header.dense_features.dim):
+            raise MapFormatError(f"map {path}: reference features missing or not ({len(arrays['point_ids'])}, "
+                                 f"{header.dense_features.dim}) as its header says; the map is corrupt, rebuild it")
+    retrieval = None
+    if header.retrieval_index.kind:
+        retrieval = _retrieval_index(header, int(footer.num_keyframes), int(header.global_descriptor.dim), path,
+                                     arrays.get("retrieval_index"))
+    try:
+        m = MapIndex(
+            keyframe_ids=arrays["keyframe_ids"], names=names, stamps=arrays["stamps"], q_wxyz=poses[:, :4],
+            t=poses[:, 4:], camera_index=arrays["camera_index"],
+            cameras=[Camera(c.model, c.width, c.height, np.array(c.params)) for c in header.cameras],
+            global_descriptors=arrays["global_descriptors"], obs_offsets=arrays["obs_offsets"],
+            obs_keypoints=arrays["obs_keypoints"], obs_descriptors=arrays["obs_descriptors"],
+            obs_point_index=arrays["obs_point_index"], point_ids=arrays["point_ids"],
+            points_xyz=arrays["points_xyz"], points_rgb=arrays["points_rgb"], points_error=arrays["points_error"],
+            local_features=_model_info(header.local_features), global_descriptor=_model_info(header.global_descriptor),
+            global_state={k: np.array(array_from_pb(v, k)) for k, v in header.global_state.items()},
+            frame_id=header.frame_id or "map", metadata=json.loads(header.metadata_json or "{}"),
+            point_features=point_features,
+            dense_features=_model_info(header.dense_features) if header.dense_features.name else {},
+            retrieval_index=retrieval, **free)
+    except Exception as e:
+        if isinstance(e, MapFormatError):
+            raise
+        raise MapFormatError(f"map {path} is inconsistent: {e}") from None
+    _check_counts(m, header, footer, path)
+    return m
+
+
+def _check_counts(m: MapIndex, header, footer, path) -> None:
+    dg, dl = int(header.global_descriptor.dim), int(header.local_features.dim)
+    if m.num_keyframes != footer.num_keyframes or m.num_points3D != footer.num_points3D:
+        raise MapFormatError(
+            f"map {path} is inconsistent: the footer counts {footer.num_keyframes} keyframes "
+            f"and {footer.num_points3D} points, {m.num_keyframes} and {m.num_points3D} were read"
+        )
+    if m.global_descriptors.shape[1] != dg and m.num_keyframes:
+        raise MapFormatError(f"map {path}: global descriptors are not {dg}-d as its header says")
+    if m.obs_descriptors.shape[1:] != (dl,) and m.num_observations:
+        raise MapFormatError(f"map {path}: local descriptors are not {dl}-d as its header says")
+
+
+def _read_batched(path: Path) -> MapIndex:
+    """A version 1 or 2 map: keyframe and point batches in protobuf records, copied."""
     header = None
     kf_batches, pt_batches = [], []
     num_records = 0
@@ -363,30 +600,23 @@ def read_map(path: str | os.PathLike) -> MapIndex:
             metadata=json.loads(header.metadata_json or "{}"),
             point_features=_point_features(header, pt_batches, path),
             dense_features=_model_info(header.dense_features) if header.dense_features.name else {},
-            retrieval_index=_retrieval_index(header, footer.num_keyframes, dg, path),
-            **_free_features(kf_batches, dl, path),
         )
     except Exception as e:
         if isinstance(e, MapFormatError):
             raise
         raise MapFormatError(f"map {path} is inconsistent: {e}") from None
-    if m.num_keyframes != footer.num_keyframes or m.num_points3D != footer.num_points3D:
-        raise MapFormatError(
-            f"map {path} is inconsistent: the footer counts {footer.num_keyframes} keyframes "
-            f"and {footer.num_points3D} points, {m.num_keyframes} and {m.num_points3D} were read"
-        )
-    if m.global_descriptors.shape[1] != dg and m.num_keyframes:
-        raise MapFormatError(f"map {path}: global descriptors are not {dg}-d as its header says")
-    if m.obs_descriptors.shape[1:] != (dl,) and m.num_observations:
-        raise MapFormatError(f"map {path}: local descriptors are not {dl}-d as its header says")
+    _check_counts(m, header, footer, path)
     return m
 
 
-def _retrieval_index(header, num_keyframes: int, dim: int, path):
+def _retrieval_index(header, num_keyframes: int, dim: int, path, data: np.ndarray | None):
     """The map's approximate retrieval index (a ``TrainedIndex``), or None for exact search."""
     ri = header.retrieval_index
     if not ri.kind:
         return None
+    if data is None:
+        raise MapFormatError(f"map {path}: its header names a {ri.kind} retrieval index but the map holds none; "
+                             "the map is corrupt, rebuild it")
     from ..retrieval.index import KINDS, TrainedIndex
 
     params = json.loads(ri.params_json or "{}")
@@ -396,35 +626,7 @@ def _retrieval_index(header, num_keyframes: int, dim: int, path):
     if params.get("size") != num_keyframes or params.get("dim") != dim:
         raise MapFormatError(f"map {path}: its retrieval index holds {params.get('size')} {params.get('dim')}-d "
                              f"descriptors, the map {num_keyframes} {dim}-d ones; the map is corrupt, rebuild it")
-    return TrainedIndex(ri.kind, params, array_from_pb(ri.data, f"map {path}: retrieval index"))
-
-
-def _free_features(kf_batches, dl: int, path) -> dict:
-    """The keyframes' free keypoints (``free_offsets``, ``free_keypoints``, ``free_descriptors``
-    of :class:`MapIndex`), or none (an empty dict) when no batch holds them."""
-    if not any(b.HasField("num_free") for b in kf_batches):
-        return {}
-    counts, kps, descs = [], [], []
-    for b in kf_batches:
-        nb = len(b.names)
-        if not b.HasField("num_free"):
-            counts.append(np.zeros(nb, np.int64))
-            continue
-        c = array_from_pb(b.num_free, f"map {path}: num_free")
-        kp = array_from_pb(b.free_keypoints, f"map {path}: free keypoints")
-        d = array_from_pb(b.free_descriptors, f"map {path}: free descriptors")
-        if c.shape != (nb,) or kp.shape != (int(c.sum()), 2) or d.shape != (int(c.sum()), dl):
-            raise MapFormatError(
-                f"map {path}: free keypoints of shape {kp.shape} and descriptors {d.shape} for {nb} keyframes "
-                f"counting {int(c.sum())}; the map is corrupt, rebuild it")
-        counts.append(c)
-        kps.append(kp)
-        descs.append(d)
-    n = np.concatenate(counts)
-    offsets = np.zeros(len(n) + 1, np.int64)
-    np.cumsum(n, out=offsets[1:])
-    return {"free_offsets": offsets, "free_keypoints": np.concatenate(kps),
-            "free_descriptors": np.concatenate(descs)}
+    return TrainedIndex(ri.kind, params, data)
 
 
 def _point_features(header, pt_batches, path) -> np.ndarray | None:

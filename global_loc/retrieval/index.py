@@ -178,6 +178,15 @@ class RetrievalIndex:
         self.kind = "flat" if trained is None else trained.kind
         self.rerank = max(1, int(rerank))
         self.device = "cpu"
+        self._matrix = None
+        gpu = device in ("cuda", "auto") and faiss_gpu_available()
+        if trained is None and not gpu and isinstance(descriptors, np.ndarray) and not descriptors.flags.writeable \
+                and descriptors.dtype == np.float32 and descriptors.flags.c_contiguous:
+            # a memory-mapped map's descriptors: searched where they lie (one GEMV, as IndexFlatIP
+            # does), not copied into faiss, so that the pages are held once
+            self._matrix, self._descriptors = descriptors, None
+            self._index = None
+            return
         if trained is None:
             x = np.ascontiguousarray(descriptors, dtype=np.float32)
             index = faiss.IndexFlatIP(self.dim)
@@ -222,6 +231,12 @@ class RetrievalIndex:
         k = min(int(k), self.size)
         if k <= 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        if self._matrix is not None:
+            s = q @ self._matrix.T  # (B, K)
+            idx = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < self.size else np.tile(np.arange(self.size), (len(q), 1))
+            part = np.take_along_axis(s, idx, axis=1)
+            order = np.argsort(-part, axis=1, kind="stable")
+            return np.take_along_axis(part, order, axis=1).astype(np.float32), np.take_along_axis(idx, order, axis=1)
         if self._descriptors is None:
             scores, idx = self._index.search(q, k)
             return scores, idx.astype(np.int64)

@@ -163,3 +163,20 @@ def test_exact_search_over_read_only_descriptors_matches_faiss():
     assert np.array_equal(idx, ref) and np.allclose(scores, ref_scores, atol=1e-5)
     s1, i1 = index.search(q[0], 5000)  # k beyond the map
     assert i1.shape == (1, 3000) and np.all(np.diff(s1[0]) <= 1e-7)
+
+
+def test_an_approximate_index_asked_of_a_tiny_map_falls_back_to_exact_search(caplog):
+    from global_loc.map.builder import MapBuilder
+    from global_loc.retrieval.index import train_index
+    from synthetic import FeatureScene, synthetic_conf
+
+    x, _, _ = _clustered(10, num_queries=5)
+    with pytest.raises(ValueError, match="at least max\\(nlist=.*2\\^nbits=16\\) descriptors \\(got 10\\)"):
+        train_index("ivfpq", x)
+    scene = FeatureScene(num_points=3000, seed=2)
+    b = MapBuilder(synthetic_conf(mapping={"retrieval_index": "ivfpq"}))
+    for kf, f in scene.keyframes(6):
+        b.add_keyframe(kf, features=f)
+    with caplog.at_level("WARNING"):
+        m = b.build()
+    assert m.retrieval_index is None and "exact search instead" in caplog.text

@@ -421,7 +421,11 @@ class MapBuilder:
         if kind == "flat":
             return None
         t0 = time.perf_counter()
-        trained = train_index(kind, gdesc, dict(mc.retrieval_index_params))
+        try:
+            trained = train_index(kind, gdesc, dict(mc.retrieval_index_params))
+        except ValueError as e:  # e.g. ivfpq asked of a map of a few keyframes
+            logger.warning("no %s retrieval index for this map, exact search instead: %s", kind, e)
+            return None
         if progress or len(gdesc) > mc.exact_retrieval_max_keyframes:
             logger.info("%s retrieval index over %d %d-d descriptors: %.1f MiB, built in %.1f s", kind, len(gdesc),
                         gdesc.shape[1], len(trained.data) / 2**20, time.perf_counter() - t0)

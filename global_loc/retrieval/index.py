@@ -86,16 +86,16 @@ def train_ivfpq(descriptors: np.ndarray, params: dict | None = None, max_trainin
             missing ones from :func:`ivfpq_params`.
         max_training: at most this many rows (a seeded sample) train the quantisers.
     Raises:
-        ValueError: fewer descriptors than ``nlist``, ``m`` not dividing ``D``, ``nbits`` not 4
-            or 8.
+        ValueError: fewer descriptors than ``nlist`` or ``2^nbits``, ``m`` not dividing ``D``,
+            ``nbits`` not 4 or 8.
     """
     x = np.ascontiguousarray(descriptors, np.float32)
     k, d = x.shape
     p = {**ivfpq_params(k, d), **(params or {})}
     nlist, m, nbits = int(p["nlist"]), int(p["m"]), int(p["nbits"])
-    if k < nlist or d % m or nbits not in (4, 8):
-        raise ValueError(f"IVF-PQ needs at least nlist={nlist} descriptors (got {k}), m={m} dividing their {d} "
-                         f"dimensions and nbits 4 or 8 (got {nbits})")
+    if k < max(nlist, 2**nbits) or d % m or nbits not in (4, 8):
+        raise ValueError(f"IVF-PQ needs at least max(nlist={nlist}, 2^nbits={2**nbits}) descriptors (got {k}), "
+                         f"m={m} dividing their {d} dimensions and nbits 4 or 8 (got {nbits})")
     factory = f"IVF{nlist},PQ{m}x4fs" if nbits == 4 else f"IVF{nlist},PQ{m}"
     index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.extract_index_ivf(index)

@@ -453,10 +453,7 @@ class Localizer:
                 best = relative
             else:
                 best.reason = f"{best.reason}; relative pose: {relative.reason}"
-        if best is None:
-            result.reason = "the map has no 3D points and relpose is disabled"
-            return result
-        best.retrieved = result.retrieved
+        best.retrieved = result.retrieved  # not None: a map without points has relpose (checked at start)
         return best
 
     def retrieve(self, image: np.ndarray, k: int | None = None) -> list[str]:

@@ -377,11 +377,6 @@ def _open_checked(path: Path) -> BinaryIO:
     return f
 
 
-def _schema_version(path: Path) -> int:
-    with open(path, "rb") as f:
-        return _PREAMBLE.unpack(f.read(_PREAMBLE.size))[1]
-
-
 def read_map(path: str | os.PathLike, verify: bool | str = "auto") -> MapIndex:
     """Load a map written by :func:`write_map`.
 
@@ -398,9 +393,10 @@ def read_map(path: str | os.PathLike, verify: bool | str = "auto") -> MapIndex:
             truncated or corrupt file.
     """
     path = Path(path)
-    with _open_checked(path):
-        pass
-    if _schema_version(path) >= 3:
+    with _open_checked(path) as f:  # the magic and a readable version
+        f.seek(0)
+        version = _PREAMBLE.unpack(f.read(_PREAMBLE.size))[1]
+    if version >= 3:
         return _read_mapped(path, verify)
     return _read_batched(path)
 
@@ -477,7 +473,6 @@ def _read_mapped(path: Path, verify: bool | str) -> MapIndex:
         raise MapFormatError(f"map {path} lacks the arrays {', '.join(missing)}; the map is corrupt, rebuild it")
     raw, offs = arrays["names_utf8"].tobytes(), arrays["names_offsets"]
     names = [raw[a:b].decode("utf-8") for a, b in zip(offs[:-1].tolist(), offs[1:].tolist())]
-    poses = arrays["cam_from_world"]
     free = {k: arrays[k] for k in ("free_offsets", "free_keypoints", "free_descriptors") if k in arrays}
     point_features = None
     if header.dense_features.name:
@@ -489,21 +484,27 @@ def _read_mapped(path: Path, verify: bool | str) -> MapIndex:
     if header.retrieval_index.kind:
         retrieval = _retrieval_index(header, int(footer.num_keyframes), int(header.global_descriptor.dim), path,
                                      arrays.get("retrieval_index"))
+    poses = arrays["cam_from_world"]
+    return _map_index(path, header, footer, dict(
+        keyframe_ids=arrays["keyframe_ids"], names=names, stamps=arrays["stamps"], q_wxyz=poses[:, :4],
+        t=poses[:, 4:], camera_index=arrays["camera_index"], global_descriptors=arrays["global_descriptors"],
+        obs_offsets=arrays["obs_offsets"], obs_keypoints=arrays["obs_keypoints"],
+        obs_descriptors=arrays["obs_descriptors"], obs_point_index=arrays["obs_point_index"],
+        point_ids=arrays["point_ids"], points_xyz=arrays["points_xyz"], points_rgb=arrays["points_rgb"],
+        points_error=arrays["points_error"], point_features=point_features, retrieval_index=retrieval, **free))
+
+
+def _map_index(path: Path, header, footer, arrays: dict) -> MapIndex:
+    """The :class:`MapIndex` of ``arrays`` and what the header says (models, cameras, state,
+    frame, metadata), its counts checked against the footer and header."""
     try:
         m = MapIndex(
-            keyframe_ids=arrays["keyframe_ids"], names=names, stamps=arrays["stamps"], q_wxyz=poses[:, :4],
-            t=poses[:, 4:], camera_index=arrays["camera_index"],
             cameras=[Camera(c.model, c.width, c.height, np.array(c.params)) for c in header.cameras],
-            global_descriptors=arrays["global_descriptors"], obs_offsets=arrays["obs_offsets"],
-            obs_keypoints=arrays["obs_keypoints"], obs_descriptors=arrays["obs_descriptors"],
-            obs_point_index=arrays["obs_point_index"], point_ids=arrays["point_ids"],
-            points_xyz=arrays["points_xyz"], points_rgb=arrays["points_rgb"], points_error=arrays["points_error"],
             local_features=_model_info(header.local_features), global_descriptor=_model_info(header.global_descriptor),
-            global_state={k: np.array(array_from_pb(v, k)) for k, v in header.global_state.items()},
+            global_state={k: np.array(array_from_pb(v, f"map {path}: {k}")) for k, v in header.global_state.items()},
             frame_id=header.frame_id or "map", metadata=json.loads(header.metadata_json or "{}"),
-            point_features=point_features,
             dense_features=_model_info(header.dense_features) if header.dense_features.name else {},
-            retrieval_index=retrieval, **free)
+            **arrays)
     except Exception as e:
         if isinstance(e, MapFormatError):
             raise
@@ -572,41 +573,23 @@ def _read_batched(path: Path) -> MapIndex:
     np.cumsum(n_obs, out=offsets[1:])
     poses = cat((arr(b.cam_from_world, "poses") for b in kf_batches), (7,), np.float64)
     desc = cat((arr(b.descriptors, "descriptors") for b in kf_batches), (dl,), np.float16)
-    cameras = [Camera(c.model, c.width, c.height, np.array(c.params)) for c in header.cameras]
-    try:
-        m = MapIndex(
-            keyframe_ids=cat((arr(b.ids, "ids") for b in kf_batches), (), np.int64),
-            names=names,
-            stamps=cat((arr(b.stamps, "stamps") for b in kf_batches), (), np.float64),
-            q_wxyz=poses[:, :4],
-            t=poses[:, 4:],
-            camera_index=cat((arr(b.camera_index, "camera_index") for b in kf_batches), (), np.int32),
-            cameras=cameras,
-            global_descriptors=cat(
-                (arr(b.global_descriptors, "global descriptors") for b in kf_batches), (dg,), np.float32
-            ),
-            obs_offsets=offsets,
-            obs_keypoints=cat((arr(b.keypoints, "keypoints") for b in kf_batches), (2,), np.float32),
-            obs_descriptors=desc,
-            obs_point_index=cat((arr(b.point_index, "point_index") for b in kf_batches), (), np.int64),
-            point_ids=cat((arr(b.ids, "point ids") for b in pt_batches), (), np.int64),
-            points_xyz=cat((arr(b.xyz, "xyz") for b in pt_batches), (3,), np.float64),
-            points_rgb=cat((arr(b.rgb, "rgb") for b in pt_batches), (3,), np.uint8),
-            points_error=cat((arr(b.error, "error") for b in pt_batches), (), np.float32),
-            local_features=_model_info(header.local_features),
-            global_descriptor=_model_info(header.global_descriptor),
-            global_state={k: np.array(arr(v, k)) for k, v in header.global_state.items()},
-            frame_id=header.frame_id or "map",
-            metadata=json.loads(header.metadata_json or "{}"),
-            point_features=_point_features(header, pt_batches, path),
-            dense_features=_model_info(header.dense_features) if header.dense_features.name else {},
-        )
-    except Exception as e:
-        if isinstance(e, MapFormatError):
-            raise
-        raise MapFormatError(f"map {path} is inconsistent: {e}") from None
-    _check_counts(m, header, footer, path)
-    return m
+    return _map_index(path, header, footer, dict(
+        keyframe_ids=cat((arr(b.ids, "ids") for b in kf_batches), (), np.int64),
+        names=names,
+        stamps=cat((arr(b.stamps, "stamps") for b in kf_batches), (), np.float64),
+        q_wxyz=poses[:, :4],
+        t=poses[:, 4:],
+        camera_index=cat((arr(b.camera_index, "camera_index") for b in kf_batches), (), np.int32),
+        global_descriptors=cat((arr(b.global_descriptors, "global descriptors") for b in kf_batches), (dg,), np.float32),
+        obs_offsets=offsets,
+        obs_keypoints=cat((arr(b.keypoints, "keypoints") for b in kf_batches), (2,), np.float32),
+        obs_descriptors=desc,
+        obs_point_index=cat((arr(b.point_index, "point_index") for b in kf_batches), (), np.int64),
+        point_ids=cat((arr(b.ids, "point ids") for b in pt_batches), (), np.int64),
+        points_xyz=cat((arr(b.xyz, "xyz") for b in pt_batches), (3,), np.float64),
+        points_rgb=cat((arr(b.rgb, "rgb") for b in pt_batches), (3,), np.uint8),
+        points_error=cat((arr(b.error, "error") for b in pt_batches), (), np.float32),
+        point_features=_point_features(header, pt_batches, path)))
 
 
 def _retrieval_index(header, num_keyframes: int, dim: int, path, data: np.ndarray | None):

@@ -154,7 +154,9 @@ def tiled_map(map_path: Path, num_keyframes: int, out: Path) -> Path:
         points_error=tile(m.points_error),
         point_features=None if m.point_features is None else tile(m.point_features),
         free_offsets=None, free_keypoints=None, free_descriptors=None, retrieval_index=None)
-    write_map(MapIndex(**fields), out)
+    tiled = MapIndex(**fields)
+    tiled.point_covariances(np.zeros(0, np.int64))  # as the map builder does: kept in the file
+    write_map(tiled, out)
     return out
 
 

@@ -137,3 +137,22 @@ def test_failed_write_keeps_the_old_map(small_map, tmp_path, monkeypatch):
         write_map(small_map, p)
     assert p.read_bytes() == before
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_the_points_covariances_are_kept_and_not_computed_again(small_map, tmp_path, monkeypatch):
+    from global_loc.geometry import covariance
+
+    stored = small_map.stored_point_covariances()  # the builder computed them
+    assert stored is not None and stored[0].shape == (small_map.num_points3D, 3, 3) and stored[1] > 0
+    m = read_map(write_map(small_map, tmp_path / "m.glmap"))
+
+    def boom(*a, **k):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(covariance, "triangulation_covariances", boom)
+    rows = np.arange(0, small_map.num_points3D, 7)
+    assert np.array_equal(m.point_covariances(rows), small_map.point_covariances(rows))
+    assert m.point_noise_px == pytest.approx(stored[1])
+    # another noise than the map's own asks for a new computation
+    with pytest.raises(AssertionError, match="computed again"):
+        m.point_covariances(rows, noise_px=0.5)

@@ -407,6 +407,7 @@ class MapBuilder:
             retrieval_index=retrieval_index,
             **free,
         )
+        m.point_covariances(np.zeros(0, np.int64))  # kept in the map file: no localizer computes them again
         logger.info("built map: %s", m.summary())
         return m
 

@@ -260,6 +260,25 @@ class MapIndex:
             self._point_covariances = (noise_px, cov, used)
         return self._point_covariances[1][np.asarray(rows, np.int64)]
 
+    def stored_point_covariances(self) -> tuple[np.ndarray, float] | None:
+        """The points' covariances with the map's own noise, ``((P, 3, 3) float32, noise_px)``,
+        where they have been computed (the map builder does, and version 3 maps keep them), or
+        None."""
+        c = self._point_covariances
+        return None if c is None or c[0] is not None else (c[1], c[2])
+
+    def restore_point_covariances(self, covariances: np.ndarray, noise_px: float) -> None:
+        """Take ``covariances`` (P, 3, 3) with the map's own noise ``noise_px`` as computed (a
+        map file's, from :meth:`stored_point_covariances`), so that none is computed again.
+
+        Raises:
+            InputError: an array that is not (P, 3, 3).
+        """
+        if np.shape(covariances) != (self.num_points3D, 3, 3):
+            raise InputError(f"inconsistent map: point covariances of shape {np.shape(covariances)} for "
+                             f"{self.num_points3D} points")
+        self._point_covariances = (None, covariances, float(noise_px))
+
     @property
     def point_noise_px(self) -> float:
         """The keypoints' standard deviation that the map's reprojection residuals show

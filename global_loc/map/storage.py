@@ -206,6 +206,10 @@ def _map_arrays(m: MapIndex, ddt: np.dtype) -> list[tuple[str, np.ndarray]]:
                 ("free_descriptors", m.free_descriptors.astype(ddt))]
     if m.retrieval_index is not None:
         out.append(("retrieval_index", np.asarray(m.retrieval_index.data, np.uint8)))
+    stored = m.stored_point_covariances()
+    if stored is not None:
+        out += [("point_covariances", np.asarray(stored[0], np.float32)),
+                ("point_noise_px", np.array([stored[1]], np.float64))]
     return [(k, np.ascontiguousarray(v, v.dtype.newbyteorder("<"))) for k, v in out]
 
 
@@ -491,12 +495,14 @@ def _read_mapped(path: Path, verify: bool | str) -> MapIndex:
         obs_offsets=arrays["obs_offsets"], obs_keypoints=arrays["obs_keypoints"],
         obs_descriptors=arrays["obs_descriptors"], obs_point_index=arrays["obs_point_index"],
         point_ids=arrays["point_ids"], points_xyz=arrays["points_xyz"], points_rgb=arrays["points_rgb"],
-        points_error=arrays["points_error"], point_features=point_features, retrieval_index=retrieval, **free))
+        points_error=arrays["points_error"], point_features=point_features, retrieval_index=retrieval, **free),
+        arrays.get("point_covariances"), arrays.get("point_noise_px"))
 
 
-def _map_index(path: Path, header, footer, arrays: dict) -> MapIndex:
+def _map_index(path: Path, header, footer, arrays: dict, point_covariances=None, point_noise=None) -> MapIndex:
     """The :class:`MapIndex` of ``arrays`` and what the header says (models, cameras, state,
-    frame, metadata), its counts checked against the footer and header."""
+    frame, metadata), its counts checked against the footer and header, with the points'
+    covariances where the file keeps them."""
     try:
         m = MapIndex(
             cameras=[Camera(c.model, c.width, c.height, np.array(c.params)) for c in header.cameras],
@@ -505,6 +511,8 @@ def _map_index(path: Path, header, footer, arrays: dict) -> MapIndex:
             frame_id=header.frame_id or "map", metadata=json.loads(header.metadata_json or "{}"),
             dense_features=_model_info(header.dense_features) if header.dense_features.name else {},
             **arrays)
+        if point_covariances is not None and point_noise is not None:
+            m.restore_point_covariances(point_covariances, float(point_noise[0]))
     except Exception as e:
         if isinstance(e, MapFormatError):
             raise

@@ -119,50 +119,88 @@ def triangulate_tracks(
     Returns:
         :class:`TriangulatedPoints`; each kept track has at most one observation per keyframe.
     """
+    empty = TriangulatedPoints(np.zeros((0, 3)), [], np.zeros(0, np.float32))
+    if not len(tracks):
+        return empty
     opts = pycolmap.EstimateTriangulationOptions()
     opts.min_tri_angle = float(np.deg2rad(min_triangulation_angle_deg))
     opts.residual_type = pycolmap.TriangulationResidualType.ANGULAR_ERROR
     rigids = [p.to_pycolmap() for p in cams_from_world]
     pcams = [c.to_pycolmap() for c in cameras]
+    focals = np.array([c.focal_length for c in cameras], np.float64)
     centers = np.array([p.center for p in cams_from_world]).reshape(-1, 3)
+    kp_offsets = np.zeros(len(keypoints) + 1, np.int64)
+    np.cumsum([len(k) for k in keypoints], out=kp_offsets[1:])
+    kp_flat = np.concatenate([np.asarray(k, np.float64).reshape(-1, 2) for k in keypoints])
+
+    # all observations of all tracks, flat: track t owns rows starts[t]:starts[t + 1]
+    lengths = np.array([len(t) for t in tracks], np.int64)
+    starts = np.zeros(len(tracks) + 1, np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    obs = np.concatenate(tracks).astype(np.int64)
+    kf, uv = obs[:, 0], kp_flat[kp_offsets[obs[:, 0]] + obs[:, 1]]
+    max_err = max_reprojection_error_px / np.minimum.reduceat(focals[kf], starts[:-1])
+    uv_colmap = uv + 0.5  # COLMAP pixels
+
+    # 1. one LO-RANSAC triangulation per track (pycolmap), the only loop
+    X = np.full((len(tracks), 3), np.nan)
+    inlier = np.zeros(len(obs), bool)
+    for t in range(len(tracks)):
+        a, b = starts[t], starts[t + 1]
+        opts.ransac.max_error = float(max_err[t])
+        k = kf[a:b]
+        ret = pycolmap.estimate_triangulation(uv_colmap[a:b], [rigids[i] for i in k], [pcams[i] for i in k], opts)
+        if ret is not None:
+            X[t] = np.asarray(ret["xyz"], np.float64).reshape(3)
+            inlier[a:b] = np.asarray(ret["inliers"], bool)
+
+    # 2. reprojection errors of every RANSAC inlier, in pixels (vectorized per camera)
+    track_of = np.repeat(np.arange(len(tracks)), lengths)
+    err = np.full(len(obs), np.inf)
+    R = np.stack([p.R for p in cams_from_world])
+    tv = np.stack([p.t for p in cams_from_world])
+    rows = np.flatnonzero(inlier)
+    Xc = np.einsum("nij,nj->ni", R[kf[rows]], X[track_of[rows]]) + tv[kf[rows]]
+    cam_ids = {}
+    cam_of = np.array([cam_ids.setdefault(c, len(cam_ids)) for c in cameras], np.int64)
+    for c, ci in cam_ids.items():
+        sel = cam_of[kf[rows]] == ci
+        if sel.any():
+            err[rows[sel]] = np.linalg.norm(c.project(Xc[sel]) - uv[rows[sel]], axis=1)
+    keep = err <= max_reprojection_error_px  # NaN (behind the camera) is not kept
+
+    # 3. one observation per keyframe in each track (the smallest error), as the tracks order it
+    idx = np.flatnonzero(keep)
+    if not len(idx):
+        return empty
+    idx = idx[np.lexsort((err[idx], kf[idx], track_of[idx]))]
+    first = np.r_[True, (track_of[idx][1:] != track_of[idx][:-1]) | (kf[idx][1:] != kf[idx][:-1])]
+    idx = idx[first]
+    count = np.bincount(track_of[idx], minlength=len(tracks))
+    good = count >= max(2, min_track_length)
+    idx = idx[good[track_of[idx]]]
+    if not len(idx):
+        return empty
+
+    # 4. triangulation angle: the widest pair of rays of each point, grouped by track length
+    t_of = track_of[idx]
+    seg = np.flatnonzero(np.r_[True, t_of[1:] != t_of[:-1]])
+    seg_len = np.diff(np.r_[seg, len(idx)])
+    rays = centers[kf[idx]] - X[t_of]
+    rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+    wide = np.zeros(len(seg), bool)
     cos_min = np.cos(np.deg2rad(min_triangulation_angle_deg))
-    xyz_out, tracks_out, err_out = [], [], []
-    for track in tracks:
-        kf, kp = track[:, 0], track[:, 1]
-        focal = min(cameras[k].focal_length for k in kf)
-        opts.ransac.max_error = float(max_reprojection_error_px / focal)
-        uv = np.array([keypoints[k][p] for k, p in track], np.float64) + 0.5  # COLMAP pixels
-        ret = pycolmap.estimate_triangulation(
-            uv, [rigids[k] for k in kf], [pcams[k] for k in kf], opts
-        )
-        if ret is None:
-            continue
-        X = np.asarray(ret["xyz"], np.float64).reshape(3)
-        inl = np.asarray(ret["inliers"], bool)
-        # reprojection errors in pixels, and one observation per keyframe (the best)
-        err = np.full(len(track), np.inf)
-        for n in np.flatnonzero(inl):
-            k = kf[n]
-            proj = cameras[k].project(cams_from_world[k].transform(X)[None])[0]
-            err[n] = np.linalg.norm(proj - keypoints[k][kp[n]])
-        keep = err <= max_reprojection_error_px
-        if keep.sum() < max(2, min_track_length):
-            continue
-        idx = np.flatnonzero(keep)
-        idx = idx[np.lexsort((err[idx], kf[idx]))]
-        idx = idx[np.r_[True, kf[idx][1:] != kf[idx][:-1]]]
-        if len(idx) < max(2, min_track_length):
-            continue
-        rays = centers[kf[idx]] - X
-        rays /= np.linalg.norm(rays, axis=1, keepdims=True)
-        cosines = rays @ rays.T
-        if cosines.min() > cos_min:
-            continue
-        xyz_out.append(X)
-        tracks_out.append(track[idx])
-        err_out.append(err[idx].mean())
+    for L in np.unique(seg_len):
+        s = np.flatnonzero(seg_len == L)
+        r = rays[seg[s][:, None] + np.arange(L)]  # (S, L, 3)
+        wide[s] = np.einsum("sid,sjd->sij", r, r).reshape(len(s), -1).min(axis=1) <= cos_min
+    if not wide.any():
+        return empty
+    out_tracks = np.split(obs[idx], seg[1:])
+    errs = np.add.reduceat(err[idx], seg) / seg_len
+    kept = np.flatnonzero(wide)
     return TriangulatedPoints(
-        xyz=np.array(xyz_out, np.float64).reshape(-1, 3),
-        tracks=tracks_out,
-        errors=np.array(err_out, np.float32),
+        xyz=X[t_of[seg[kept]]].astype(np.float64).reshape(-1, 3),
+        tracks=[out_tracks[i] for i in kept],
+        errors=errs[kept].astype(np.float32),
     )

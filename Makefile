@@ -28,7 +28,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 $(STAMP): setup.py setup.cfg Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) '$(TORCH)'
-	$(PIP) -e '.[test,learned,kapture]'
+	$(PIP) -e '.[test,learned,kapture,distributed]'
 ifneq ($(strip $(ROS2_RUNTIME)),)
 	@if [ -d "$(ROS2_OVERLAY)" ]; then \
 		echo "installing the ROS 2 runtime into $(VENV) (registry wheels + $(ROS2_OVERLAY))"; \

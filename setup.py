@@ -46,6 +46,8 @@ setup(
         "plot": ["matplotlib>=3.7"],
         # kapture data sets in and out (global-loc index/localize --kapture)
         "kapture": ["kapture>=1.1.12"],
+        # distributed indexing (global-loc index --ray)
+        "distributed": ["ray>=2.9"],
         # learned models: install torch first for your machine (CPU-only:
         # pip install torch --index-url https://download.pytorch.org/whl/cpu), then this extra
         "learned": ["torch>=2.1", "onnx>=1.15", "onnxruntime>=1.17"],

@@ -8,13 +8,14 @@ call these (as hloc's stages mirror its command line).
 """
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from tqdm import tqdm
 
@@ -28,8 +29,9 @@ from .io.images import check_image_camera, read_image
 from .io.text import write_poses, write_tum
 from .localizer import Localizer
 from .map.builder import MapBuilder
-from .map.incremental import IncrementalIndexer
+from .map.incremental import IncrementalIndexer, Offer
 from .map.index import MapIndex
+from .map.workers import create_workers
 from .ros import conversions as conv
 from .ros.frame_handler import FrameConfig, FrameHandler, Publication
 from .types import Keyframe, LocalizationResult, Status
@@ -69,12 +71,18 @@ def index_image_folder(
     conf: PipelineConf,
     frame_id: str = "map",
     progress: bool = False,
+    workers: int = 1,
+    ray_address: str | None = None,
 ) -> MapIndex:
     """Build a map from the images listed in ``poses`` (cam_from_world) with their cameras.
 
     Only the images named in ``poses`` are indexed, in that order. An image that turns out
     to be undecodable is skipped with a warning and recorded in the map's metadata.
 
+    Args:
+        workers: processes for the per-keyframe work (0: one per core, 1: this one);
+            see :func:`global_loc.map.workers.create_workers`.
+        ray_address: run that work as Ray tasks instead (``"local"``, ``"auto"`` or an address).
     Raises:
         InputError: images without a camera, missing images; ImageReadError: an image whose
             size differs from its camera.
@@ -89,28 +97,53 @@ def index_image_folder(
     check_image_folder(images, cameras, poses)
     builder = MapBuilder(conf, frame_id=frame_id)
     builder.source = {"type": "image_folder", "images": str(images), "count": len(poses)}
-    _add_in_batches(builder, [(Keyframe(n, cameras[n], poses[n]), None) for n in poses], images, True, progress)
+    _add_in_batches(builder, [(Keyframe(n, cameras[n], poses[n]), None) for n in poses], images, True, progress,
+                    workers, ray_address)
     return builder.build(progress=progress)
 
 
-def _add_in_batches(builder: MapBuilder, frames, images: Path, select: bool, progress: bool) -> None:
-    """Read and add keyframes ``[(Keyframe, id or None)]`` in batches of
-    ``builder.batch_size``; an unreadable image is skipped with a warning."""
+def _chunk_size(builder: MapBuilder, pool) -> int:
+    """Keyframes per task: the extractor's batch, and at least 4 for other processes (fewer
+    round trips)."""
+    return builder.batch_size if pool.kind == "inline" else max(4, builder.batch_size)
+
+
+def _add_in_batches(builder: MapBuilder, frames, images: Path, select: bool, progress: bool,
+                    workers: int = 1, ray_address: str | None = None) -> None:
+    """Read and add keyframes ``[(Keyframe, id or None)]``, their per-keyframe work done by
+    ``workers`` processes or Ray (:mod:`global_loc.map.workers`), the results added in order;
+    an unreadable image is skipped with a warning."""
     bar = tqdm(total=len(frames), desc="extracting features", disable=not progress, unit="img")
-    for start in range(0, len(frames), builder.batch_size):
-        batch, pixels, ids = [], [], []
-        for kf, kid in frames[start:start + builder.batch_size]:
-            try:
-                pixels.append(read_image(images / kf.name))
-            except ImageReadError as e:
-                logger.warning("skipping keyframe %s: %s", kf.name, e)
-                builder.skipped[kf.name] = str(e)
-                continue
-            batch.append(kf)
-            ids.append(kid)
-        if batch:
-            builder.add_keyframes(batch, pixels, ids, select=select)
-        bar.update(len(frames[start:start + builder.batch_size]))
+    pending: collections.deque = collections.deque()
+
+    with create_workers(builder.conf, workers, ray_address, extractor=builder.keyframe_extractor) as pool:
+        builder.source["indexing"] = pool.info()
+        size = _chunk_size(builder, pool)
+
+        def chunks():
+            batch, pixels, last = [], [], None
+            for n, (kf, kid) in enumerate(frames):
+                if not select or builder.is_new_keyframe(kf.cam_from_world, last):
+                    try:
+                        pixels.append(read_image(images / kf.name))
+                    except ImageReadError as e:
+                        logger.warning("skipping keyframe %s: %s", kf.name, e)
+                        builder.skipped[kf.name] = str(e)
+                    else:
+                        batch.append((kf, kid))
+                        last = kf.cam_from_world
+                else:
+                    builder.skipped[kf.name] = "keyframe selection: too close to the previous keyframe"
+                    bar.update(1)
+                if len(batch) >= size or (n == len(frames) - 1 and batch):
+                    pending.append(batch)
+                    yield pixels
+                    batch, pixels = [], []
+
+        for extracted in pool.map(chunks()):
+            for (kf, kid), e in zip(pending.popleft(), extracted):
+                builder.add_extracted(kf, e, kid)
+            bar.update(len(extracted))
     bar.close()
 
 
@@ -121,6 +154,8 @@ def index_colmap_model(
     frame_id: str = "map",
     exclude: Iterable[str] = (),
     progress: bool = False,
+    workers: int = 1,
+    ray_address: str | None = None,
 ) -> MapIndex:
     """Build a map from a COLMAP reconstruction: its poses, cameras and registered 3D points
     are kept; extracted keypoints near COLMAP's observations take their points, and further
@@ -129,6 +164,7 @@ def index_colmap_model(
     Args:
         exclude: image names to leave out (e.g. for leave-one-out evaluation); their
             observations are dropped, the points stay.
+        workers, ray_address: as for :func:`index_image_folder`.
     """
     cm = read_colmap_model(model)
     images = Path(images)
@@ -137,7 +173,7 @@ def index_colmap_model(
     check_image_folder(images, {kf.name: kf.camera for kf, _ in kfs}, [kf.name for kf, _ in kfs])
     builder = MapBuilder(conf, frame_id=frame_id)
     builder.source = {"type": "colmap", "model": str(model), "images": str(images)}
-    _add_in_batches(builder, kfs, images, False, progress)
+    _add_in_batches(builder, kfs, images, False, progress, workers, ray_address)
     points = cm.points
     points.observations = {k: v for k, v in points.observations.items() if k not in exclude}
     return builder.build(fixed_points=points, progress=progress)
@@ -233,7 +269,7 @@ def write_localization_results(
 
 # --- bags -----------------------------------------------------------------------------------------
 def index_bag(
-    bag: str | os.PathLike,
+    bag: str | os.PathLike | Sequence[str | os.PathLike],
     image_topic: str,
     conf: PipelineConf,
     camera_info_topic: str | None = None,
@@ -243,25 +279,74 @@ def index_bag(
     pose_topic: str | None = None,
     body_frame: str | None = None,
     progress: bool = False,
+    workers: int = 1,
+    ray_address: str | None = None,
 ) -> MapIndex:
-    """Build a map from a recorded bag (ROS 1, ROS 2 sqlite3 or MCAP).
+    """Build a map from one or more recorded bags (ROS 1, ROS 2 sqlite3 or MCAP).
 
     Keyframe poses come from ``/tf`` + ``/tf_static`` (``map_frame`` -> the camera frame at
     each image stamp, interpolated, through the whole tree), or from ``pose_topic`` composed
     with the static extrinsics. Frames are selected by travelled distance and rotation
-    (``conf.mapping``) before they are decoded. Frames without a pose, and images that cannot be
-    decoded, are skipped and counted in the map's metadata.
+    (``conf.mapping``, each bag on its own) before they are decoded. Frames without a pose, and
+    images that cannot be decoded, are skipped and counted in the map's metadata.
 
+    Several bags (runs through the same map frame) make one map: keyframes are numbered in the
+    order of the bags, then of time, and their names carry the bag's folder name
+    (``<bag>_<topic>_<stamp>``), so that the map is the same whichever engine did the work.
+
+    Args:
+        bag: a bag, or a list of them.
+        workers: processes for the per-keyframe work (0: one per core, 1: this one).
+        ray_address: run that work as Ray tasks (``"local"``, ``"auto"`` or a cluster address;
+            :class:`global_loc.map.workers.RayWorkers`): one task per chunk of keyframes, the
+            bags read here and the images sent with the tasks.
     Raises:
         InputError: a missing topic or camera information; EmptyMapError: no frame had a pose.
     """
-    indexer = IncrementalIndexer(conf, frame_id=map_frame, source={
-        "type": "bag", "bag": str(bag), "image_topic": image_topic, "pose_source": pose_topic or "tf"})
-    with BagReader(bag, image_topic, camera_info_topic, camera, map_frame, camera_frame,
-                   pose_topic, body_frame) as reader:
-        for f in tqdm(reader.frames(), total=reader.num_frames, desc="reading frames",
-                      disable=not progress, unit="frame"):
-            indexer.offer(f.name, f.stamp, f.camera, f.map_from_cam, f.image, f.reason)
+    bags = [bag] if isinstance(bag, (str, os.PathLike)) else list(bag)
+    if not bags:
+        raise InputError("no bag given")
+    labels = [Path(b).name for b in bags]
+    labels = [lb if labels.count(lb) == 1 else f"{lb}{i}" for i, lb in enumerate(labels)]
+    source = {"type": "bag", "image_topic": image_topic, "pose_source": pose_topic or "tf"}
+    source.update({"bag": str(bags[0])} if len(bags) == 1 else {"bags": [str(b) for b in bags]})
+    indexer = IncrementalIndexer(conf, frame_id=map_frame, source=source)
+    pending: collections.deque = collections.deque()
+    bar = tqdm(desc="reading frames", disable=not progress, unit="frame")
+
+    with create_workers(conf, workers, ray_address, extractor=indexer.builder.keyframe_extractor) as pool:
+        indexer.source["indexing"] = pool.info()
+        size = _chunk_size(indexer.builder, pool)
+
+        def chunks():
+            batch, pixels = [], []
+            for path, label in zip(bags, labels):
+                indexer.new_sequence()
+                with BagReader(path, image_topic, camera_info_topic, camera, map_frame, camera_frame,
+                               pose_topic, body_frame) as reader:
+                    bar.total = (bar.total or 0) + reader.num_frames
+                    for f in reader.frames():
+                        bar.update(1)
+                        name = f.name if len(bags) == 1 else f"{label}_{f.name}"
+                        if indexer.select(name, f.map_from_cam, f.reason) != Offer.ADDED:
+                            continue
+                        pix = indexer.decode(name, f.image)
+                        if pix is None:
+                            continue
+                        batch.append((name, f.stamp, f.camera, f.map_from_cam))
+                        pixels.append(pix)
+                        if len(batch) >= size:
+                            pending.append(batch)
+                            yield pixels
+                            batch, pixels = [], []
+            if batch:
+                pending.append(batch)
+                yield pixels
+
+        for extracted in pool.map(chunks()):
+            for meta, e in zip(pending.popleft(), extracted):
+                indexer.add_extracted(*meta, e)
+    bar.close()
     if indexer.counts["no_pose"]:
         logger.warning("%d frames have no pose and were skipped (first: %s)", indexer.counts["no_pose"],
                        indexer.first_no_pose_reason)

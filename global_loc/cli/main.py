@@ -72,7 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
     kap.add_argument("--kapture", type=Path, metavar="DIR",
                      help="kapture mapping set: its camera records with a pose (trajectories, rigs composed)")
     bag = p.add_argument_group("keyframes from a ROS 1 / ROS 2 bag (poses from /tf or --pose-topic)")
-    _add_bag_args(bag)
+    _add_bag_args(bag, several=True)
     bag.add_argument("--pose-topic", help="nav_msgs/Odometry or geometry_msgs/PoseStamped topic with the "
                      "pose of a body frame in the map frame (default: poses from /tf)")
     bag.add_argument("--body-frame", help="body frame of --pose-topic (default: the Odometry's "
@@ -86,6 +86,16 @@ def _build_parser() -> argparse.ArgumentParser:
         "--descriptor-dtype", choices=["float16", "float32"], default="float16",
         help="storage of local descriptors (default: float16)",
     )
+    par = p.add_argument_group("parallel and distributed indexing (the per-keyframe work: features, "
+                               "global and dense descriptors)")
+    par.add_argument("--workers", type=int, default=0, metavar="N",
+                     help="worker processes on this machine (default 0: one per core; 1: none). With "
+                          "--ray: Ray tasks in flight are 2N (default: twice the cluster's CPUs)")
+    par.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                     help="run that work as Ray tasks: without a value a Ray instance on this machine "
+                          "(or the cluster RAY_ADDRESS names); 'auto' the cluster started here with "
+                          "`ray start`; HOST:PORT or ray://HOST:10001 a remote cluster (global_loc "
+                          "installed on its nodes)")
     _add_preset_args(p)
     p.set_defaults(func=_cmd_index)
 
@@ -212,8 +222,13 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_bag_args(group, with_cameras: bool = False) -> None:
-    group.add_argument("--bag", type=Path, help="ROS 1 .bag file or ROS 2 bag folder (sqlite3 or MCAP)")
+def _add_bag_args(group, with_cameras: bool = False, several: bool = False) -> None:
+    if several:
+        group.add_argument("--bag", type=Path, action="append",
+                           help="ROS 1 .bag file or ROS 2 bag folder (sqlite3 or MCAP); repeat it to index "
+                           "several runs into one map")
+    else:
+        group.add_argument("--bag", type=Path, help="ROS 1 .bag file or ROS 2 bag folder (sqlite3 or MCAP)")
     group.add_argument("--image-topic", help="sensor_msgs/Image or CompressedImage topic")
     group.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo topic (default: camera_info "
                        "beside the image topic)")
@@ -257,6 +272,9 @@ def _cmd_index(args) -> int:
         conf.models_dir = str(args.models_dir)
     if args.device:
         conf.device = args.device
+    if args.workers < 0:
+        raise InputError(f"--workers must be 0 (one per core) or positive, got {args.workers}")
+    parallel = {"workers": args.workers, "ray_address": args.ray}
     t0 = time.perf_counter()
     if args.bag is not None:
         from ..pipeline import index_bag
@@ -269,7 +287,7 @@ def _cmd_index(args) -> int:
         conf.mapping.keyframe_min_rotation_deg = args.min_rotation
         m = index_bag(args.bag, args.image_topic, conf, args.camera_info_topic, _bag_camera(args),
                       args.map_frame, args.camera_frame, args.pose_topic, args.body_frame,
-                      progress=not args.quiet)
+                      progress=not args.quiet, **parallel)
     elif args.kapture is not None:
         from ..io.kapture import read_kapture
 
@@ -284,13 +302,14 @@ def _cmd_index(args) -> int:
         if len(poses) < len(ks.images):
             logger.warning("%d of %d camera records have no pose and are left out", len(ks.images) - len(poses),
                            len(ks.images))
-        m = index_image_folder(ks.images_dir, poses, ks.cameras(), conf, args.map_frame, progress=not args.quiet)
+        m = index_image_folder(ks.images_dir, poses, ks.cameras(), conf, args.map_frame, progress=not args.quiet,
+                               **parallel)
     elif args.colmap is not None:
         if args.images is None:
             raise InputError("--colmap needs --images, the folder of the model's images")
         if args.poses is not None or args.cameras is not None:
             raise InputError("--colmap takes poses and cameras from the model; drop --poses/--cameras")
-        m = index_colmap_model(args.colmap, args.images, conf, args.map_frame, progress=not args.quiet)
+        m = index_colmap_model(args.colmap, args.images, conf, args.map_frame, progress=not args.quiet, **parallel)
     else:
         missing = [f for f in ("images", "poses", "cameras") if getattr(args, f) is None]
         if missing:
@@ -301,7 +320,8 @@ def _cmd_index(args) -> int:
             )
         poses = read_poses(args.poses)
         cameras = read_cameras(args.cameras)
-        m = index_image_folder(args.images, poses, cameras, conf, args.map_frame, progress=not args.quiet)
+        m = index_image_folder(args.images, poses, cameras, conf, args.map_frame, progress=not args.quiet,
+                               **parallel)
     path = write_map(m, args.out, descriptor_dtype=args.descriptor_dtype)
     size = path.stat().st_size / 2**20
     print(f"map: {path} ({size:.1f} MiB), preset '{conf.name}'")
@@ -317,7 +337,10 @@ def _cmd_index(args) -> int:
               f"the tracks' reprojection RMSE falls from {rec['rmse_before_px']:.3f} to {rec['rmse_after_px']:.3f} px; "
               "queries with that camera are localized with the corrected one "
               "(mapping.refine_principal_point=false keeps the given one)")
-    print(f"  built in {time.perf_counter() - t0:.1f} s")
+    took = time.perf_counter() - t0
+    how = m.metadata.get("source", {}).get("indexing", {})
+    how = f", {how['workers']} {how['engine']} worker(s)" if how else ""
+    print(f"  built in {took:.1f} s ({m.num_keyframes / max(took, 1e-9):.1f} keyframes/s{how})")
     return 0
 
 

@@ -23,17 +23,18 @@ from tqdm import tqdm
 from .. import __version__
 from ..config import PipelineConf, load_preset, to_dict
 from ..errors import EmptyMapError, ImageReadError, InputError
-from ..features import LocalFeatureExtractor, create_extractor
+from ..features import LocalFeatureExtractor
 from ..geometry.transforms import Pose, rotation_angle_deg
 from ..geometry.triangulation import build_tracks, epipolar_errors, triangulate_tracks
 from ..matching import match_descriptors
-from ..refinement import DenseFeatures, create_dense_features, sample_pyramid
+from ..refinement import DenseFeatures
 from ..refinement.reference import robust_mean
-from ..retrieval import GlobalDescriptorModel, create_global_model
+from ..retrieval import GlobalDescriptorModel
 from ..types import Keyframe, LocalFeatures
 from .calibration import estimate_principal_point_offsets, shifted_camera
 from .index import MapIndex
 from .pairs import pairs_from_poses, pairs_from_retrieval
+from .workers import ExtractedKeyframe, KeyframeExtractor
 
 logger = logging.getLogger(__name__)
 
@@ -95,17 +96,10 @@ class MapBuilder:
         dense: DenseFeatures | None = None,
     ):
         self.conf = conf if isinstance(conf, PipelineConf) else load_preset(conf)
-        self.extractor = extractor or create_extractor(self.conf.features, device=self.conf.device,
-                                                       models_dir=self.conf.models_dir or None)
-        self.global_model = global_model or create_global_model(
-            self.conf.global_descriptor, device=self.conf.device, models_dir=self.conf.models_dir or None
-        )
-        dense_conf = self.conf.refinement.features
-        self.dense = dense or (create_dense_features(dense_conf, device=self.conf.device,
-                                                     models_dir=self.conf.models_dir or None)
-                               if dense_conf.get("name") else None)
-        if self.dense is not None and hasattr(self.dense, "share"):  # reuse the extractor's maps
-            self.dense.share(self.extractor)
+        self.keyframe_extractor = KeyframeExtractor(self.conf, extractor, global_model, dense)
+        self.extractor = self.keyframe_extractor.extractor
+        self.global_model = self.keyframe_extractor.global_model
+        self.dense = self.keyframe_extractor.dense
         self.frame_id = frame_id
         self._entries: list[_Entry] = []
         self._names: set[str] = set()
@@ -176,17 +170,36 @@ class MapBuilder:
         if features is None:
             if image is None:
                 raise InputError(f"keyframe '{keyframe.name}': give an image or its features")
-            features = self.extractor.extract(image)
-        global_raw = None
-        if not self.global_model.requires_fit:
-            global_raw = self.global_model.describe_raw(image, features)
-        dense_samples = None
-        if self.dense is not None and image is not None:
-            dense_samples = sample_pyramid(self.dense.extract(image), features.keypoints).astype(np.float16)
-        kid = len(self._entries) if keyframe_id is None else int(keyframe_id)
-        self._entries.append(_Entry(keyframe, kid, features, global_raw, dense_samples))
-        self._names.add(keyframe.name)
+            extracted = self.keyframe_extractor.extract(image)
+        else:
+            extracted = self.keyframe_extractor.finish(image, features)
+        self._append(keyframe, extracted, keyframe_id)
         return True
+
+    def add_extracted(self, keyframe: Keyframe, extracted: ExtractedKeyframe, keyframe_id: int | None = None) -> None:
+        """Add a keyframe whose per-keyframe work was done elsewhere (a worker process or a Ray
+        task, :mod:`global_loc.map.workers`), with no keyframe selection.
+
+        Raises:
+            InputError: a duplicate name; ImageReadError: features of an image whose size
+                differs from the keyframe's camera.
+        """
+        if keyframe.name in self._names:
+            raise InputError(f"keyframe name '{keyframe.name}' is used twice; names must be unique")
+        cam = keyframe.camera
+        if tuple(extracted.features.image_size) != (cam.width, cam.height):
+            w, h = extracted.features.image_size
+            raise ImageReadError(
+                f"image '{keyframe.name}' is {w}x{h} but its camera is "
+                f"{cam.width}x{cam.height}; check the camera file or the image folder"
+            )
+        self._append(keyframe, extracted, keyframe_id)
+
+    def _append(self, keyframe: Keyframe, extracted: ExtractedKeyframe, keyframe_id: int | None) -> None:
+        kid = len(self._entries) if keyframe_id is None else int(keyframe_id)
+        self._entries.append(_Entry(keyframe, kid, extracted.features, extracted.global_raw,
+                                    extracted.dense_samples))
+        self._names.add(keyframe.name)
 
     @property
     def batch_size(self) -> int:

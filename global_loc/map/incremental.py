@@ -23,6 +23,7 @@ from ..types import Keyframe
 from .builder import MapBuilder
 from .index import MapIndex
 from .storage import write_map
+from .workers import ExtractedKeyframe
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,25 @@ class IncrementalIndexer:
             self._last_selected = cam_from_world
             return Offer.ADDED
 
+    def new_sequence(self) -> None:
+        """Start another recording (the next bag): the next frame with a pose is a keyframe, and
+        selection goes on from it."""
+        with self._select_lock:
+            self._last_selected = None
+
+    def decode(self, name: str, image: Callable[[], np.ndarray] | np.ndarray) -> np.ndarray | None:
+        """The pixels of a selected frame, or None when they cannot be decoded (counted, logged,
+        recorded in the map's metadata)."""
+        try:
+            return image() if callable(image) else image
+        except ImageReadError as e:
+            logger.warning("skipping frame %s: %s", name, e)
+            with self._lock:
+                self.builder.skipped[name] = str(e)
+            with self._select_lock:
+                self.counts[Offer.BAD_IMAGE.value] += 1
+            return None
+
     def add(self, name: str, stamp: float, camera: Camera, map_from_cam: Pose,
             image: Callable[[], np.ndarray] | np.ndarray) -> Offer:
         """Extract the features of a selected keyframe and add it (autosaving when due).
@@ -115,17 +135,23 @@ class IncrementalIndexer:
         Raises:
             InputError: an image whose size differs from its camera.
         """
-        try:
-            pixels = image() if callable(image) else image
-        except ImageReadError as e:
-            logger.warning("skipping frame %s: %s", name, e)
-            with self._lock:
-                self.builder.skipped[name] = str(e)
-            with self._select_lock:
-                self.counts[Offer.BAD_IMAGE.value] += 1
+        pixels = self.decode(name, image)
+        if pixels is None:
             return Offer.BAD_IMAGE
         with self._lock:
             self.builder.add_keyframe(Keyframe(name, camera, map_from_cam.inverse(), stamp), pixels, select=False)
+        return self._added()
+
+    def add_extracted(self, name: str, stamp: float, camera: Camera, map_from_cam: Pose,
+                      extracted: ExtractedKeyframe) -> Offer:
+        """Add a selected keyframe whose per-keyframe work was done elsewhere
+        (:mod:`global_loc.map.workers`), autosaving when due."""
+        with self._lock:
+            self.builder.add_extracted(Keyframe(name, camera, map_from_cam.inverse(), stamp), extracted)
+        return self._added()
+
+    def _added(self) -> Offer:
+        with self._lock:
             self._added_since_save += 1
             due = self.autosave_every and self._added_since_save >= self.autosave_every
         with self._select_lock:

@@ -1,0 +1,336 @@
+"""The per-keyframe work of indexing, run in this process, in worker processes, or on a Ray
+cluster.
+
+Indexing spends most of its time on work that each keyframe needs alone: local features, the
+global descriptor of models that need no fitting, and the dense samples at the keypoints for
+the points' reference features. :class:`KeyframeExtractor` does that work for one image;
+:func:`create_workers` gives the engine that runs it for a stream of chunks of images:
+
+- :class:`InlineWorkers`: in the calling process (``workers=1``; the map indexer node);
+- :class:`ProcessWorkers`: a pool of local worker processes, one per core by default
+  (``concurrent.futures`` over ``forkserver``);
+- :class:`RayWorkers`: Ray tasks (https://docs.ray.io), one per chunk of keyframes, on a local
+  Ray instance or an existing cluster.
+
+Every engine returns the chunks' results in the order they were submitted, so the map built
+from them is the same whatever ran the work: keyframe and point ids are assigned once, by the
+:class:`~global_loc.map.builder.MapBuilder` that receives the results in order. Matching,
+tracks and triangulation stay in the process that builds the map (they need all keyframes).
+"""
+from __future__ import annotations
+
+import abc
+import collections
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..config import PipelineConf, from_dict, to_dict
+from ..errors import ConfigError, InputError
+from ..types import LocalFeatures
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractedKeyframe:
+    """What indexing computes from one keyframe's image alone.
+
+    Attributes:
+        features: its local features (keypoints in pixels of the image).
+        global_raw: (D,) float32 global descriptor before PCA, for models that need no fitting
+            (None for VLAD, which learns its vocabulary from the whole map first).
+        dense_samples: (N, Dr) float16 dense features at the N keypoints (the points'
+            reference features for feature-metric refinement), or None without a dense source.
+    """
+
+    features: LocalFeatures
+    global_raw: np.ndarray | None = None
+    dense_samples: np.ndarray | None = None
+
+
+class KeyframeExtractor:
+    """Local features, global descriptor and dense samples of keyframe images, with the models a
+    :class:`~global_loc.config.PipelineConf` names.
+
+    Args:
+        conf: the preset (``features``, ``global_descriptor``, ``refinement.features``).
+        extractor, global_model, dense: already-built models to use instead.
+    """
+
+    def __init__(self, conf: PipelineConf, extractor=None, global_model=None, dense=None, build_dense=True):
+        from ..features import create_extractor
+        from ..refinement import create_dense_features
+        from ..retrieval import create_global_model
+
+        models_dir = conf.models_dir or None
+        self.extractor = extractor or create_extractor(conf.features, device=conf.device, models_dir=models_dir)
+        self.global_model = global_model or create_global_model(conf.global_descriptor, device=conf.device,
+                                                                models_dir=models_dir)
+        dense_conf = conf.refinement.features
+        if dense is None and build_dense and dense_conf.get("name"):
+            dense = create_dense_features(dense_conf, device=conf.device, models_dir=models_dir)
+        self.dense = dense
+        if self.dense is not None and hasattr(self.dense, "share"):  # reuse the extractor's maps
+            self.dense.share(self.extractor)
+
+    def finish(self, image: np.ndarray | None, features: LocalFeatures) -> ExtractedKeyframe:
+        """The global descriptor and dense samples of an image whose features are known.
+
+        Args:
+            image: (H, W) or (H, W, 3) uint8, or None when only the features are known (then no
+                dense samples, and the global model must aggregate local features, as VLAD does).
+        """
+        from ..refinement import sample_pyramid
+
+        global_raw = None
+        if not self.global_model.requires_fit:
+            global_raw = self.global_model.describe_raw(image, features)
+        dense_samples = None
+        if self.dense is not None and image is not None:
+            dense_samples = sample_pyramid(self.dense.extract(image), features.keypoints).astype(np.float16)
+        return ExtractedKeyframe(features, global_raw, dense_samples)
+
+    def extract(self, image: np.ndarray) -> ExtractedKeyframe:
+        """Everything of one keyframe image ((H, W) or (H, W, 3) uint8 RGB).
+
+        Raises:
+            InputError: an image of another shape or dtype.
+        """
+        return self.finish(image, self.extractor.extract(image))
+
+    def extract_batch(self, images: list[np.ndarray]) -> list[ExtractedKeyframe]:
+        """:meth:`extract` of several images; learned extractors batch them (GPU)."""
+        feats = self.extractor.extract_batch(images) if images else []
+        return [self.finish(im, f) for im, f in zip(images, feats)]
+
+
+# --- worker side -------------------------------------------------------------------------------
+_WORKER_EXTRACTORS: dict[str, KeyframeExtractor] = {}
+
+
+def _worker_setup() -> None:
+    """A worker process: one thread per library (the pool gives one process per core), and
+    Ctrl-C left to the parent, which shuts the pool down."""
+    import signal
+
+    import cv2
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.setNumThreads(1)
+    from ..runtime.threads import limit_blas_threads
+
+    limit_blas_threads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def extract_chunk(conf_json: str, images: list[np.ndarray]) -> list[ExtractedKeyframe]:
+    """Worker entry point: :meth:`KeyframeExtractor.extract_batch` with the models of
+    ``conf_json`` (a preset as JSON, :func:`~global_loc.config.to_dict`), built once per worker
+    process and kept for its later chunks."""
+    extractor = _WORKER_EXTRACTORS.get(conf_json)
+    if extractor is None:
+        extractor = _WORKER_EXTRACTORS[conf_json] = KeyframeExtractor(from_dict(PipelineConf, json.loads(conf_json)))
+    return extractor.extract_batch(images)
+
+
+# --- engines -----------------------------------------------------------------------------------
+class Workers(abc.ABC):
+    """Runs :func:`extract_chunk` over chunks of keyframe images.
+
+    :meth:`map` takes an iterable of chunks (lists of images) and yields each chunk's
+    ``list[ExtractedKeyframe]`` in the order of the chunks, keeping at most
+    :attr:`max_in_flight` chunks submitted and not yet returned, so that images are read no
+    faster than they are processed. Use as a context manager, or call :meth:`close`.
+    """
+
+    #: a short name for logs and the map's metadata
+    kind = ""
+
+    def __init__(self, conf: PipelineConf, num_workers: int):
+        self.conf_json = json.dumps(to_dict(conf), sort_keys=True)
+        self.num_workers = num_workers
+
+    @property
+    def max_in_flight(self) -> int:
+        return 2 * self.num_workers
+
+    @abc.abstractmethod
+    def _submit(self, images: list[np.ndarray]):
+        """Start one chunk; returns a handle for :meth:`_result`."""
+
+    @abc.abstractmethod
+    def _result(self, handle) -> list[ExtractedKeyframe]:
+        """Wait for one chunk's result (re-raising the worker's exception)."""
+
+    def map(self, chunks: Iterable[list[np.ndarray]]) -> Iterator[list[ExtractedKeyframe]]:
+        pending: collections.deque = collections.deque()
+        for chunk in chunks:
+            pending.append(self._submit(chunk))
+            while len(pending) >= self.max_in_flight:
+                yield self._result(pending.popleft())
+        while pending:
+            yield self._result(pending.popleft())
+
+    def close(self) -> None:
+        """Stop the workers (idempotent)."""
+
+    def info(self) -> dict:
+        """``{"engine": ..., "workers": N}``, recorded in the map's metadata."""
+        return {"engine": self.kind, "workers": self.num_workers}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class InlineWorkers(Workers):
+    """The work in the calling process, with the caller's :class:`KeyframeExtractor`."""
+
+    kind = "inline"
+
+    def __init__(self, conf: PipelineConf, extractor: KeyframeExtractor | None = None):
+        super().__init__(conf, 1)
+        self.extractor = extractor or KeyframeExtractor(conf)
+
+    @property
+    def max_in_flight(self) -> int:
+        return 1
+
+    def _submit(self, images):
+        return self.extractor.extract_batch(images)
+
+    def _result(self, handle):
+        return handle
+
+
+class ProcessWorkers(Workers):
+    """A pool of ``num_workers`` local worker processes (``forkserver``: the workers start from
+    a clean process that has imported the extraction code once, not from a copy of the caller
+    with its threads). Each builds the models once and runs single-threaded."""
+
+    kind = "processes"
+
+    def __init__(self, conf: PipelineConf, num_workers: int):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        super().__init__(conf, num_workers)
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        self._pool = ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_worker_setup)
+
+    def _submit(self, images):
+        return self._pool.submit(extract_chunk, self.conf_json, images)
+
+    def _result(self, handle):
+        return handle.result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class RayWorkers(Workers):
+    """Ray tasks, one per chunk of keyframes.
+
+    Args:
+        address: ``"local"`` starts a Ray instance on this machine (or joins the one ``RAY_ADDRESS``
+            names); ``"auto"`` joins the cluster running on this machine; ``HOST:PORT`` or
+            ``ray://HOST:10001`` joins a remote cluster. Every node of a cluster needs
+            ``global_loc`` (and the model weights under the same ``models_dir``) installed.
+        num_workers: the number of tasks kept in flight is twice this; 0: the cluster's CPUs.
+        init_kwargs: further arguments of ``ray.init`` (e.g. ``num_cpus`` for a local instance).
+
+    Raises:
+        InputError: Ray is not installed.
+    """
+
+    kind = "ray"
+
+    def __init__(self, conf: PipelineConf, address: str = "local", num_workers: int = 0, **init_kwargs):
+        try:
+            import ray
+        except ImportError:
+            raise InputError("--ray needs the ray package: pip install 'ray>=2.9'") from None
+        self._ray = ray
+        self._started = False
+        if not ray.is_initialized():
+            kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            kwargs.update(init_kwargs)
+            ray.init(address=None if address == "local" else address, **kwargs)
+            self._started = True
+        if num_workers <= 0:
+            num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        super().__init__(conf, num_workers)
+        self._conf_ref = ray.put(self.conf_json)
+        self._task = ray.remote(num_cpus=1)(_ray_extract_chunk)
+
+    def _submit(self, images):
+        return self._task.remote(self._conf_ref, images)
+
+    def _result(self, handle):
+        return self._ray.get(handle)
+
+    def close(self) -> None:
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+
+
+def _ray_extract_chunk(conf_json: str, images: list[np.ndarray]) -> list[ExtractedKeyframe]:
+    if not _WORKER_EXTRACTORS:
+        _worker_setup_threads_only()
+    return extract_chunk(conf_json, images)
+
+
+def _worker_setup_threads_only() -> None:
+    """A Ray worker: one thread per library (Ray runs one task per CPU it was given)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    from ..runtime.threads import limit_blas_threads
+
+    limit_blas_threads(1)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def create_workers(conf: PipelineConf, num_workers: int = 0, ray_address: str | None = None,
+                   extractor: KeyframeExtractor | None = None, **ray_init) -> Workers:
+    """The engine for indexing's per-keyframe work.
+
+    Args:
+        num_workers: worker processes (0: one per available core; 1: this process). Under Ray,
+            the tasks in flight are twice this (0: the cluster's CPUs).
+        ray_address: run on Ray (see :class:`RayWorkers`); None: on this machine.
+        extractor: the caller's models, used when the work stays in this process.
+    Raises:
+        ConfigError: a negative worker count; InputError: Ray asked for and not installed.
+    """
+    if num_workers < 0:
+        raise ConfigError(f"workers must be 0 (one per core) or positive, got {num_workers}")
+    if ray_address is not None:
+        return RayWorkers(conf, ray_address, num_workers, **ray_init)
+    n = available_cores() if num_workers == 0 else num_workers
+    if n == 1:
+        return InlineWorkers(conf, extractor)
+    return ProcessWorkers(conf, n)

@@ -21,8 +21,18 @@ keyframes, observations and points repeated, ids and names made unique), written
 in a fresh process: ``read_map`` (time, RSS), a ``Localizer`` on it (time, RSS) and its first
 query (a robot-world query frame).
 
+Indexing throughput: ``global-loc index --bag`` of the robot world's mapping run (491 frames, 215
+keyframes), each run a fresh process, engines alternated, ``--indexing-reps`` rounds: in this
+process (``--workers 1``), 2 worker processes (``--workers 2``, the default on 2 cores) and Ray
+(``--ray``: a Ray instance started on this machine, its start included). Keyframes per second of
+the whole command (start-up included) and of its own timer, the build (matching, triangulation,
+...) apart. In the same run, the floor the per-keyframe work sets: the median time of that work
+(OpenCV SIFT, RootSIFT, dense samples) and of OpenCV SIFT alone on one core, over the run's
+frames, and the keyframes per second that gives with every core busy and nothing else to do.
+
 Run: ``.venv/bin/python benchmarks/scale.py [--sizes 10000 100000 1000000] [--no-robot]
-[--open-keyframes 10000]``.
+[--open-keyframes 10000] [--indexing-reps 2]``; ``--only-indexing`` runs the indexing part alone
+(``results/scale_indexing.md``).
 """
 from __future__ import annotations
 
@@ -204,7 +214,114 @@ def map_open(world: Path, map_path: Path, data: Path, num_keyframes: int, tmp: P
     return r
 
 
-def markdown(rows: list[dict], robot: list[dict], threads: int, opened: dict | None = None) -> str:
+def indexing_throughput(world: Path, map_path: Path, data: Path, reps: int, tmp: Path,
+                        baseline: Path | None = None) -> dict:
+    """``global-loc index --bag`` of the robot world's mapping run with each engine, alternated,
+    and the per-keyframe floor (see the module docstring)."""
+    import re
+    import statistics
+    import subprocess
+    import sys
+
+    import cv2
+
+    from global_loc.benchmarking import ensure_robot_world
+    from global_loc.config import load_preset
+    from global_loc.io.bags import BagReader
+    from global_loc.map.storage import read_map
+    from global_loc.map.workers import KeyframeExtractor, available_cores
+
+    ensure_robot_world(world, map_path, data)
+    bag = world / "mapping_mcap"
+    gl = str(Path(sys.executable).parent / "global-loc")
+    engines = {"1 process (`--workers 1`)": ["--workers", "1"],
+               "2 worker processes (`--workers 2`)": ["--workers", "2"],
+               "Ray, local instance (`--ray`)": ["--ray"]}
+    env = {}
+    if baseline is not None:  # an older checkout of global_loc, run from its own tree
+        import os
+
+        rev = subprocess.run(["git", "-C", str(baseline), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True).stdout.strip()
+        name = f"before: global_loc {rev}, 1 process"
+        engines = {name: [], **engines}
+        env[name] = {**os.environ, "PYTHONPATH": str(baseline)}
+    runs = {k: [] for k in engines}
+    out = tmp / "scale_indexing.glmap"
+    for rep in range(reps):
+        for name, extra in engines.items():
+            cmd = [sys.executable, "-m", "global_loc.cli.main"] if name in env else [gl]
+            t = time.perf_counter()
+            res = subprocess.run([*cmd, "-q", "index", "--bag", str(bag), "--image-topic", "/camera/image_raw",
+                                  "--out", str(out), *extra], capture_output=True, text=True, check=True,
+                                 env=env.get(name))
+            wall = time.perf_counter() - t
+            built = float(re.search(r"built in ([0-9.]+) s", res.stdout).group(1))
+            m = read_map(out)
+            st = m.metadata["stats"]
+            r = {"wall_s": wall, "timer_s": built, "keyframes": m.num_keyframes, "points": m.num_points3D,
+                 "build_s": st["build_seconds"], "stages": st.get("stage_seconds", {}),
+                 "engine": m.metadata["source"].get("indexing", {"engine": "inline", "workers": 1})}
+            runs[name].append(r)
+            print(f"indexing, {name}, round {rep + 1}: {json.dumps(r)}", flush=True)
+    out.unlink(missing_ok=True)
+    # the floor: the per-keyframe work on one core, over every other frame of the run
+    cv2.setNumThreads(1)
+    ke = KeyframeExtractor(load_preset("sift"))
+    per_kf, sift = [], []
+    with BagReader(bag, "/camera/image_raw") as reader:
+        for k, f in enumerate(reader.frames()):
+            if k % 2:
+                continue
+            img = f.image()
+            t = time.perf_counter()
+            ke.extract(img)
+            per_kf.append(time.perf_counter() - t)
+            grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+            t = time.perf_counter()
+            ke.extractor._sift.detectAndCompute(grey, None)
+            sift.append(time.perf_counter() - t)
+    cv2.setNumThreads(-1)
+    cores = available_cores()
+    summary = []
+    for name, rs in runs.items():
+        n = rs[0]["keyframes"]
+        summary.append({"engine": name, "workers": rs[0]["engine"]["workers"], "keyframes": n,
+                        "points": rs[0]["points"],
+                        "wall_s": statistics.median(r["wall_s"] for r in rs),
+                        "timer_s": statistics.median(r["timer_s"] for r in rs),
+                        "build_s": statistics.median(r["build_s"] for r in rs)})
+        summary[-1]["kf_per_s_wall"] = n / summary[-1]["wall_s"]
+        summary[-1]["kf_per_s_timer"] = n / summary[-1]["timer_s"]
+    floor = {"cores": cores, "frames": len(per_kf), "per_keyframe_ms": 1e3 * statistics.median(per_kf),
+             "sift_ms": 1e3 * statistics.median(sift)}
+    floor["kf_per_s_bound"] = cores / (floor["per_keyframe_ms"] / 1e3)
+    floor["kf_per_s_bound_sift"] = cores / (floor["sift_ms"] / 1e3)
+    return {"runs": runs, "summary": summary, "floor": floor, "reps": reps}
+
+
+def indexing_markdown(ix: dict) -> list[str]:
+    f = ix["floor"]
+    lines = ["", f"Indexing the robot world's mapping bag ({ix['summary'][0]['keyframes']} keyframes of 491 frames) "
+             f"with `global-loc index --bag`, each run a fresh process, engines alternated, median of {ix['reps']} "
+             f"rounds, {f['cores']} cores:", "",
+             "| engine | keyframes/s (whole command) | wall | keyframes/s (its timer) | of which the build | points |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in ix["summary"]:
+        lines.append(f"| {r['engine']} | **{r['kf_per_s_wall']:.1f}** | {r['wall_s']:.1f} s | {r['kf_per_s_timer']:.1f} | "
+                     f"{r['build_s']:.1f} s | {r['points']:,} |")
+    base = ix["summary"][0]["wall_s"]
+    lines += ["", "Speed-up against the first row: " + ", ".join(
+        f"{r['engine'].split(' (')[0]} {base / r['wall_s']:.2f}x" for r in ix["summary"][1:]) + ".",
+        "", f"The floor, in the same run: the per-keyframe work (SIFT, RootSIFT, dense samples) takes "
+        f"{f['per_keyframe_ms']:.0f} ms on one core (median of {f['frames']} frames), OpenCV SIFT alone "
+        f"{f['sift_ms']:.0f} ms; with {f['cores']} cores busy and nothing else to do that is at most "
+        f"{f['kf_per_s_bound']:.1f} keyframes/s ({f['kf_per_s_bound_sift']:.1f} for SIFT alone)."]
+    return lines
+
+
+def markdown(rows: list[dict], robot: list[dict], threads: int, opened: dict | None = None,
+             indexing: dict | None = None) -> str:
     lines = ["# Retrieval at scale (`benchmarks/scale.py`)", "",
              f"Synthetic 256-d descriptors, 300 queries, one query at a time on one thread; builds on {threads} "
              "threads. recall@N: the query's true keyframe among the first N; overlap: of the exact top 10.", "",
@@ -230,6 +347,8 @@ def markdown(rows: list[dict], robot: list[dict], threads: int, opened: dict | N
                   f"| `Localizer(map)` | {o['localizer_s']:.2f} s | {o['rss_localizer_mib']:.0f} MiB in all |",
                   f"| first query (localized: {o['localized']}) | {o['first_query_s']:.2f} s | "
                   f"{o['rss_first_query_mib']:.0f} MiB in all |"]
+    if indexing:
+        lines += indexing_markdown(indexing)
     return "\n".join(lines) + "\n"
 
 
@@ -246,17 +365,32 @@ def main() -> None:
     ap.add_argument("--map", type=Path, default=ROOT.parent / "demo_out" / "map.glmap")
     ap.add_argument("--open-keyframes", type=int, default=10_000, help="size of the tiled map opened (0: skip)")
     ap.add_argument("--tmp", type=Path, default=Path("/tmp"), help="folder for the tiled map")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "scale")
+    ap.add_argument("--indexing-reps", type=int, default=2, help="rounds of the indexing runs (0: skip)")
+    ap.add_argument("--only-indexing", action="store_true", help="the indexing part alone (results/scale_indexing)")
+    ap.add_argument("--baseline", type=Path, help="an older checkout of global_loc to index with too (git worktree)")
+    ap.add_argument("--out", type=Path, default=None, help="results stem (default results/scale)")
     args = ap.parse_args()
+    if args.only_indexing:
+        ix = indexing_throughput(args.world, args.map, args.data, max(1, args.indexing_reps), args.tmp, args.baseline)
+        out = args.out or ROOT / "results" / "scale_indexing"
+        out.with_suffix(".json").write_text(json.dumps(ix, indent=1))
+        md = "\n".join(["# Indexing throughput (`benchmarks/scale.py --only-indexing`)"] + indexing_markdown(ix)) + "\n"
+        out.with_suffix(".md").write_text(md)
+        print(md)
+        return
+    args.out = args.out or ROOT / "results" / "scale"
     rows = []
     for n in args.sizes:
         rows += run_size(n, args.dim, args.noise, args.queries, 0, args.threads)
     faiss.omp_set_num_threads(args.threads)
     robot = [] if args.no_robot else robot_check(args.world, args.map, args.data)
     opened = map_open(args.world, args.map, args.data, args.open_keyframes, args.tmp) if args.open_keyframes else None
+    indexing = (indexing_throughput(args.world, args.map, args.data, args.indexing_reps, args.tmp, args.baseline)
+                if args.indexing_reps else None)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "robot": robot, "map_open": opened}, indent=1))
-    md = markdown(rows, robot, args.threads, opened)
+    args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "robot": robot, "map_open": opened,
+                                                         "indexing": indexing}, indent=1))
+    md = markdown(rows, robot, args.threads, opened, indexing)
     args.out.with_suffix(".md").write_text(md)
     print(md)
 

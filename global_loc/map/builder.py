@@ -259,6 +259,7 @@ class MapBuilder:
         gdesc = gm.pca.transform(raw) if gm.pca is not None else raw.astype(np.float32)
         retrieval_index = self._train_retrieval_index(gdesc, progress)
 
+        stage = {"global_descriptors": time.perf_counter() - t0}
         # 2. points that come with the keyframes (COLMAP import)
         assigned = [np.full(len(f), -1, np.int64) for f in feats]
         if fixed_points is not None:
@@ -287,6 +288,7 @@ class MapBuilder:
                 pair_matches[(i, j)] = np.stack([m.query[ok], m.db[ok]], axis=1)
                 num_verified += int(ok.sum())
 
+        stage["matching"] = time.perf_counter() - t0 - sum(stage.values())
         # 4. tracks and triangulation
         tracks = build_tracks([len(f) for f in feats], pair_matches)
         if progress:
@@ -301,6 +303,7 @@ class MapBuilder:
             mc.min_track_length,
         )
 
+        stage["triangulation"] = time.perf_counter() - t0 - sum(stage.values())
         # 4b. the principal points, checked against the tracks; the map uses the corrected cameras
         calibration = []
         if mc.refine_principal_point and fixed_points is None and len(tri.tracks) >= 20:
@@ -310,6 +313,7 @@ class MapBuilder:
                                          mc.max_reprojection_error_px, mc.min_triangulation_angle_deg,
                                          mc.min_track_length)
 
+        stage["principal_points"] = time.perf_counter() - t0 - sum(stage.values())
         # 5. assemble: fixed points first, then the triangulated ones
         n_fixed = 0 if fixed_points is None else len(fixed_points.ids)
         n_new = len(tri.xyz)
@@ -421,6 +425,9 @@ class MapBuilder:
             **free,
         )
         m.point_covariances(np.zeros(0, np.int64))  # kept in the map file: no localizer computes them again
+        stage["assembly"] = time.perf_counter() - t0 - sum(stage.values())
+        stats["build_seconds"] = round(time.perf_counter() - t0, 3)
+        stats["stage_seconds"] = {k: round(v, 3) for k, v in stage.items()}
         logger.info("built map: %s", m.summary())
         return m
 

@@ -144,6 +144,7 @@ def _add_in_batches(builder: MapBuilder, frames, images: Path, select: bool, pro
             for (kf, kid), e in zip(pending.popleft(), extracted):
                 builder.add_extracted(kf, e, kid)
             bar.update(len(extracted))
+        builder.source["indexing"]["extraction_s"] = round(pool.elapsed, 3)
     bar.close()
 
 
@@ -346,6 +347,7 @@ def index_bag(
         for extracted in pool.map(chunks()):
             for meta, e in zip(pending.popleft(), extracted):
                 indexer.add_extracted(*meta, e)
+        indexer.source["indexing"]["extraction_s"] = round(pool.elapsed, 3)
     bar.close()
     if indexer.counts["no_pose"]:
         logger.warning("%d frames have no pose and were skipped (first: %s)", indexer.counts["no_pose"],

@@ -54,7 +54,7 @@ def test_two_bags_make_one_map_with_consistent_ids(inline_map, two_bags):
     # each bag selects its keyframes on its own: the same run gives the same keyframes twice
     assert len(first) == len(second) == n // 2 and m.names == first + second
     assert m.metadata["source"]["bags"] == [str(b) for b in two_bags]
-    assert m.metadata["source"]["indexing"] == {"engine": "inline", "workers": 1}
+    assert m.metadata["source"]["indexing"].items() >= {"engine": "inline", "workers": 1}.items()
     # points are seen from both recordings
     kf_of_obs = np.repeat(np.arange(n), np.diff(m.obs_offsets))
     seen = np.zeros((2, m.num_points3D), bool)
@@ -64,7 +64,7 @@ def test_two_bags_make_one_map_with_consistent_ids(inline_map, two_bags):
 
 def test_worker_processes_build_the_same_map(inline_map, two_bags):
     m = index_bag(two_bags, "/camera/image_raw", _conf(), workers=2)
-    assert m.metadata["source"]["indexing"] == {"engine": "processes", "workers": 2}
+    assert m.metadata["source"]["indexing"].items() >= {"engine": "processes", "workers": 2}.items()
     assert_same_map(m, inline_map)
 
 
@@ -84,7 +84,7 @@ def test_ray_builds_the_same_map(inline_map, two_bags, tmp_path):
                 list(pool.map([[np.zeros((4, 4), np.float32)]]))
     finally:
         ray.shutdown()
-    assert m.metadata["source"]["indexing"] == {"engine": "ray", "workers": 2}
+    assert m.metadata["source"]["indexing"].items() >= {"engine": "ray", "workers": 2}.items()
     assert_same_map(m, inline_map)
 
 

@@ -24,6 +24,7 @@ import collections
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -172,14 +173,20 @@ class Workers(abc.ABC):
     def _result(self, handle) -> list[ExtractedKeyframe]:
         """Wait for one chunk's result (re-raising the worker's exception)."""
 
+    #: seconds from the first chunk taken to the last result of :meth:`map` (reading the
+    #: chunks included; not the time the caller spends between results)
+    elapsed = 0.0
+
     def map(self, chunks: Iterable[list[np.ndarray]]) -> Iterator[list[ExtractedKeyframe]]:
         pending: collections.deque = collections.deque()
+        t0 = time.perf_counter()
         for chunk in chunks:
             pending.append(self._submit(chunk))
             while len(pending) >= self.max_in_flight:
                 yield self._result(pending.popleft())
         while pending:
             yield self._result(pending.popleft())
+        self.elapsed = time.perf_counter() - t0
 
     def close(self) -> None:
         """Stop the workers (idempotent)."""

@@ -116,7 +116,8 @@ def _add_in_batches(builder: MapBuilder, frames, images: Path, select: bool, pro
     bar = tqdm(total=len(frames), desc="extracting features", disable=not progress, unit="img")
     pending: collections.deque = collections.deque()
 
-    with create_workers(builder.conf, workers, ray_address, extractor=builder.keyframe_extractor) as pool:
+    with create_workers(builder.conf, workers, ray_address, extractor=builder.keyframe_extractor,
+                        expected=len(frames)) as pool:
         builder.source["indexing"] = pool.info()
         size = _chunk_size(builder, pool)
 

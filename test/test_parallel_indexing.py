@@ -9,7 +9,7 @@ import pytest
 from global_loc.config import load_preset
 from global_loc.errors import ConfigError
 from global_loc.map.storage import read_map
-from global_loc.map.workers import create_workers
+from global_loc.map.workers import MIN_KEYFRAMES_FOR_PROCESSES, create_workers
 from global_loc.pipeline import index_bag
 
 ARRAYS = ["keyframe_ids", "stamps", "q_wxyz", "t", "global_descriptors", "obs_offsets", "obs_keypoints",
@@ -103,6 +103,11 @@ def test_cli_indexes_several_bags_in_parallel(two_bags, inline_map, tmp_path):
     assert bad.returncode == 2 and "--workers must be 0 (one per core) or positive" in bad.stderr
 
 
-def test_bad_worker_count_is_refused():
+def test_engine_choice():
     with pytest.raises(ConfigError, match="workers must be 0"):
         create_workers(_conf(), -2)
+    # by default, a few keyframes stay in this process (starting workers costs more)
+    with create_workers(_conf(), 0, expected=MIN_KEYFRAMES_FOR_PROCESSES - 1) as w:
+        assert w.kind == "inline"
+    with create_workers(_conf(), 2, expected=3) as w:  # asked for: granted
+        assert w.kind == "processes" and w.num_workers == 2

@@ -89,7 +89,8 @@ def _build_parser() -> argparse.ArgumentParser:
     par = p.add_argument_group("parallel and distributed indexing (the per-keyframe work: features, "
                                "global and dense descriptors)")
     par.add_argument("--workers", type=int, default=0, metavar="N",
-                     help="worker processes on this machine (default 0: one per core; 1: none). With "
+                     help="worker processes on this machine (default 0: one per core, none for under 40 "
+                          "images; 1: none). With "
                           "--ray: Ray tasks in flight are 2N (default: twice the cluster's CPUs)")
     par.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                      help="run that work as Ray tasks: without a value a Ray instance on this machine "

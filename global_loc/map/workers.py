@@ -321,15 +321,23 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: With ``workers=0``, fewer keyframes than this are done in the calling process: starting the
+#: workers (about 2 s: Python, OpenCV, the models) costs more than they save on so few.
+MIN_KEYFRAMES_FOR_PROCESSES = 40
+
+
 def create_workers(conf: PipelineConf, num_workers: int = 0, ray_address: str | None = None,
-                   extractor: KeyframeExtractor | None = None, **ray_init) -> Workers:
+                   extractor: KeyframeExtractor | None = None, expected: int | None = None,
+                   **ray_init) -> Workers:
     """The engine for indexing's per-keyframe work.
 
     Args:
-        num_workers: worker processes (0: one per available core; 1: this process). Under Ray,
-            the tasks in flight are twice this (0: the cluster's CPUs).
+        num_workers: worker processes (0: one per available core, or this process alone for
+            fewer than :data:`MIN_KEYFRAMES_FOR_PROCESSES` ``expected`` keyframes; 1: this
+            process). Under Ray, the tasks in flight are twice this (0: the cluster's CPUs).
         ray_address: run on Ray (see :class:`RayWorkers`); None: on this machine.
         extractor: the caller's models, used when the work stays in this process.
+        expected: the number of keyframes to come, where known.
     Raises:
         ConfigError: a negative worker count; InputError: Ray asked for and not installed.
     """
@@ -337,7 +345,10 @@ def create_workers(conf: PipelineConf, num_workers: int = 0, ray_address: str | 
         raise ConfigError(f"workers must be 0 (one per core) or positive, got {num_workers}")
     if ray_address is not None:
         return RayWorkers(conf, ray_address, num_workers, **ray_init)
-    n = available_cores() if num_workers == 0 else num_workers
+    n = num_workers
+    if n == 0:
+        few = expected is not None and expected < MIN_KEYFRAMES_FOR_PROCESSES
+        n = 1 if few else available_cores()
     if n == 1:
         return InlineWorkers(conf, extractor)
     return ProcessWorkers(conf, n)

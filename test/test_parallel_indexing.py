@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from global_loc.config import load_preset
-from global_loc.errors import ConfigError
+from global_loc.errors import ConfigError, InputError
 from global_loc.map.storage import read_map
 from global_loc.map.workers import MIN_KEYFRAMES_FOR_PROCESSES, create_workers
 from global_loc.pipeline import index_bag
@@ -111,3 +111,10 @@ def test_engine_choice():
         assert w.kind == "inline"
     with create_workers(_conf(), 2, expected=3) as w:  # asked for: granted
         assert w.kind == "processes" and w.num_workers == 2
+
+
+def test_a_missing_ray_cluster_is_named(monkeypatch):
+    pytest.importorskip("ray", reason="pip install ray (make test installs it)")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(InputError, match="cannot join the Ray cluster 'auto'.*ray start --head"):
+        create_workers(_conf(), ray_address="auto")

@@ -262,7 +262,7 @@ class RayWorkers(Workers):
         init_kwargs: further arguments of ``ray.init`` (e.g. ``num_cpus`` for a local instance).
 
     Raises:
-        InputError: Ray is not installed.
+        InputError: Ray is not installed, or the cluster cannot be joined.
     """
 
     kind = "ray"
@@ -277,7 +277,12 @@ class RayWorkers(Workers):
         if not ray.is_initialized():
             kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
             kwargs.update(init_kwargs)
-            ray.init(address=None if address == "local" else address, **kwargs)
+            try:
+                ray.init(address=None if address == "local" else address, **kwargs)
+            except (ConnectionError, TimeoutError, RuntimeError, ValueError) as e:
+                hint = ("start one with `ray start --head` (and `ray start --address HEAD:6379` on the other "
+                        "nodes), or give --ray without a value for a Ray instance of this command's own")
+                raise InputError(f"cannot join the Ray cluster '{address}': {str(e).rstrip('.')}. {hint}") from None
             self._started = True
         if num_workers <= 0:
             num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))

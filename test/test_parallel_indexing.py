@@ -2,6 +2,7 @@
 the same map as the single-process path, from one bag or several."""
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from global_loc.config import load_preset
 from global_loc.errors import ConfigError, InputError
 from global_loc.map.storage import read_map
-from global_loc.map.workers import MIN_KEYFRAMES_FOR_PROCESSES, create_workers
+from global_loc.map.workers import MIN_KEYFRAMES_FOR_PROCESSES, KeyframeExtractor, create_workers
 from global_loc.pipeline import index_bag
 
 ARRAYS = ["keyframe_ids", "stamps", "q_wxyz", "t", "global_descriptors", "obs_offsets", "obs_keypoints",
@@ -111,6 +112,11 @@ def test_engine_choice():
         assert w.kind == "inline"
     with create_workers(_conf(), 2, expected=3) as w:  # asked for: granted
         assert w.kind == "processes" and w.num_workers == 2
+    # a network on the GPU batches there in one process instead of one model per worker
+    extractor = KeyframeExtractor(_conf())
+    extractor.extractor.runner = types.SimpleNamespace(device=types.SimpleNamespace(type="cuda"))
+    with create_workers(_conf(), 0, extractor=extractor) as w:
+        assert w.kind == "inline" and w.extractor is extractor
 
 
 def test_a_missing_ray_cluster_is_named(monkeypatch):

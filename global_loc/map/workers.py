@@ -318,6 +318,11 @@ def _worker_setup_threads_only() -> None:
     limit_blas_threads(1)
 
 
+def _on_gpu(extractor: KeyframeExtractor | None) -> bool:
+    runner = getattr(getattr(extractor, "extractor", None), "runner", None)
+    return getattr(getattr(runner, "device", None), "type", "cpu") == "cuda"
+
+
 def available_cores() -> int:
     """The cores this process may run on (its CPU affinity), at least 1."""
     try:
@@ -338,8 +343,9 @@ def create_workers(conf: PipelineConf, num_workers: int = 0, ray_address: str | 
 
     Args:
         num_workers: worker processes (0: one per available core, or this process alone for
-            fewer than :data:`MIN_KEYFRAMES_FOR_PROCESSES` ``expected`` keyframes; 1: this
-            process). Under Ray, the tasks in flight are twice this (0: the cluster's CPUs).
+            fewer than :data:`MIN_KEYFRAMES_FOR_PROCESSES` ``expected`` keyframes, or when
+            ``extractor``'s network runs on CUDA: one process batches for the GPU
+            (``mapping.batch_size``) where each worker would load its own copy; 1: this process). Under Ray, the tasks in flight are twice this (0: the cluster's CPUs).
         ray_address: run on Ray (see :class:`RayWorkers`); None: on this machine.
         extractor: the caller's models, used when the work stays in this process.
         expected: the number of keyframes to come, where known.
@@ -353,7 +359,7 @@ def create_workers(conf: PipelineConf, num_workers: int = 0, ray_address: str | 
     n = num_workers
     if n == 0:
         few = expected is not None and expected < MIN_KEYFRAMES_FOR_PROCESSES
-        n = 1 if few else available_cores()
+        n = 1 if few or _on_gpu(extractor) else available_cores()
     if n == 1:
         return InlineWorkers(conf, extractor)
     return ProcessWorkers(conf, n)

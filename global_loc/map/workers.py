@@ -76,8 +76,9 @@ class KeyframeExtractor:
         if dense is None and build_dense and dense_conf.get("name"):
             dense = create_dense_features(dense_conf, device=conf.device, models_dir=models_dir)
         self.dense = dense
-        if self.dense is not None and hasattr(self.dense, "share"):  # reuse the extractor's maps
-            self.dense.share(self.extractor)
+        # dense features that reuse the extractor's maps need each image's extraction just before
+        # their own (the extractor keeps the maps of its last image only)
+        self._shared = bool(self.dense is not None and hasattr(self.dense, "share") and self.dense.share(self.extractor))
 
     def finish(self, image: np.ndarray | None, features: LocalFeatures) -> ExtractedKeyframe:
         """The global descriptor and dense samples of an image whose features are known.
@@ -105,7 +106,10 @@ class KeyframeExtractor:
         return self.finish(image, self.extractor.extract(image))
 
     def extract_batch(self, images: list[np.ndarray]) -> list[ExtractedKeyframe]:
-        """:meth:`extract` of several images; learned extractors batch them (GPU)."""
+        """:meth:`extract` of several images; learned extractors batch them (GPU), unless the
+        dense features reuse their maps (then one image at a time, each map used once)."""
+        if self._shared:
+            return [self.extract(im) for im in images]
         feats = self.extractor.extract_batch(images) if images else []
         return [self.finish(im, f) for im, f in zip(images, feats)]
 

@@ -24,6 +24,7 @@ import collections
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -130,12 +131,6 @@ def _worker_setup() -> None:
     from ..runtime.threads import limit_blas_threads
 
     limit_blas_threads(1)
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
 
 
 def extract_chunk(conf_json: str, images: list[np.ndarray]) -> list[ExtractedKeyframe]:
@@ -145,6 +140,8 @@ def extract_chunk(conf_json: str, images: list[np.ndarray]) -> list[ExtractedKey
     extractor = _WORKER_EXTRACTORS.get(conf_json)
     if extractor is None:
         extractor = _WORKER_EXTRACTORS[conf_json] = KeyframeExtractor(from_dict(PipelineConf, json.loads(conf_json)))
+        if "torch" in sys.modules:  # a network's models (not imported for SIFT: 220 MiB a worker)
+            sys.modules["torch"].set_num_threads(1)
     return extractor.extract_batch(images)
 
 

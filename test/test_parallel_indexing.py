@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from global_loc.config import load_preset
-from global_loc.errors import ConfigError, InputError
+from global_loc.errors import ConfigError, GlobalLocError, InputError
 from global_loc.map.storage import read_map
 from global_loc.map.workers import MIN_KEYFRAMES_FOR_PROCESSES, KeyframeExtractor, create_workers
 from global_loc.pipeline import index_bag
@@ -124,3 +124,18 @@ def test_a_missing_ray_cluster_is_named(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with pytest.raises(InputError, match="cannot join the Ray cluster 'auto'.*ray start --head"):
         create_workers(_conf(), ray_address="auto")
+
+
+def test_a_dead_worker_is_reported():
+    """A worker killed (as the kernel's out-of-memory killer would) ends indexing with an error
+    that says what happened and what to do, not a hang."""
+    import os
+    import signal
+
+    images = [np.zeros((48, 64, 3), np.uint8)] * 2
+    with create_workers(_conf(), 2) as pool:
+        assert len(list(pool.map([images]))) == 1  # the workers are up
+        for pid in list(pool._pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(GlobalLocError, match="an indexing worker process died.*fewer --workers"):
+            list(pool.map([images, images]))

@@ -26,13 +26,14 @@ import logging
 import os
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from ..config import PipelineConf, from_dict, to_dict
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, GlobalLocError, InputError
 from ..types import LocalFeatures
 
 logger = logging.getLogger(__name__)
@@ -240,10 +241,20 @@ class ProcessWorkers(Workers):
         self._pool = ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_worker_setup)
 
     def _submit(self, images):
-        return self._pool.submit(extract_chunk, self.conf_json, images)
+        try:
+            return self._pool.submit(extract_chunk, self.conf_json, images)
+        except BrokenProcessPool as e:
+            raise self._died(e) from None
 
     def _result(self, handle):
-        return handle.result()
+        try:
+            return handle.result()
+        except BrokenProcessPool as e:
+            raise self._died(e) from None
+
+    def _died(self, e) -> GlobalLocError:
+        return GlobalLocError(f"an indexing worker process died ({e}); if the machine ran out of memory, "
+                              "give fewer --workers (each holds the models and a few images), or --workers 1")
 
     def close(self) -> None:
         if self._pool is not None:

@@ -253,8 +253,27 @@ class ProcessWorkers(Workers):
             raise self._died(e) from None
 
     def _died(self, e) -> GlobalLocError:
+        self._stop_broken()
         return GlobalLocError(f"an indexing worker process died ({e}); if the machine ran out of memory, "
                               "give fewer --workers (each holds the models and a few images), or --workers 1")
+
+    def _stop_broken(self) -> None:
+        """Stop a pool one of whose workers died. ``concurrent.futures`` joins the other workers
+        then, and one started just before (or blocked on a queue lock the dead one held) never
+        exits: its join would hang for ever (CPython 3.11), here and at interpreter exit. So the
+        workers are killed until the pool's manager thread has finished."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        thread = getattr(pool, "_executor_manager_thread", None)
+        for _ in range(100):
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                if proc is not None and proc.is_alive():
+                    proc.kill()
+            if thread is None or not thread.is_alive():
+                break
+            thread.join(0.1)
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         if self._pool is not None:

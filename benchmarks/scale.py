@@ -32,7 +32,7 @@ frames, and the keyframes per second that gives with every core busy and nothing
 
 Run: ``.venv/bin/python benchmarks/scale.py [--sizes 10000 100000 1000000] [--no-robot]
 [--open-keyframes 10000] [--indexing-reps 2]``; ``--only-indexing`` runs the indexing part alone
-(``results/scale_indexing.md``).
+(``results/scale_indexing.md``), ``--only-open`` the map-opening part (``results/scale_open.md``).
 """
 from __future__ import annotations
 
@@ -332,6 +332,8 @@ def markdown(rows: list[dict], robot: list[dict], threads: int, opened: dict | N
              "threads. recall@N: the query's true keyframe among the first N; overlap: of the exact top 10.", "",
              "| keyframes | index | p50 | p99 | recall@1 | recall@10 | overlap with exact | build | size |",
              "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    if not rows:
+        lines = lines[:2]
     for r in rows:
         lines.append(f"| {r['keyframes']:,} | {r['index']} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | "
                      f"{100 * r['recall@1']:.1f} % | {100 * r['recall@10']:.1f} % | "
@@ -374,7 +376,17 @@ def main() -> None:
     ap.add_argument("--only-indexing", action="store_true", help="the indexing part alone (results/scale_indexing)")
     ap.add_argument("--baseline", type=Path, help="an older checkout of global_loc to index with too (git worktree)")
     ap.add_argument("--out", type=Path, default=None, help="results stem (default results/scale)")
+    ap.add_argument("--only-open", action="store_true", help="the map-opening part alone (results/scale_open)")
     args = ap.parse_args()
+    if args.only_open:
+        opened = map_open(args.world, args.map, args.data, args.open_keyframes or 10_000, args.tmp)
+        out = args.out or ROOT / "results" / "scale_open"
+        out.with_suffix(".json").write_text(json.dumps(opened, indent=1))
+        md = markdown([], [], args.threads, opened).replace("# Retrieval at scale (`benchmarks/scale.py`)",
+                                                           "# Opening a large map (`benchmarks/scale.py --only-open`)")
+        out.with_suffix(".md").write_text(md)
+        print(md)
+        return
     if args.only_indexing:
         ix = indexing_throughput(args.world, args.map, args.data, max(1, args.indexing_reps), args.tmp, args.baseline)
         out = args.out or ROOT / "results" / "scale_indexing"

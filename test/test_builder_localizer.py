@@ -1,4 +1,6 @@
 """MapBuilder and Localizer on a synthetic scene with exact ground truth."""
+import copy
+
 import numpy as np
 import pytest
 
@@ -50,6 +52,15 @@ def test_map_points_match_the_scene(scene, built):
         assert C[a, a] == len(m.points_of(i))
         for b, j in enumerate(rows[a + 1:], a + 1):
             assert C[a, b] == m.num_shared_points(i, j)
+    assert m.covisibility([]).shape == (0, 0)
+    # a keyframe that observes a point twice counts it once
+    twice = copy.deepcopy(m)
+    o = twice.obs_offsets[3]
+    twice.obs_point_index[o + 1] = twice.obs_point_index[o]
+    twice._point_sets = None  # the copy of a cache of the unchanged map
+    C = twice.covisibility([3, 2, 4])
+    assert C[0, 0] == len(twice.points_of(3)) == len(m.points_of(3)) - 1
+    assert C[0, 1] == twice.num_shared_points(3, 2) and C[0, 2] == twice.num_shared_points(3, 4)
 
 
 def test_localize_a_new_view(scene, built):

@@ -289,9 +289,19 @@ class MapIndex:
 
     def covisibility(self, rows) -> np.ndarray:
         """(n, n) int64 matrix of the 3D points each pair of the given keyframes both observe
-        (its diagonal: the points each observes), from one sparse product."""
+        (its diagonal: the points each observes), from one sparse product of their rows of the
+        incidence matrix, built from their own observations only: no work, and nothing read,
+        in proportion to the map's size."""
+        from scipy.sparse import csr_matrix
+
         rows = np.asarray(rows, np.int64).reshape(-1)
-        sub = self.incidence()[rows]
+        counts = self.obs_offsets[rows + 1] - self.obs_offsets[rows]
+        first = np.repeat(self.obs_offsets[rows] - (np.cumsum(counts) - counts), counts)
+        points = np.asarray(self.obs_point_index[first + np.arange(int(counts.sum()))], np.int64)
+        sub = csr_matrix((np.ones(len(points), np.int32), (np.repeat(np.arange(len(rows)), counts), points)),
+                         shape=(len(rows), self.num_points3D))
+        sub.sum_duplicates()
+        sub.data[:] = 1  # a keyframe observing a point twice counts once
         return np.asarray((sub @ sub.T).toarray(), np.int64)
 
     def gather_observations(self, rows) -> tuple[np.ndarray, np.ndarray]:

@@ -86,7 +86,6 @@ class MapIndex:
         self.validate()
         self._name_to_row = {n: i for i, n in enumerate(self.names)}
         self._point_sets: list[np.ndarray] | None = None
-        self._incidence = None
         self._point_covariances: tuple[float | None, np.ndarray, float] | None = None
 
     # --- sizes -----------------------------------------------------------------------------
@@ -223,18 +222,6 @@ class MapIndex:
     def num_shared_points(self, i: int, j: int) -> int:
         """Covisibility: the number of 3D points keyframes ``i`` and ``j`` both observe."""
         return int(len(np.intersect1d(self.points_of(i), self.points_of(j), assume_unique=True)))
-
-    def incidence(self):
-        """(K, P) scipy CSR matrix, 1 where keyframe ``i`` observes point ``p`` (built once)."""
-        if self._incidence is None:
-            from scipy.sparse import csr_matrix
-
-            kf = np.repeat(np.arange(self.num_keyframes), np.diff(self.obs_offsets))
-            a = csr_matrix((np.ones(len(kf), np.int32), (kf, self.obs_point_index)),
-                           shape=(self.num_keyframes, self.num_points3D))
-            a.data[:] = 1  # a keyframe observing a point twice counts once
-            self._incidence = a
-        return self._incidence
 
     def point_covariances(self, rows, noise_px: float | None = None) -> np.ndarray:
         """Triangulation covariances of the points at ``rows``, with the keyframe poses exact.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from .config import PipelineConf
@@ -102,6 +103,32 @@ def index_image_folder(
     return builder.build(progress=progress)
 
 
+def _extract_in_order(pool, size: int, frames: Iterable[tuple[object, np.ndarray]],
+                      add: Callable[[object, object], None], source: dict) -> None:
+    """Send ``(meta, image)`` pairs to ``pool`` in chunks of ``size`` and give each result to
+    ``add(meta, extracted)`` in the order of ``frames``; records the engine and the time in
+    ``source["indexing"]``."""
+    pending: collections.deque = collections.deque()
+
+    def chunks():
+        batch: list = []
+        for item in frames:
+            batch.append(item)
+            if len(batch) >= size:
+                pending.append([m for m, _ in batch])
+                yield [im for _, im in batch]
+                batch = []
+        if batch:
+            pending.append([m for m, _ in batch])
+            yield [im for _, im in batch]
+
+    source["indexing"] = pool.info()
+    for extracted in pool.map(chunks()):
+        for meta, e in zip(pending.popleft(), extracted):
+            add(meta, e)
+    source["indexing"]["extraction_s"] = round(pool.elapsed, 3)
+
+
 def _chunk_size(builder: MapBuilder, pool) -> int:
     """Keyframes per task: the extractor's batch, and at least 4 for other processes (fewer
     round trips)."""
@@ -114,38 +141,27 @@ def _add_in_batches(builder: MapBuilder, frames, images: Path, select: bool, pro
     ``workers`` processes or Ray (:mod:`global_loc.map.workers`), the results added in order;
     an unreadable image is skipped with a warning."""
     bar = tqdm(total=len(frames), desc="extracting features", disable=not progress, unit="img")
-    pending: collections.deque = collections.deque()
+
+    def selected():
+        last = None
+        for kf, kid in frames:
+            bar.update(1)
+            if select and not builder.is_new_keyframe(kf.cam_from_world, last):
+                builder.skipped[kf.name] = "keyframe selection: too close to the previous keyframe"
+                continue
+            try:
+                image = read_image(images / kf.name)
+            except ImageReadError as e:
+                logger.warning("skipping keyframe %s: %s", kf.name, e)
+                builder.skipped[kf.name] = str(e)
+                continue
+            last = kf.cam_from_world
+            yield (kf, kid), image
 
     with create_workers(builder.conf, workers, ray_address, extractor=builder.keyframe_extractor,
                         expected=len(frames)) as pool:
-        builder.source["indexing"] = pool.info()
-        size = _chunk_size(builder, pool)
-
-        def chunks():
-            batch, pixels, last = [], [], None
-            for n, (kf, kid) in enumerate(frames):
-                if not select or builder.is_new_keyframe(kf.cam_from_world, last):
-                    try:
-                        pixels.append(read_image(images / kf.name))
-                    except ImageReadError as e:
-                        logger.warning("skipping keyframe %s: %s", kf.name, e)
-                        builder.skipped[kf.name] = str(e)
-                    else:
-                        batch.append((kf, kid))
-                        last = kf.cam_from_world
-                else:
-                    builder.skipped[kf.name] = "keyframe selection: too close to the previous keyframe"
-                    bar.update(1)
-                if len(batch) >= size or (n == len(frames) - 1 and batch):
-                    pending.append(batch)
-                    yield pixels
-                    batch, pixels = [], []
-
-        for extracted in pool.map(chunks()):
-            for (kf, kid), e in zip(pending.popleft(), extracted):
-                builder.add_extracted(kf, e, kid)
-            bar.update(len(extracted))
-        builder.source["indexing"]["extraction_s"] = round(pool.elapsed, 3)
+        _extract_in_order(pool, _chunk_size(builder, pool), selected(),
+                          lambda meta, e: builder.add_extracted(meta[0], e, meta[1]), builder.source)
     bar.close()
 
 
@@ -313,42 +329,26 @@ def index_bag(
     source = {"type": "bag", "image_topic": image_topic, "pose_source": pose_topic or "tf"}
     source.update({"bag": str(bags[0])} if len(bags) == 1 else {"bags": [str(b) for b in bags]})
     indexer = IncrementalIndexer(conf, frame_id=map_frame, source=source)
-    pending: collections.deque = collections.deque()
     bar = tqdm(desc="reading frames", disable=not progress, unit="frame")
 
+    def selected():
+        for path, label in zip(bags, labels):
+            indexer.new_sequence()
+            with BagReader(path, image_topic, camera_info_topic, camera, map_frame, camera_frame,
+                           pose_topic, body_frame) as reader:
+                bar.total = (bar.total or 0) + reader.num_frames
+                for f in reader.frames():
+                    bar.update(1)
+                    name = f.name if len(bags) == 1 else f"{label}_{f.name}"
+                    if indexer.select(name, f.map_from_cam, f.reason) != Offer.ADDED:
+                        continue
+                    image = indexer.decode(name, f.image)
+                    if image is not None:
+                        yield (name, f.stamp, f.camera, f.map_from_cam), image
+
     with create_workers(conf, workers, ray_address, extractor=indexer.builder.keyframe_extractor) as pool:
-        indexer.source["indexing"] = pool.info()
-        size = _chunk_size(indexer.builder, pool)
-
-        def chunks():
-            batch, pixels = [], []
-            for path, label in zip(bags, labels):
-                indexer.new_sequence()
-                with BagReader(path, image_topic, camera_info_topic, camera, map_frame, camera_frame,
-                               pose_topic, body_frame) as reader:
-                    bar.total = (bar.total or 0) + reader.num_frames
-                    for f in reader.frames():
-                        bar.update(1)
-                        name = f.name if len(bags) == 1 else f"{label}_{f.name}"
-                        if indexer.select(name, f.map_from_cam, f.reason) != Offer.ADDED:
-                            continue
-                        pix = indexer.decode(name, f.image)
-                        if pix is None:
-                            continue
-                        batch.append((name, f.stamp, f.camera, f.map_from_cam))
-                        pixels.append(pix)
-                        if len(batch) >= size:
-                            pending.append(batch)
-                            yield pixels
-                            batch, pixels = [], []
-            if batch:
-                pending.append(batch)
-                yield pixels
-
-        for extracted in pool.map(chunks()):
-            for meta, e in zip(pending.popleft(), extracted):
-                indexer.add_extracted(*meta, e)
-        indexer.source["indexing"]["extraction_s"] = round(pool.elapsed, 3)
+        _extract_in_order(pool, _chunk_size(indexer.builder, pool), selected(),
+                          lambda meta, e: indexer.add_extracted(*meta, e), indexer.source)
     bar.close()
     if indexer.counts["no_pose"]:
         logger.warning("%d frames have no pose and were skipped (first: %s)", indexer.counts["no_pose"],

@@ -159,14 +159,8 @@ class MapBuilder:
         if select and not self.is_new_keyframe(keyframe.cam_from_world):
             self.skipped[keyframe.name] = "keyframe selection: too close to the previous keyframe"
             return False
-        cam = keyframe.camera
         if image is not None:
-            h, w = image.shape[:2]
-            if (w, h) != (cam.width, cam.height):
-                raise ImageReadError(
-                    f"image '{keyframe.name}' is {w}x{h} but its camera is "
-                    f"{cam.width}x{cam.height}; check the camera file or the image folder"
-                )
+            _check_size(keyframe, image.shape[1], image.shape[0])
         if features is None:
             if image is None:
                 raise InputError(f"keyframe '{keyframe.name}': give an image or its features")
@@ -186,13 +180,7 @@ class MapBuilder:
         """
         if keyframe.name in self._names:
             raise InputError(f"keyframe name '{keyframe.name}' is used twice; names must be unique")
-        cam = keyframe.camera
-        if tuple(extracted.features.image_size) != (cam.width, cam.height):
-            w, h = extracted.features.image_size
-            raise ImageReadError(
-                f"image '{keyframe.name}' is {w}x{h} but its camera is "
-                f"{cam.width}x{cam.height}; check the camera file or the image folder"
-            )
+        _check_size(keyframe, *extracted.features.image_size)
         self._append(keyframe, extracted, keyframe_id)
 
     def _append(self, keyframe: Keyframe, extracted: ExtractedKeyframe, keyframe_id: int | None) -> None:
@@ -208,22 +196,6 @@ class MapBuilder:
             return self.conf.mapping.batch_size
         runner = getattr(self.extractor, "runner", None)
         return 8 if runner is not None and getattr(runner.device, "type", "cpu") == "cuda" else 1
-
-    def add_keyframes(self, keyframes: list[Keyframe], images: list[np.ndarray], keyframe_ids=None,
-                      select: bool = True) -> list[bool]:
-        """:meth:`add_keyframe` for several frames, their features extracted in one batch."""
-        keep = []
-        for kf in keyframes:
-            keep.append(not select or self.is_new_keyframe(kf.cam_from_world))
-        chosen = [i for i, k in enumerate(keep) if k]
-        feats = self.extractor.extract_batch([images[i] for i in chosen]) if chosen else []
-        for i, f in zip(chosen, feats):
-            kid = None if keyframe_ids is None else keyframe_ids[i]
-            self.add_keyframe(keyframes[i], images[i], features=f, keyframe_id=kid, select=False)
-        for i, k in enumerate(keep):
-            if not k:
-                self.skipped[keyframes[i].name] = "keyframe selection: too close to the previous keyframe"
-        return keep
 
     # --- building -------------------------------------------------------------------------------
     def build(self, fixed_points: FixedPoints | None = None, progress: bool = False) -> MapIndex:
@@ -384,7 +356,6 @@ class MapBuilder:
             "fixed_points": n_fixed,
             "observations": int(len(obs_pt)),
             "free_keypoints": int(len(free.get("free_keypoints", ()))),
-            "build_seconds": round(time.perf_counter() - t0, 3),
         }
         if calibration:
             stats["principal_point_corrections"] = len(calibration)
@@ -510,6 +481,13 @@ class MapBuilder:
                     continue
                 assigned[k][kp] = pt
                 taken_pts.add(pt)
+
+
+def _check_size(keyframe: Keyframe, width: int, height: int) -> None:
+    cam = keyframe.camera
+    if (width, height) != (cam.width, cam.height):
+        raise ImageReadError(f"image '{keyframe.name}' is {width}x{height} but its camera is "
+                             f"{cam.width}x{cam.height}; check the camera file or the image folder")
 
 
 def _distinct_cameras(cams: list) -> tuple[list, np.ndarray]:

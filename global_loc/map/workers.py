@@ -376,12 +376,14 @@ def create_workers(conf: PipelineConf, num_workers: int = 0, ray_address: str | 
         num_workers: worker processes (0: one per available core, or this process alone for
             fewer than :data:`MIN_KEYFRAMES_FOR_PROCESSES` ``expected`` keyframes, or when
             ``extractor``'s network runs on CUDA: one process batches for the GPU
-            (``mapping.batch_size``) where each worker would load its own copy; 1: this process). Under Ray, the tasks in flight are twice this (0: the cluster's CPUs).
+            (``mapping.batch_size``) where each worker would load its own copy; 1: this
+            process). Under Ray, the tasks in flight are twice this (0: the cluster's CPUs).
         ray_address: run on Ray (see :class:`RayWorkers`); None: on this machine.
         extractor: the caller's models, used when the work stays in this process.
         expected: the number of keyframes to come, where known.
     Raises:
-        ConfigError: a negative worker count; InputError: Ray asked for and not installed.
+        ConfigError: a negative worker count; InputError: Ray asked for and not installed, or
+            its cluster cannot be joined.
     """
     if num_workers < 0:
         raise ConfigError(f"workers must be 0 (one per core) or positive, got {num_workers}")

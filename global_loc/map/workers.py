@@ -65,7 +65,7 @@ class KeyframeExtractor:
         extractor, global_model, dense: already-built models to use instead.
     """
 
-    def __init__(self, conf: PipelineConf, extractor=None, global_model=None, dense=None, build_dense=True):
+    def __init__(self, conf: PipelineConf, extractor=None, global_model=None, dense=None):
         from ..features import create_extractor
         from ..refinement import create_dense_features
         from ..retrieval import create_global_model
@@ -75,12 +75,13 @@ class KeyframeExtractor:
         self.global_model = global_model or create_global_model(conf.global_descriptor, device=conf.device,
                                                                 models_dir=models_dir)
         dense_conf = conf.refinement.features
-        if dense is None and build_dense and dense_conf.get("name"):
+        if dense is None and dense_conf.get("name"):
             dense = create_dense_features(dense_conf, device=conf.device, models_dir=models_dir)
         self.dense = dense
         # dense features that reuse the extractor's maps need each image's extraction just before
         # their own (the extractor keeps the maps of its last image only)
-        self._shared = bool(self.dense is not None and hasattr(self.dense, "share") and self.dense.share(self.extractor))
+        self._shared = bool(self.dense is not None and hasattr(self.dense, "share")
+                            and self.dense.share(self.extractor))
 
     def finish(self, image: np.ndarray | None, features: LocalFeatures) -> ExtractedKeyframe:
         """The global descriptor and dense samples of an image whose features are known.

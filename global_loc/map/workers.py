@@ -122,28 +122,34 @@ _WORKER_EXTRACTORS: dict[str, KeyframeExtractor] = {}
 
 
 def _worker_setup() -> None:
-    """A worker process: one thread per library (the pool gives one process per core), and
-    Ctrl-C left to the parent, which shuts the pool down."""
+    """A worker process of the pool: Ctrl-C left to the parent, which shuts the pool down."""
     import signal
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _one_thread_each() -> None:
+    """A worker (of the pool, or a Ray task's process): one thread per library, as the pool
+    gives one process per core and Ray one task per CPU; torch only where a network imported it
+    (SIFT workers do not: 220 MiB a worker)."""
     import cv2
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2.setNumThreads(1)
     from ..runtime.threads import limit_blas_threads
 
+    cv2.setNumThreads(1)
     limit_blas_threads(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def extract_chunk(conf_json: str, images: list[np.ndarray]) -> list[ExtractedKeyframe]:
-    """Worker entry point: :meth:`KeyframeExtractor.extract_batch` with the models of
-    ``conf_json`` (a preset as JSON, :func:`~global_loc.config.to_dict`), built once per worker
-    process and kept for its later chunks."""
+    """Worker entry point (process pool and Ray): :meth:`KeyframeExtractor.extract_batch` with
+    the models of ``conf_json`` (a preset as JSON, :func:`~global_loc.config.to_dict`), built
+    once per worker process and kept for its later chunks."""
     extractor = _WORKER_EXTRACTORS.get(conf_json)
     if extractor is None:
         extractor = _WORKER_EXTRACTORS[conf_json] = KeyframeExtractor(from_dict(PipelineConf, json.loads(conf_json)))
-        if "torch" in sys.modules:  # a network's models (not imported for SIFT: 220 MiB a worker)
-            sys.modules["torch"].set_num_threads(1)
+        _one_thread_each()
     return extractor.extract_batch(images)
 
 
@@ -320,7 +326,7 @@ class RayWorkers(Workers):
             num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         super().__init__(conf, num_workers)
         self._conf_ref = ray.put(self.conf_json)
-        self._task = ray.remote(num_cpus=1)(_ray_extract_chunk)
+        self._task = ray.remote(num_cpus=1)(extract_chunk)
 
     def _submit(self, images):
         return self._task.remote(self._conf_ref, images)
@@ -332,22 +338,6 @@ class RayWorkers(Workers):
         if self._started:
             self._ray.shutdown()
             self._started = False
-
-
-def _ray_extract_chunk(conf_json: str, images: list[np.ndarray]) -> list[ExtractedKeyframe]:
-    if not _WORKER_EXTRACTORS:
-        _worker_setup_threads_only()
-    return extract_chunk(conf_json, images)
-
-
-def _worker_setup_threads_only() -> None:
-    """A Ray worker: one thread per library (Ray runs one task per CPU it was given)."""
-    import cv2
-
-    cv2.setNumThreads(1)
-    from ..runtime.threads import limit_blas_threads
-
-    limit_blas_threads(1)
 
 
 def _on_gpu(extractor: KeyframeExtractor | None) -> bool:

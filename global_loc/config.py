@@ -38,11 +38,16 @@ class MatchingConf:
         mutual: keep only mutual nearest neighbours.
         max_candidates: unused since matching became exact (kept so that presets and maps
             that name it still load).
+        threads: threads that share one query's matching when localizing (row blocks of the
+            similarity product, each on single-threaded BLAS; see
+            :func:`global_loc.matching.match_descriptors`): 0 one per core, 1 the calling thread
+            only. The matches do not depend on it. Map building matches in one thread.
     """
 
     ratio_threshold: float = 0.8
     mutual: bool = True
     max_candidates: int = 16
+    threads: int = 0
 
 
 @dataclass
@@ -376,6 +381,10 @@ class PipelineConf:
         blas_threads: threads of BLAS (numpy, scipy, faiss) and faiss's OpenMP, set
             process-wide when a Localizer is made (0: the libraries' default, a
             thread per core); see :mod:`global_loc.runtime.threads`.
+        malloc_trim_threshold_mib: with glibc, freed heap memory a localizing process keeps
+            (MiB) instead of giving it back to the kernel and faulting it in again the next
+            frame, set process-wide when a Localizer is made (0: glibc's own adaptive
+            thresholds); see :mod:`global_loc.runtime.memory`.
         matching, mapping, localization, tracking, refinement, relpose: the stages' options.
     """
 
@@ -383,6 +392,7 @@ class PipelineConf:
     device: str = "auto"
     models_dir: str = ""
     blas_threads: int = 1
+    malloc_trim_threshold_mib: int = 256
     features: dict = field(default_factory=lambda: {"name": "sift"})
     global_descriptor: dict = field(default_factory=lambda: {"name": "vlad"})
     matching: MatchingConf = field(default_factory=MatchingConf)

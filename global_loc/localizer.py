@@ -47,6 +47,7 @@ from .refinement.featuremetric import FeatureMetricRefiner
 from .relpose import RelativePoseLocalizer
 from .retrieval import GlobalDescriptorModel, create_global_model
 from .retrieval.index import RetrievalIndex
+from .runtime.memory import retain_freed_memory
 from .runtime.threads import limit_blas_threads
 from .tracking import FlowTracker, LocalMapTracker, PosePrior
 from .types import LocalFeatures, LocalizationResult, Status
@@ -134,6 +135,11 @@ def conf_for_map(map_index: MapIndex, preset: str | None = None, overrides=(), m
 class Localizer:
     """Localizes query images against a :class:`MapIndex`.
 
+    Making one sets two things process-wide: the BLAS threads (``conf.blas_threads``,
+    :mod:`global_loc.runtime.threads`) and glibc's malloc thresholds
+    (``conf.malloc_trim_threshold_mib``, :mod:`global_loc.runtime.memory`: a frame's large
+    temporaries reuse the last frame's pages instead of faulting new ones in).
+
     Args:
         map_index: the map.
         conf: a :class:`PipelineConf` or preset name for the ``matching`` and
@@ -176,6 +182,7 @@ class Localizer:
             logger.warning("the map has no 3D points: every query is localized from its neighbours' relative "
                            "poses (status localized_relative)")
         limit_blas_threads(conf.blas_threads)
+        retain_freed_memory(conf.malloc_trim_threshold_mib)
         self.extractor = extractor or create_extractor(conf.features, device=conf.device,
                                                        models_dir=conf.models_dir or None)
         self.global_model = global_model or create_global_model(
@@ -491,7 +498,7 @@ class Localizer:
             db_desc, db_points = self.map.gather_observations(place)
             matches = match_descriptors(
                 features.descriptors, db_desc, mt.ratio_threshold, mt.mutual,
-                groups=db_points, max_candidates=mt.max_candidates,
+                groups=db_points, max_candidates=mt.max_candidates, threads=mt.threads,
             )
         res.num_matches = len(matches)
         if len(matches) < max(4, lc.min_inliers):

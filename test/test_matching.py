@@ -81,9 +81,10 @@ def _brute_force(q, db, ratio, mutual, groups):
     return out
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_grouped_matching_is_exact(seed, monkeypatch):
-    """Against the brute-force definition, also when the similarity is computed in blocks."""
+@pytest.mark.parametrize("seed,threads", [(0, 1), (1, 1), (2, 1), (0, 3), (1, 2)])
+def test_grouped_matching_is_exact(seed, threads, monkeypatch):
+    """Against the brute-force definition, also when the similarity is computed in blocks,
+    and when the blocks are shared among threads (blocks of 16 rows: 10 blocks for 3 threads)."""
     import global_loc.matching.nn as nn
 
     rng = np.random.default_rng(seed)
@@ -96,8 +97,27 @@ def test_grouped_matching_is_exact(seed, monkeypatch):
     q[[40, 120]] = q[[7, 30]]  # exact ties: the mutual check keeps the first query row
     groups = groups * 7 + 3  # arbitrary labels
     monkeypatch.setattr(nn, "BLOCK_BYTES", 400 * 4 * 16)  # 16 query rows per block
+    monkeypatch.setattr(nn, "MIN_ROWS_PER_THREAD", 16)
     for ratio, mutual in [(0.8, True), (0.9, False), (1.0, True)]:
-        m = match_descriptors(q, db, ratio, mutual, groups=groups)
+        m = match_descriptors(q, db, ratio, mutual, groups=groups, threads=threads)
         assert sorted(zip(m.query.tolist(), m.db.tolist())) == _brute_force(q, db, ratio, mutual, groups)
-    m = match_descriptors(q, db, 0.8, True)  # ungrouped: every row its own group
+    m = match_descriptors(q, db, 0.8, True, threads=threads)  # ungrouped: every row its own group
     assert sorted(zip(m.query.tolist(), m.db.tolist())) == _brute_force(q, db, 0.8, True, np.arange(400))
+
+
+def test_threads_give_the_same_matches_and_a_negative_count_is_refused():
+    """Real-sized matching (1000 x 6000, 128-d) in one thread and shared among threads: the same
+    matches, similarities included; a negative thread count names the setting."""
+    rng = np.random.default_rng(5)
+    points = unit(rng.normal(size=(3000, 128)))
+    groups = np.repeat(np.arange(3000), 2)
+    db = unit(points[groups] + 0.03 * rng.normal(size=(6000, 128)))
+    q = unit(points[rng.integers(0, 3000, 1000)] + 0.03 * rng.normal(size=(1000, 128)))
+    one = match_descriptors(q, db, 0.8, True, groups=groups, threads=1)
+    assert len(one) > 100
+    for threads in (0, 2, 4):
+        many = match_descriptors(q, db, 0.8, True, groups=groups, threads=threads)
+        for a, b in ((one.query, many.query), (one.db, many.db), (one.similarity, many.similarity)):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="thread count"):
+        match_descriptors(q, db, 0.8, True, threads=-1)

@@ -13,6 +13,12 @@ All three questions (nearest, second nearest of another group, nearest query of 
 row) are answered from the same similarity matrix ``query @ db.T`` (one float32 GEMM, in row
 blocks of at most :data:`BLOCK_BYTES`), exactly: no candidate list bounds the search for the
 second group, and nothing is computed twice.
+
+With ``threads`` above 1 the row blocks are shared among that many threads of a pool
+(:func:`global_loc.runtime.threads.shared_thread_pool`), each running a single-threaded BLAS
+product and its reductions (numpy releases the GIL in both); the results are the same rows of
+the same products, so they do not depend on the thread count. Threads wait on a queue when
+idle instead of spinning as BLAS's own threads do (see :mod:`global_loc.runtime.threads`).
 """
 from __future__ import annotations
 
@@ -20,8 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: largest similarity block held at once (bytes); rows of the query are processed in blocks
+from ..runtime.threads import resolve_threads, shared_thread_pool
+
+#: largest similarity block held at once per thread (bytes); rows of the query are processed in blocks
 BLOCK_BYTES = 32 << 20
+
+#: fewest query rows in a block given to a thread of its own: a smaller product is not worth a thread
+MIN_ROWS_PER_THREAD = 128
 
 
 @dataclass
@@ -76,6 +87,7 @@ def match_descriptors(
     mutual: bool = True,
     groups: np.ndarray | None = None,
     max_candidates: int = 16,
+    threads: int = 1,
 ) -> Matches:
     """Match each query descriptor to its nearest database descriptor (or group).
 
@@ -89,6 +101,9 @@ def match_descriptors(
             holds a single group, there is nothing to confuse it with and the ratio test passes.
         max_candidates: accepted for configurations written for the earlier k-NN search
             (``matching.max_candidates``); the search is now exact and does not use it.
+        threads: threads sharing the row blocks (0: one per core, at most
+            :data:`~global_loc.runtime.threads.MAX_POOL_THREADS`; 1: the calling thread alone).
+            Blocks have at least :data:`MIN_ROWS_PER_THREAD` rows, so a small query uses fewer.
     Returns:
         :class:`Matches`; ``db`` holds row indices, or group labels when ``groups`` is given.
     Raises:
@@ -113,26 +128,38 @@ def match_descriptors(
         grp = None
     ratio = ratio_threshold < 1.0
 
-    best = np.empty(n, np.int64)
-    s1 = np.empty(n, np.float32)
-    s2 = np.full(n, -np.inf, np.float32)
-    col_max = np.full(m, -np.inf, np.float32)
     step = max(1, min(n, BLOCK_BYTES // (4 * m)))
-    for a in range(0, n, step):
+    threads = resolve_threads(threads)
+    if threads > 1:
+        step = min(step, max(MIN_ROWS_PER_THREAD, -(-n // threads)))
+    starts = range(0, n, step)
+
+    def block(a: int):
         b = min(n, a + step)
         S = xq[a:b] @ xbt  # (r, m)
         r = np.arange(b - a)
         j = S.argmax(axis=1)
-        best[a:b], s1[a:b] = j, S[r, j]
-        if mutual:  # a column maximum, not its argmax: argmax across rows is ten times slower
-            np.maximum(col_max, S.max(axis=0), out=col_max)
+        s1 = S[r, j]
+        # a column maximum, not its argmax: argmax across rows is ten times slower
+        col_max = S.max(axis=0) if mutual else None
+        s2 = None
         if ratio and m > 1:
             if grp is None:
                 S[r, j] = -np.inf
             else:
                 k, cols = grp.members(grp.inv[j])
                 S[k, cols] = -np.inf
-            s2[a:b] = S.max(axis=1)
+            s2 = S.max(axis=1)
+        return j, s1, s2, col_max
+
+    if threads > 1 and len(starts) > 1:
+        parts = list(shared_thread_pool(threads).map(block, starts))
+    else:
+        parts = [block(a) for a in starts]
+    best = np.concatenate([p[0] for p in parts])
+    s1 = np.concatenate([p[1] for p in parts])
+    s2 = np.concatenate([p[2] for p in parts]) if ratio and m > 1 else np.full(n, -np.inf, np.float32)
+    col_max = np.maximum.reduce([p[3] for p in parts]) if mutual else None
     rows = np.arange(n)
     keep = np.ones(n, bool)
     if ratio:

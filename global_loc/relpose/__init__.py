@@ -74,7 +74,7 @@ class RelativePoseLocalizer:
         views = []
         for row in retrieved[: c.max_keyframes]:
             kp, desc = self._keyframe(row)
-            m = match_descriptors(features.descriptors, desc, mt.ratio_threshold, mt.mutual)
+            m = match_descriptors(features.descriptors, desc, mt.ratio_threshold, mt.mutual, threads=mt.threads)
             res.num_matches += len(m)
             if len(m) < c.min_inliers:
                 continue

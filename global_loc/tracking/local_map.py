@@ -130,7 +130,7 @@ class LocalMapTracker:
         keep = visible[inv]
         mt = self.matching
         m = match_descriptors(features.descriptors, desc[keep], self.conf.ratio_threshold, mt.mutual,
-                              groups=inv[keep])
+                              groups=inv[keep], threads=mt.threads)
         if len(m) == 0:
             return m.query, m.db
         near = np.linalg.norm(uv[m.db] - features.keypoints[m.query], axis=1) <= window_px

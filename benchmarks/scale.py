@@ -229,7 +229,8 @@ def indexing_throughput(world: Path, map_path: Path, data: Path, reps: int, tmp:
     from global_loc.config import load_preset
     from global_loc.io.bags import BagReader
     from global_loc.map.storage import read_map
-    from global_loc.map.workers import KeyframeExtractor, available_cores
+    from global_loc.map.workers import KeyframeExtractor
+    from global_loc.runtime.threads import available_cores
 
     ensure_robot_world(world, map_path, data)
     bag = world / "mapping_mcap"
@@ -243,7 +244,7 @@ def indexing_throughput(world: Path, map_path: Path, data: Path, reps: int, tmp:
 
         rev = subprocess.run(["git", "-C", str(baseline), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True).stdout.strip()
-        name = f"before: global_loc {rev}, 1 process"
+        name = f"before: global_loc {rev}, its default engine"
         engines = {name: [], **engines}
         env[name] = {**os.environ, "PYTHONPATH": str(baseline)}
     runs = {k: [] for k in engines}

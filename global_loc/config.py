@@ -381,10 +381,10 @@ class PipelineConf:
         blas_threads: threads of BLAS (numpy, scipy, faiss) and faiss's OpenMP, set
             process-wide when a Localizer is made (0: the libraries' default, a
             thread per core); see :mod:`global_loc.runtime.threads`.
-        malloc_trim_threshold_mib: with glibc, freed heap memory a localizing process keeps
-            (MiB) instead of giving it back to the kernel and faulting it in again the next
-            frame, set process-wide when a Localizer is made (0: glibc's own adaptive
-            thresholds); see :mod:`global_loc.runtime.memory`.
+        malloc_trim_threshold_mib: with glibc, freed heap memory a localizing or indexing
+            process keeps (MiB) instead of giving it back to the kernel and faulting it in again
+            the next frame, set process-wide when a Localizer or a KeyframeExtractor is made (0:
+            glibc's own adaptive thresholds); see :mod:`global_loc.runtime.memory`.
         matching, mapping, localization, tracking, refinement, relpose: the stages' options.
     """
 

@@ -56,3 +56,27 @@ def test_thread_counts():
     pool = shared_thread_pool(2)
     assert pool is shared_thread_pool(2)
     assert sorted(pool.map(lambda x: x * x, range(5))) == [0, 1, 4, 9, 16]
+
+
+def test_matching_inside_a_pool_thread_runs_there():
+    """A matching called from one of the pool's own threads must not wait on the pool (with
+    every thread doing so, none would be left to do the work)."""
+    import numpy as np
+
+    from global_loc.matching import match_descriptors
+    from global_loc.runtime.threads import in_pool_thread
+
+    rng = np.random.default_rng(0)
+    db = rng.normal(size=(2000, 32)).astype(np.float32)
+    db /= np.linalg.norm(db, axis=1, keepdims=True)
+    q = db[:600] + 0.01
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    pool = shared_thread_pool(2)
+    assert not in_pool_thread()
+
+    def nested(_):
+        assert in_pool_thread()
+        return len(match_descriptors(q, db, 0.8, True, threads=2))
+
+    futures = [pool.submit(nested, k) for k in range(2)]  # both pool threads busy at once
+    assert [f.result(timeout=30) for f in futures] == [len(match_descriptors(q, db, 0.8, True, threads=1))] * 2

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..runtime.threads import resolve_threads, shared_thread_pool
+from ..runtime.threads import in_pool_thread, resolve_threads, shared_thread_pool
 
 #: largest similarity block held at once per thread (bytes); rows of the query are processed in blocks
 BLOCK_BYTES = 32 << 20
@@ -129,7 +129,7 @@ def match_descriptors(
     ratio = ratio_threshold < 1.0
 
     step = max(1, min(n, BLOCK_BYTES // (4 * m)))
-    threads = resolve_threads(threads)
+    threads = 1 if in_pool_thread() else resolve_threads(threads)
     if threads > 1:
         step = min(step, max(MIN_ROWS_PER_THREAD, -(-n // threads)))
     starts = range(0, n, step)

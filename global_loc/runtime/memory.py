@@ -6,9 +6,10 @@ matching. glibc returns freed memory at the top of the heap to the kernel once i
 trim threshold, and serves allocations above the mmap threshold with fresh mappings; both
 thresholds adapt to the sizes the process happened to free last (``mallopt(3)``, "dynamic mmap
 threshold"). With the wrong history, every frame gives its pages back and faults them in again:
-measured on the temple queries (``benchmarks/realtime.py``'s setting, 2 cores), 17,000 minor
-page faults per query and SIFT 50 % slower, against one fault per query with the thresholds
-fixed. Real-time practice is the same: no page faults in the loop (ros-realtime's
+measured on the temple queries by ``benchmarks/side_by_side.py`` (2 cores), 17,352 minor page
+faults per query and the query 38 % slower (108.7 against 78.9 ms p50), against 35 faults per
+query with the thresholds fixed; a robot-world mapping keyframe faulted 19,000 pages, half of
+its extraction time. Real-time practice is the same: no page faults in the loop (ros-realtime's
 ``minimal_memory_lock`` example), and glibc told not to give the heap back (the Linux
 Foundation's real-time wiki, "Memory for Real-time Applications", dynamic memory allocation).
 

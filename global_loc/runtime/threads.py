@@ -49,13 +49,24 @@ def resolve_threads(threads: int) -> int:
     return int(threads) if threads > 0 else min(available_cores(), MAX_POOL_THREADS)
 
 
+#: name prefix of the pools' threads (see :func:`in_pool_thread`)
+POOL_THREAD_PREFIX = "global_loc_pool"
+
+
+def in_pool_thread() -> bool:
+    """Whether the calling thread is one of these pools' workers: work it splits must run in it,
+    since waiting there for the pool's other threads could wait on itself."""
+    return threading.current_thread().name.startswith(POOL_THREAD_PREFIX)
+
+
 def shared_thread_pool(threads: int) -> ThreadPoolExecutor:
     """The process's pool of ``threads`` worker threads (made at the first request, then
-    shared by every caller asking for that many; a forked child makes its own)."""
+    shared by every caller asking for that many; a forked child makes its own). Not to be
+    waited on from one of its own threads (:func:`in_pool_thread`)."""
     with _pools_lock:
         pool = _pools.get(threads)
         if pool is None:
-            pool = _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="global_loc")
+            pool = _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix=POOL_THREAD_PREFIX)
         return pool
 
 

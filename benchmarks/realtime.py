@@ -45,19 +45,10 @@ def _pct(values, q):
 OVERRIDES: list[str] = []
 
 
-def _with_overrides(conf, overrides):
-    from global_loc.config import deep_merge, from_dict, parse_override, to_dict
-
-    data = to_dict(conf)
-    for o in overrides:
-        data = deep_merge(data, parse_override(o))
-    return from_dict(type(conf), data)
-
-
 def _conf_with_threads(conf, blas_threads):
     if blas_threads is not None and hasattr(conf, "blas_threads"):
         conf.blas_threads = blas_threads
-    return _with_overrides(conf, OVERRIDES) if OVERRIDES else conf
+    return conf
 
 
 def temple(data: Path, rounds: int, blas_threads=None, compare=()) -> dict:
@@ -81,11 +72,11 @@ def temple(data: Path, rounds: int, blas_threads=None, compare=()) -> dict:
     num = lambda n: int(n[7:11])  # noqa: E731 - templeRNNNN.png
     map_poses = {n: p for n, p in poses.items() if num(n) % 2 == 0}
     queries = sorted(n for n in poses if num(n) % 2 == 1)
-    conf = _conf_with_threads(load_preset("sift"), blas_threads)
+    conf = _conf_with_threads(load_preset("sift", OVERRIDES), blas_threads)
     loc = Localizer(index_image_folder(root / "images", map_poses, cameras, conf), conf)
     other = None
     if compare:
-        other = Localizer(loc.map, _with_overrides(conf, compare))
+        other = Localizer(loc.map, _conf_with_threads(load_preset("sift", [*OVERRIDES, *compare]), blas_threads))
         other_times = {"total": [], "matching": [], "sift": []}
     images = {n: read_image(root / "images" / n) for n in queries}
     sift = cv2.SIFT_create()
@@ -195,7 +186,7 @@ def robot_world(world_dir: Path, map_path: Path, textures: Path, blas_threads=No
                 sift_times.append(time.perf_counter() - t)
     out = {"sift_ms_p50": 1e3 * _pct(sift_times, 50)}
     for mode in ("global-only", "tracking"):
-        conf = _conf_with_threads(conf_for_map(map_index), blas_threads)
+        conf = _conf_with_threads(conf_for_map(map_index, overrides=OVERRIDES), blas_threads)
         if hasattr(conf, "tracking"):
             conf.tracking.enabled = mode == "tracking"
         elif mode == "tracking":

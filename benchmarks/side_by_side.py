@@ -44,17 +44,14 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 from pathlib import Path
-from global_loc.config import deep_merge, from_dict, load_preset, parse_override, to_dict
+from global_loc.config import load_preset
 from global_loc.io.images import read_image
 from global_loc.io.text import read_cameras
 from global_loc.localizer import Localizer
 from global_loc.map.storage import read_map
 
 map_path, data, rounds, overrides = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
-conf = to_dict(load_preset("sift"))
-for o in overrides:
-    conf = deep_merge(conf, parse_override(o))
-loc = Localizer(read_map(map_path), from_dict(type(load_preset("sift")), conf))
+loc = Localizer(read_map(map_path), load_preset("sift", overrides))
 cameras = read_cameras(data / "cameras.txt")
 queries = sorted(n for n in cameras if int(n[7:11]) % 2 == 1)
 images = {n: read_image(data / "images" / n) for n in queries}

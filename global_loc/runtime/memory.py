@@ -41,7 +41,8 @@ def retain_freed_memory(trim_threshold_mib: int) -> bool:
     the heap (``M_MMAP_THRESHOLD``), process-wide; this also turns glibc's dynamic thresholds off.
 
     Args:
-        trim_threshold_mib: MiB; 0 leaves glibc's defaults (and their adaptation) alone.
+        trim_threshold_mib: MiB; 0 changes nothing: glibc's adaptive thresholds stay, or the
+            ones an earlier call set (they are not undone).
     Returns:
         True when the thresholds are set (now or by an earlier call with the same value); False
         with 0, or where the C library is not glibc (musl, macOS: nothing to tune here).

@@ -580,22 +580,87 @@ def parse_override(text: str) -> dict:
     return out
 
 
-def load_preset(name_or_path: str | None = None, overrides: list[str] | None = None) -> PipelineConf:
-    """Load a named preset or a YAML file, apply ``key=value`` overrides, and check it.
-
-    Raises:
-        ConfigError: unknown preset, unknown key, or a value of the wrong type.
-    """
-    data = _read_preset_dict(name_or_path or DEFAULT_PRESET)
+def _apply_overrides(data: dict, overrides) -> dict:
+    """``data`` with ``section.key=value`` overrides; switching a model drops the previous
+    model's options."""
     for o in overrides or []:
         change = parse_override(o)
-        for section in MODEL_SECTIONS:  # switching the model drops the previous model's options
+        for section in MODEL_SECTIONS:
             new_name = change.get(section, {}).get("name")
             if new_name and new_name != data.get(section, {}).get("name"):
                 data[section] = {}
         data = deep_merge(data, change)
+    return data
+
+
+def _nested(key: str, value) -> dict:
+    out: dict = value
+    for part in reversed(key.split(".")):
+        out = {part: out}
+    return out
+
+
+def get_key(data: dict, key: str):
+    """``data["a"]["b"]`` for ``key`` ``"a.b"``, or None where a part is missing."""
+    for part in key.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+#: keyframe selection of a camera stream or a bag where the preset selects none (every frame):
+#: the ``defaults`` of :func:`resolve_conf` for ``global-loc index --bag`` and the map indexer node
+STREAM_KEYFRAME_DEFAULTS = {"mapping.keyframe_min_distance_m": 0.2, "mapping.keyframe_min_rotation_deg": 10.0}
+
+
+def resolve_conf(preset: str | None = None, overrides=(), settings: dict | None = None,
+                 base: dict | None = None, defaults: dict | None = None) -> PipelineConf:
+    """The configuration of a run, resolved in one place and one order, each layer over the last:
+
+    1. the preset: ``preset`` (a named preset or a YAML file); without one, ``base`` (the
+       preset recorded in a map, with the map's model options) or the default preset (sift);
+    2. ``defaults`` (``{"section.key": value}``): what a kind of input needs where the preset
+       leaves a value at 0/empty, e.g. keyframe selection for a bag or a camera stream;
+    3. ``overrides``: ``section.key=value`` strings (``--set``, the nodes' ``preset_overrides``);
+    4. ``settings`` (``{"section.key": value}``): the CLI flags and node parameters the user
+       *set*; a None value is one left at its default, and changes nothing. A setting wins over
+       an override of the same key (a warning says so when they differ).
+
+    Raises:
+        ConfigError: an unknown preset or key, a value of the wrong type, a preset without a
+            model name.
+    """
+    import logging
+
+    data = copy.deepcopy(base) if base is not None and not preset else _read_preset_dict(preset or DEFAULT_PRESET)
+    for key, value in (defaults or {}).items():
+        if not get_key(data, key):
+            data = deep_merge(data, _nested(key, value))
+    data = _apply_overrides(data, overrides)
+    overridden = {}
+    for o in overrides or []:
+        k, _, v = o.partition("=")
+        overridden[k.strip()] = get_key(_apply_overrides({}, [o]), k.strip())
+    for key, value in (settings or {}).items():
+        if value is None:
+            continue
+        if key in overridden and overridden[key] != value:
+            logging.getLogger("global_loc").warning(
+                "%s=%r (override) is replaced by the setting given explicitly: %r", key, overridden[key], value)
+        data = deep_merge(data, _nested(key, value))
     conf = from_dict(PipelineConf, data)
     for section in ("features", "global_descriptor"):
         if "name" not in getattr(conf, section):
             raise ConfigError(f"preset section '{section}' needs a 'name'")
     return conf
+
+
+def load_preset(name_or_path: str | None = None, overrides: list[str] | None = None) -> PipelineConf:
+    """Load a named preset or a YAML file, apply ``key=value`` overrides, and check it
+    (:func:`resolve_conf` without a map, defaults or settings).
+
+    Raises:
+        ConfigError: unknown preset, unknown key, or a value of the wrong type.
+    """
+    return resolve_conf(name_or_path, overrides)

@@ -30,8 +30,7 @@ import cv2
 import numpy as np
 
 from . import __version__
-from .config import (LocalizationConf, PipelineConf, deep_merge, from_dict, known_keys, load_preset, parse_override,
-                     to_dict)
+from .config import LocalizationConf, PipelineConf, known_keys, load_preset, resolve_conf, to_dict
 from .errors import ConfigError, EmptyMapError, ImageReadError, MapMismatchError
 from .features import EXTRACTORS, LocalFeatureExtractor, create_extractor
 from .features.base import rescale_keypoints
@@ -105,31 +104,30 @@ def _map_features_conf(map_index: MapIndex) -> dict:
 
 
 def conf_for_map(map_index: MapIndex, preset: str | None = None, overrides=(), models_dir: str | None = None,
-                 device: str | None = None) -> PipelineConf:
-    """The configuration to localize against ``map_index``.
+                 device: str | None = None, settings: dict | None = None) -> PipelineConf:
+    """The configuration to localize against ``map_index`` (:func:`~global_loc.config.resolve_conf`).
 
     Without ``preset``: the preset recorded in the map, with the map's own model options (so the
     descriptors match). Then the ``section.key=value`` overrides (e.g.
-    ``features.backend=onnxruntime``), and the models folder and device where given.
+    ``features.backend=onnxruntime``), then ``settings`` (``{"section.key": value}``: the flags
+    and node parameters a user set; None: not set), and the models folder and device where given.
+
+    Raises:
+        ConfigError: see :func:`~global_loc.config.resolve_conf`.
     """
-    if preset:
-        data = to_dict(load_preset(preset))
-    else:
+    base = None
+    if not preset:
         data = map_index.metadata.get("preset") or to_dict(load_preset())
-        data, dropped = known_keys(PipelineConf, dict(data))
+        if not isinstance(data, dict):
+            data = to_dict(load_preset())
+        base, dropped = known_keys(PipelineConf, dict(data))
         if dropped:
             logger.warning("the map's preset has options this global_loc %s does not know, left out: %s",
                            __version__, ", ".join(dropped))
-        data["features"] = dict(_map_features_conf(map_index), name=map_index.local_features["name"])
-        data["global_descriptor"] = dict(map_index.global_descriptor["conf"], name=map_index.global_descriptor["name"])
-    for o in overrides:
-        data = deep_merge(data, parse_override(o))
-    conf = from_dict(PipelineConf, data)
-    if models_dir:
-        conf.models_dir = str(models_dir)
-    if device:
-        conf.device = device
-    return conf
+        base["features"] = dict(_map_features_conf(map_index), name=map_index.local_features["name"])
+        base["global_descriptor"] = dict(map_index.global_descriptor["conf"], name=map_index.global_descriptor["name"])
+    settings = {**(settings or {}), "models_dir": str(models_dir) if models_dir else None, "device": device or None}
+    return resolve_conf(preset, overrides, settings, base=base)
 
 
 class Localizer:

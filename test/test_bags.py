@@ -220,3 +220,21 @@ def test_incremental_indexer_autosaves_so_nothing_is_lost(mini_world, tmp_path):
     assert saved.num_keyframes == m.num_keyframes == added
     assert saved.metadata["source"]["frames"] == 121
     assert saved.metadata["source"]["not_selected"] == 121 - added
+
+
+def test_index_bag_set_wins_over_a_flags_default_and_an_explicit_flag_over_set(mini_world, tmp_path):
+    """``--set mapping.keyframe_min_distance_m`` is not undone by --min-distance's default; an
+    explicit --min-distance wins over --set. The map records the selection it used."""
+    from global_loc.map.storage import read_map
+
+    world = mini_world[("mcap", False)]
+    counts = {}
+    for name, extra in (("default", []), ("set", ["--set", "mapping.keyframe_min_distance_m=1.0"]),
+                        ("flag", ["--set", "mapping.keyframe_min_distance_m=1.0", "--min-distance", "0.5"])):
+        out = tmp_path / f"{name}.glmap"
+        assert main(["-q", "index", "--bag", str(world.mapping.bag), "--image-topic", IMAGE_TOPIC, "--out", str(out),
+                     "--min-rotation", "90", *extra]) == 0
+        m = read_map(out)
+        counts[name] = (m.metadata["preset"]["mapping"]["keyframe_min_distance_m"], m.num_keyframes)
+    assert [counts[k][0] for k in ("default", "set", "flag")] == [0.2, 1.0, 0.5]
+    assert counts["default"][1] > counts["flag"][1] > counts["set"][1] > 0

@@ -7,6 +7,7 @@ from global_loc.config import (
     from_dict,
     load_preset,
     parse_override,
+    to_dict,
 )
 from global_loc.errors import ConfigError
 from global_loc.features import create_extractor
@@ -65,3 +66,30 @@ def test_model_options_are_checked_by_the_model():
         create_global_model({"name": "bow"})
     with pytest.raises(ConfigError, match="unknown configuration key 'vlad.clusters'"):
         create_global_model({"name": "vlad", "clusters": 3})
+
+
+def test_resolve_conf_layers_preset_defaults_overrides_then_only_what_was_set(caplog):
+    """preset -> input defaults (where the preset selects none) -> --set/preset_overrides ->
+    settings the user gave; a setting left unset (None) changes nothing."""
+    from global_loc.config import STREAM_KEYFRAME_DEFAULTS, resolve_conf
+
+    base = resolve_conf()
+    assert base.mapping.keyframe_min_distance_m == 0.0  # an image folder: every image is a keyframe
+    stream = resolve_conf(defaults=STREAM_KEYFRAME_DEFAULTS)
+    assert stream.mapping.keyframe_min_distance_m == 0.2 and stream.mapping.keyframe_min_rotation_deg == 10.0
+    # --set wins over a flag's default (a flag not given is a setting of None)
+    c = resolve_conf(None, ["mapping.keyframe_min_distance_m=1.5"], {"mapping.keyframe_min_distance_m": None},
+                     defaults=STREAM_KEYFRAME_DEFAULTS)
+    assert c.mapping.keyframe_min_distance_m == 1.5 and c.mapping.keyframe_min_rotation_deg == 10.0
+    # a flag given explicitly wins over --set, and says so
+    with caplog.at_level("WARNING", logger="global_loc"):
+        c = resolve_conf(None, ["localization.min_inliers=30"], {"localization.min_inliers": 50})
+    assert c.localization.min_inliers == 50
+    assert "localization.min_inliers=30 (override) is replaced by the setting given explicitly: 50" in caplog.text
+    # the map's recorded settings are the base when no preset is named
+    recorded = to_dict(load_preset())
+    recorded["localization"]["min_inliers"] = 40
+    assert resolve_conf(None, (), {"localization.min_inliers": None}, base=recorded).localization.min_inliers == 40
+    assert resolve_conf("sift", (), base=recorded).localization.min_inliers == 15  # a named preset replaces it
+    with pytest.raises(ConfigError, match="unknown configuration key 'localization.min_inlier'"):
+        resolve_conf(None, (), {"localization.min_inlier": 3})

@@ -94,20 +94,30 @@ def test_grouped_matching_is_exact(seed, threads, monkeypatch):
     q = points[rng.integers(0, 60, 150)] + 0.3 * rng.normal(size=(150, 16))
     db = (db / np.linalg.norm(db, axis=1, keepdims=True)).astype(np.float32)
     q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
-    q[[40, 120]] = q[[7, 30]]  # exact ties: the mutual check keeps the first query row
+    # exact ties: the mutual check keeps one of two identical query rows. Which one is a matter
+    # of the last bit: BLAS may round identical rows differently in different blocks (seen with
+    # OpenBLAS's Haswell kernels), so a tied row counts as the first of its copies on both sides
+    q[[40, 120]] = q[[7, 30]]
+    first_copy = {40: 7, 120: 30}
     groups = groups * 7 + 3  # arbitrary labels
     monkeypatch.setattr(nn, "BLOCK_BYTES", 400 * 4 * 16)  # 16 query rows per block
     monkeypatch.setattr(nn, "MIN_ROWS_PER_THREAD", 16)
+
+    def canonical(pairs):
+        return sorted((first_copy.get(i, i), g) for i, g in pairs)
+
     for ratio, mutual in [(0.8, True), (0.9, False), (1.0, True)]:
         m = match_descriptors(q, db, ratio, mutual, groups=groups, threads=threads)
-        assert sorted(zip(m.query.tolist(), m.db.tolist())) == _brute_force(q, db, ratio, mutual, groups)
+        assert canonical(zip(m.query.tolist(), m.db.tolist())) == canonical(_brute_force(q, db, ratio, mutual, groups))
     m = match_descriptors(q, db, 0.8, True, threads=threads)  # ungrouped: every row its own group
-    assert sorted(zip(m.query.tolist(), m.db.tolist())) == _brute_force(q, db, 0.8, True, np.arange(400))
+    assert canonical(zip(m.query.tolist(), m.db.tolist())) == canonical(_brute_force(q, db, 0.8, True, np.arange(400)))
 
 
 def test_threads_give_the_same_matches_and_a_negative_count_is_refused():
     """Real-sized matching (1000 x 6000, 128-d) in one thread and shared among threads: the same
-    matches, similarities included; a negative thread count names the setting."""
+    matches, and the same similarities to float32 rounding (BLAS rounds a row's products in the
+    last bit by where the row falls in a block, seen with OpenBLAS's Haswell kernels); a
+    negative thread count names the setting."""
     rng = np.random.default_rng(5)
     points = unit(rng.normal(size=(3000, 128)))
     groups = np.repeat(np.arange(3000), 2)
@@ -117,7 +127,8 @@ def test_threads_give_the_same_matches_and_a_negative_count_is_refused():
     assert len(one) > 100
     for threads in (0, 2, 4):
         many = match_descriptors(q, db, 0.8, True, groups=groups, threads=threads)
-        for a, b in ((one.query, many.query), (one.db, many.db), (one.similarity, many.similarity)):
+        for a, b in ((one.query, many.query), (one.db, many.db)):
             np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(one.similarity, many.similarity, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="thread count"):
         match_descriptors(q, db, 0.8, True, threads=-1)

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
+from global_loc.config import STREAM_KEYFRAME_DEFAULTS, get_key, resolve_conf, to_dict
+
 from global_loc.errors import ConfigError
 from global_loc.geometry.tf_tree import TransformBuffer
 from global_loc.geometry.transforms import Pose, pose_error
@@ -46,8 +48,16 @@ def test_config_files_document_every_parameter(node):
     text = path.read_text()
     assert text == params_yaml(node), f"{path} is stale: python -m global_loc.ros.params config"
     values = yaml.safe_load(text)["/**"]["ros__parameters"]
-    assert list(values) == [s.name for s in NODES[node]]
-    validate(NODES[node], {**values, "map_path": "x.glmap"})
+    # a parameter that sets a preset value is documented, commented out: left unset, the preset
+    # (and the map, and preset_overrides) decide
+    assert list(values) == [s.name for s in NODES[node] if s.preset_key is None]
+    commented = {m.group(1): yaml.safe_load(m.group(2)) for m in re.finditer(r"^    # (\w+): (.*)$", text, re.M)}
+    preset_linked = {s.name: s for s in NODES[node] if s.preset_key is not None}
+    assert set(commented) == set(preset_linked)
+    resolved = to_dict(resolve_conf(None, (), defaults=STREAM_KEYFRAME_DEFAULTS if node == "map_indexer" else None))
+    for name, spec in preset_linked.items():  # the value shown is the one the default preset gives
+        assert commented[name] == get_key(resolved, spec.preset_key), name
+    validate(NODES[node], {**values, **commented, "map_path": "x.glmap"})
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if re.match(r"^    \w+:", line):
@@ -233,6 +243,54 @@ def test_diagnostics_name_every_problem_and_the_worst_sets_the_level():
     assert d.summary()["dropped_stale"] == 3
 
 
+def test_a_problem_is_logged_when_it_starts_and_when_it_ends():
+    """A condition reported on every frame (its figures changing) is one log line when it starts
+    and one when it ends, with the count; a WARN and an ERROR, in either order, each get theirs."""
+    lines = []
+    d = Diagnostics(log=lambda level, message: lines.append((level, message)))
+    for age in (12.3, 12.4, 12.5, 13.0):
+        d.set_problem("clock", "WARN", f"camera frames are stamped {age:.1f} s before the node clock")
+    assert lines == [("WARN", "camera frames are stamped 12.3 s before the node clock")]
+    assert "13.0 s" in diagnostic_level(d)[1]  # /diagnostics carries the latest figures
+    d.set_problem("camera", "ERROR", "no camera_info")
+    d.set_problem("clock", "ERROR", "camera frames are stamped 14.0 s before the node clock")  # another level
+    assert [level for level, _ in lines] == ["WARN", "ERROR", "ERROR"]
+    d.set_problem("camera", "ERROR", "unknown image encoding 'foo'")  # another kind under the same key
+    assert lines[-1] == ("ERROR", "unknown image encoding 'foo'")
+    assert d.clear_problem("clock") is not None
+    assert lines[-1][0] == "INFO" and lines[-1][1].startswith("resolved: camera frames are stamped 14.0 s")
+    assert "reported 1 time(s)" in lines[-1][1]
+    n = len(lines)
+    assert d.clear_problem("clock") is None and len(lines) == n  # nothing to resolve: nothing logged
+
+
+def test_clock_problem_says_to_pass_use_sim_time_for_a_bag():
+    from global_loc.ros.diagnostics import SIM_TIME_HINT, clock_problem
+
+    assert clock_problem(0.3, 1.0, False) is None and clock_problem(5.0, 1.0, False) is None  # a slow computer
+    assert SIM_TIME_HINT == "pass use_sim_time:=true when playing a bag"
+    assert SIM_TIME_HINT in clock_problem(3.2e7, 1.0, False)
+    assert "is /clock published" in clock_problem(-1.7e9, 1.0, True)
+    assert SIM_TIME_HINT not in clock_problem(3.2e7, 1.0, True)
+
+
+def test_stream_monitor_waits_a_timeout_after_the_first_image_before_saying_camera_info_is_missing():
+    now = [100.0]
+    m = StreamMonitor("/camera/image_raw", "/camera/camera_info", timeout=3.0, clock=lambda: now[0])
+    m.saw("image")  # the image subscription matched first; camera_info is still being matched
+    now[0] = 101.0
+    m.saw("image")
+    assert m.problem() is None
+    m.saw("info")
+    m.saw("pair")
+    now[0] = 103.5
+    m.saw("image")
+    assert m.problem() is None
+    now[0] = 104.5  # camera_info stopped 3.5 s ago, images go on
+    m.saw("image")
+    assert "no camera_info" in m.problem()
+
+
 def test_stream_monitor_says_which_input_is_missing():
     now = [0.0]
     m = StreamMonitor("/camera/image_raw", "/camera/camera_info", timeout=2.0, clock=lambda: now[0])
@@ -374,3 +432,58 @@ def test_keyframe_selection_runs_ahead_of_extraction():
                    Offer.NOT_SELECTED]
     assert idx.select("nopose", None, "no transform map -> camera") == Offer.NO_POSE
     assert idx.counts == {"added": 0, "not_selected": 3, "no_pose": 1, "bad_image": 0}  # added: after extraction
+
+
+def test_node_parameters_override_only_what_they_set(scene_localizer, tmp_path, rclpy_context):
+    """The documented ``preset_overrides: ['localization.num_retrieved=20']`` takes effect, a
+    map's recorded min_inliers is kept while the parameter is unset, and a parameter that is set
+    wins over both."""
+    import copy
+
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from global_loc.map.storage import write_map
+    from global_loc.ros.localizer_node import LocalizerNode
+
+    _, loc = scene_localizer
+    recorded = copy.copy(loc.map)
+    recorded.metadata = copy.deepcopy(loc.map.metadata)
+    recorded.metadata["preset"]["localization"]["min_inliers"] = 25
+    path = write_map(recorded, tmp_path / "m.glmap")
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    preset_overrides: ['localization.num_retrieved=20']\n")
+    args = ["--ros-args", "--params-file", str(ROOT / "config" / "localizer.yaml"), "--params-file", str(params)]
+    for extra, inliers, retrieved in (([], 25, 20), ([Parameter("min_inliers", value=40),
+                                                      Parameter("num_retrieved", value=7)], 40, 7)):
+        node = LocalizerNode(cli_args=args, parameter_overrides=[Parameter("map_path", value=str(path)), *extra])
+        try:
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            lc = node.handler.localizer.conf.localization
+            assert (lc.min_inliers, lc.num_retrieved) == (inliers, retrieved)
+        finally:
+            node.destroy_node()
+
+
+def test_map_indexer_parameters_override_only_what_they_set(tmp_path, rclpy_context):
+    """Keyframe selection of the map indexer: 0.2 m / 10 deg where nothing says otherwise,
+    ``preset_overrides`` when given, the parameter when set."""
+    from rclpy.parameter import Parameter
+
+    from global_loc.ros.map_indexer_node import MapIndexerNode
+
+    args = ["--ros-args", "--params-file", str(ROOT / "config" / "map_indexer.yaml")]
+    cases = (([], (0.2, 10.0)),
+             ([Parameter("preset_overrides", value=["mapping.keyframe_min_distance_m=1.5"])], (1.5, 10.0)),
+             ([Parameter("preset_overrides", value=["mapping.keyframe_min_distance_m=1.5"]),
+               Parameter("keyframe_min_distance", value=0.5), Parameter("keyframe_min_rotation", value=5.0)],
+              (0.5, 5.0)))
+    for extra, expected in cases:
+        node = MapIndexerNode(cli_args=args, parameter_overrides=[
+            Parameter("map_path", value=str(tmp_path / "m.glmap")), *extra])
+        try:
+            m = node.indexer.builder.conf.mapping
+            assert (m.keyframe_min_distance_m, m.keyframe_min_rotation_deg) == expected
+        finally:
+            node.shutdown()
+            node.destroy_node()

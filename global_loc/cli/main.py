@@ -77,10 +77,12 @@ def _build_parser() -> argparse.ArgumentParser:
                      "pose of a body frame in the map frame (default: poses from /tf)")
     bag.add_argument("--body-frame", help="body frame of --pose-topic (default: the Odometry's "
                      "child_frame_id, else base_link)")
-    bag.add_argument("--min-distance", type=float, default=0.2, metavar="M",
-                     help="keyframe selection: travelled distance (default 0.2 m)")
-    bag.add_argument("--min-rotation", type=float, default=10.0, metavar="DEG",
-                     help="keyframe selection: rotation (default 10 deg)")
+    bag.add_argument("--min-distance", type=float, default=None, metavar="M",
+                     help="keyframe selection: travelled distance (default: the preset's "
+                          "mapping.keyframe_min_distance_m, 0.2 m where the preset selects none; wins over --set)")
+    bag.add_argument("--min-rotation", type=float, default=None, metavar="DEG",
+                     help="keyframe selection: rotation (default: the preset's mapping.keyframe_min_rotation_deg, "
+                          "10 deg where the preset selects none; wins over --set)")
     p.add_argument("--out", type=Path, required=True, help="map file to write")
     p.add_argument(
         "--descriptor-dtype", choices=["float16", "float32"], default="float16",
@@ -262,17 +264,20 @@ def _bag_camera(args):
 
 # --------------------------------------------------------------------------------------------
 def _cmd_index(args) -> int:
-    from ..config import load_preset
+    from ..config import STREAM_KEYFRAME_DEFAULTS, resolve_conf
     from ..io.text import read_cameras, read_poses
     from ..map.storage import write_map
     from ..pipeline import index_colmap_model, index_image_folder
     from ..errors import InputError
 
-    conf = load_preset(args.preset, args.overrides)
-    if args.models_dir:
-        conf.models_dir = str(args.models_dir)
-    if args.device:
-        conf.device = args.device
+    if args.bag is None and (args.min_distance is not None or args.min_rotation is not None):
+        raise InputError("--min-distance/--min-rotation select keyframes from a bag; an image folder's "
+                         "images are all keyframes (--set mapping.keyframe_min_distance_m=M selects there too)")
+    settings = {"models_dir": str(args.models_dir) if args.models_dir else None, "device": args.device,
+                "mapping.keyframe_min_distance_m": args.min_distance,
+                "mapping.keyframe_min_rotation_deg": args.min_rotation}
+    conf = resolve_conf(args.preset, args.overrides, settings,
+                        defaults=STREAM_KEYFRAME_DEFAULTS if args.bag is not None else None)
     if args.workers < 0:
         raise InputError(f"--workers must be 0 (one per core) or positive, got {args.workers}")
     parallel = {"workers": args.workers, "ray_address": args.ray}
@@ -284,8 +289,6 @@ def _cmd_index(args) -> int:
             raise InputError("--bag needs --image-topic (see `global-loc inspect --bag BAG`)")
         if args.colmap is not None or args.poses is not None:
             raise InputError("--bag takes poses from the bag; drop --colmap/--poses")
-        conf.mapping.keyframe_min_distance_m = args.min_distance
-        conf.mapping.keyframe_min_rotation_deg = args.min_rotation
         m = index_bag(args.bag, args.image_topic, conf, args.camera_info_topic, _bag_camera(args),
                       args.map_frame, args.camera_frame, args.pose_topic, args.body_frame,
                       progress=not args.quiet, **parallel)
@@ -371,11 +374,9 @@ def _cmd_localize(args) -> int:
     else:
         queries = read_cameras(args.queries) if args.bag is None else None
     map_index = read_map(args.map)
-    conf = conf_for_map(map_index, args.preset, args.overrides, args.models_dir, args.device)
-    if args.bag is not None and args.tracking is not None:
-        conf.tracking.enabled = args.tracking == "on"
-    if args.refine is not None:
-        conf.refinement.method = args.refine
+    settings = {"tracking.enabled": None if args.bag is None or args.tracking is None else args.tracking == "on",
+                "refinement.method": args.refine}
+    conf = conf_for_map(map_index, args.preset, args.overrides, args.models_dir, args.device, settings)
     localizer = Localizer(map_index, conf)
     if args.bag is not None:
         return _localize_bag(args, localizer)

@@ -12,9 +12,11 @@ pairs) and says when one of them is missing.
 from __future__ import annotations
 
 import collections
+import re
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -40,16 +42,37 @@ class Problem:
     count: int = 1
 
 
+#: ``log(level, message)``: where :class:`Diagnostics` says that a problem started (level
+#: ``WARN`` or ``ERROR``) or ended (``INFO``).
+ProblemLog = Callable[[str, str], None]
+
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def problem_kind(message: str) -> str:
+    """``message`` with its numbers masked: two reports of one condition whose figures differ
+    (an age, a stamp, a count) are of one kind, and only a new kind is logged again."""
+    return _NUMBER.sub("#", message)
+
+
 class Diagnostics:
     """Rolling statistics of a localizer, and its current problems, for ``/diagnostics``.
+
+    A problem is logged (through ``log``) once when it starts and once when it ends, with how
+    often it was reported meanwhile, however many frames report it: ``/diagnostics`` carries it
+    in between, with its latest message. A report of the same key whose message differs only in
+    its numbers is the same problem; another level or another wording is a new one.
 
     Thread-safe: the worker thread updates it while a timer publishes it.
 
     Args:
         window: frames kept for rates, latencies and inlier counts.
+        log: ``log(level, message)`` for the start (``WARN``/``ERROR``) and the end (``INFO``)
+            of each problem; None logs nothing.
     """
 
-    def __init__(self, window: int = 100):
+    def __init__(self, window: int = 100, log: ProblemLog | None = None):
+        self.log = log
         self._recent: collections.deque = collections.deque(maxlen=window)
         self._lock = threading.Lock()
         self.total = 0
@@ -80,25 +103,41 @@ class Diagnostics:
             self.counters[name] += n
 
     def set_problem(self, key: str, level: str, message: str) -> bool:
-        """Report a problem under ``key`` (one per key; a new message replaces the old).
+        """Report a problem under ``key`` (one per key; the latest message replaces the old).
 
         Returns:
-            True when the problem is new or its message changed (worth a log line).
+            True when the problem is new, or of another level or kind (:func:`problem_kind`)
+            than the one under ``key`` before: then it was logged.
+
+        Raises:
+            ValueError: ``level`` is neither ``WARN`` nor ``ERROR``.
         """
         if level not in ("WARN", "ERROR"):
             raise ValueError(f"a problem is WARN or ERROR, not {level}")
         with self._lock:
             old = self.problems.get(key)
-            if old is not None and old.message == message and old.level == level:
+            if old is not None and old.level == level and problem_kind(old.message) == problem_kind(message):
                 old.count += 1
+                old.message = message
                 return False
             self.problems[key] = Problem(level, message, time.monotonic())
-            return True
+        if self.log is not None:
+            self.log(level, message)
+        return True
 
-    def clear_problem(self, key: str) -> bool:
-        """Forget the problem under ``key``; True when there was one."""
+    def clear_problem(self, key: str) -> Problem | None:
+        """Forget the problem under ``key``, logging its end (``INFO``: how often it was
+        reported and for how long).
+
+        Returns:
+            The problem there was, or None.
+        """
         with self._lock:
-            return self.problems.pop(key, None) is not None
+            old = self.problems.pop(key, None)
+        if old is not None and self.log is not None:
+            took = time.monotonic() - old.since
+            self.log("INFO", f"resolved: {old.message} (reported {old.count} time(s) over {took:.1f} s)")
+        return old
 
     def summary(self) -> dict[str, float | int | str]:
         """Key figures: frames, success ratio, rate (Hz), median latency per stage (ms),
@@ -123,6 +162,36 @@ class Diagnostics:
             for s in sorted(stages):
                 out[f"latency_{s}_ms"] = round(float(np.median([r[3].get(s, 0.0) for r in recent])) * 1e3, 2)
         return out
+
+
+#: what the log and ``/diagnostics`` say when camera frames are stamped long before the node's
+#: clock: the usual cause is a bag played into a node that runs on the wall clock.
+SIM_TIME_HINT = "pass use_sim_time:=true when playing a bag"
+
+
+def clock_problem(age_s: float, max_age_s: float, use_sim_time: bool) -> str | None:
+    """The problem, as one sentence, when camera frames and the node's clock disagree by more
+    than a slow computer explains (10 ``max_age_s`` + 1 s), or None.
+
+    Args:
+        age_s: the node's clock minus the image stamp, seconds (negative: the stamp is ahead).
+        max_age_s: the node's ``max_frame_age``.
+        use_sim_time: the node's ``use_sim_time`` parameter.
+    """
+    bound = 10 * max_age_s + 1.0
+    if age_s > bound:
+        if use_sim_time:
+            return (f"camera frames are stamped {age_s:.1f} s before the node's /clock, so they are "
+                    "dropped: is /clock published by the same player as the images?")
+        return (f"camera frames are stamped {age_s:.1f} s before the node clock (wall time), so they are "
+                f"dropped: {SIM_TIME_HINT} (it publishes /clock); a live camera's clock is off otherwise")
+    if age_s < -bound:
+        if use_sim_time:
+            return (f"camera frames are stamped {-age_s:.1f} s after the node's /clock: with use_sim_time, "
+                    "is /clock published? (global-loc replay publishes it unless --no-clock)")
+        return (f"camera frames are stamped {-age_s:.1f} s after the node clock: the camera's clock is "
+                "ahead of this computer's (synchronise them, e.g. with chrony or PTP)")
+    return None
 
 
 def problem_level(diag: Diagnostics) -> tuple[str, str] | None:
@@ -166,27 +235,41 @@ class StreamMonitor:
         self.clock = clock
         self.counts = collections.Counter()
         self._last: dict[str, float] = {}
-        self._start = clock()
+        self._first: dict[str, float] = {}
 
     def saw(self, what: str) -> None:
         """Record one ``image``, ``info`` or ``pair``."""
+        now = self.clock()
         self.counts[what] += 1
-        self._last[what] = self.clock()
+        self._last[what] = now
+        self._first.setdefault(what, now)
 
     def _recent(self, what: str, now: float) -> bool:
         return what in self._last and now - self._last[what] <= self.timeout
 
+    def _missing(self, what: str, since: float, now: float) -> bool:
+        """``what`` has not come for ``timeout`` seconds, counted from ``since`` at the earliest
+        (a stream that just started: its other topic may still be matching)."""
+        last = self._last.get(what, since)
+        return now - max(last, since) > self.timeout
+
     def problem(self) -> str | None:
         """What is missing now, as one sentence, or None when the stream is whole (or when
-        nothing arrives at all: a robot whose camera is off is not an error)."""
+        nothing arrives at all: a robot whose camera is off is not an error).
+
+        A topic counts as missing only after ``timeout`` seconds of images without it, counted
+        from the first image: a publisher whose camera_info subscription is matched a moment
+        after its image subscription is not reported.
+        """
         now = self.clock()
         if not self._recent("image", now):
             return None
-        if not self._recent("info", now):
+        first_image = self._first["image"]
+        if self._missing("info", first_image, now):
             return (f"images arrive on {self.image_topic} but no camera_info on {self.info_topic} "
                     f"(none for {self.timeout:g} s): publish the camera calibration there, or remap "
                     "camera_info to the topic that carries it")
-        if not self._recent("pair", now) and now - self._start > self.timeout:
+        if "info" in self._first and self._missing("pair", max(first_image, self._first["info"]), now):
             return (f"images on {self.image_topic} and camera_info on {self.info_topic} arrive, but "
                     "never with stamps within sync_slop: stamp both with the exposure time, or raise "
                     "sync_slop")

@@ -40,10 +40,10 @@ from ..localizer import Localizer, conf_for_map
 from ..map.storage import read_map
 from ..types import LocalizationResult, Status
 from . import conversions as conv
-from .diagnostics import Diagnostics, StreamMonitor, diagnostic_level
+from .diagnostics import Diagnostics, StreamMonitor, clock_problem, diagnostic_level
 from .frame_handler import FrameConfig, FrameHandler, Publication
-from .node_utils import declare, read_params, report_problem, spin, steady_timer, subscribe_camera, tf_lookup
-from .params import LOCALIZER_PARAMS
+from .node_utils import declare, read_params, problem_log, spin, steady_timer, subscribe_camera, tf_lookup
+from .params import LOCALIZER_PARAMS, preset_settings
 from .worker import DropOldestWorker
 
 
@@ -54,7 +54,7 @@ class LocalizerNode(Node):
         super().__init__("localizer", **kwargs)
         self.params: dict = {}
         self.handler: FrameHandler | None = None
-        self.diagnostics = Diagnostics()
+        self.diagnostics = Diagnostics(log=problem_log(self))
         self.monitor: StreamMonitor | None = None
         self._worker: DropOldestWorker | None = None
         self._busy = threading.Lock()  # the worker and ~/localize share the localizer
@@ -77,6 +77,7 @@ class LocalizerNode(Node):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
             p = self.params = read_params(self, LOCALIZER_PARAMS)
+            self._use_sim_time = bool(self.get_parameter("use_sim_time").value)
             map_index = read_map(p["map_path"])
             localizer = Localizer(map_index, self._conf(map_index, p))
         except Exception as e:  # rclpy would swallow it: say why, stay unconfigured
@@ -98,8 +99,12 @@ class LocalizerNode(Node):
         self._service = self.create_service(Trigger, "~/localize", self._on_localize,
                                             callback_group=MutuallyExclusiveCallbackGroup())
         self._state = "inactive"
+        c = localizer.conf
         self.get_logger().info(f"configured: {map_index.summary()}; camera topics {self.monitor.image_topic}, "
-                               f"{self.monitor.info_topic} ({p['image_qos']})")
+                               f"{self.monitor.info_topic} ({p['image_qos']}); preset '{c.name}': "
+                               f"min_inliers {c.localization.min_inliers}, min_inlier_ratio "
+                               f"{c.localization.min_inlier_ratio:g}, num_retrieved {c.localization.num_retrieved}, "
+                               f"tracking {str(c.tracking.enabled).lower()}, refine {c.refinement.method}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -122,7 +127,7 @@ class LocalizerNode(Node):
         self.destroy_service(self._service)
         self.destroy_lifecycle_publisher(self.pose_pub)
         self.handler = self.monitor = None
-        self.diagnostics = Diagnostics()
+        self.diagnostics = Diagnostics(log=problem_log(self))
         self._state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
@@ -138,16 +143,9 @@ class LocalizerNode(Node):
 
     # --- helpers -------------------------------------------------------------------------------
     def _conf(self, map_index, p) -> PipelineConf:
-        conf = conf_for_map(map_index, p["preset"] or None, p["preset_overrides"], p["models_dir"] or None,
-                            p["device"])
-        conf.localization.min_inliers = p["min_inliers"]
-        conf.localization.min_inlier_ratio = p["min_inlier_ratio"]
-        conf.localization.num_retrieved = p["num_retrieved"]
-        conf.tracking.enabled = p["tracking"]
-        conf.tracking.global_period_s = p["global_period"]
-        if p["refine"]:
-            conf.refinement.method = p["refine"]
-        return conf
+        """The preset (or the map's), ``preset_overrides``, then only the parameters that were set."""
+        return conf_for_map(map_index, p["preset"] or None, p["preset_overrides"], p["models_dir"] or None,
+                            settings=preset_settings(LOCALIZER_PARAMS, p))
 
     def _report_configure_failure(self, e: Exception) -> None:
         if isinstance(e, GlobalLocError):
@@ -155,11 +153,11 @@ class LocalizerNode(Node):
         else:  # not a user error: keep the traceback for the bug report
             reason = f"{type(e).__name__}: {e}"
             self.get_logger().error(traceback.format_exc())
-        self.get_logger().error(f"cannot configure: {reason}")
-        self.diagnostics.set_problem("configure", "ERROR", f"cannot configure: {reason}")
+        if not self.diagnostics.set_problem("configure", "ERROR", f"cannot configure: {reason}"):
+            self.get_logger().error(f"cannot configure: {reason}")  # again: each attempt says why
 
     def _problem(self, key: str, level: str, message: str) -> None:
-        report_problem(self, self.diagnostics, key, level, message)
+        self.diagnostics.set_problem(key, level, message)
 
     def _stop_worker(self) -> None:
         """Stop the worker after the frame in hand (before the node goes, so that frame's
@@ -183,23 +181,21 @@ class LocalizerNode(Node):
             return
         age = (self._now_ns() - conv.stamp_to_ns(frame[0].header.stamp)) * 1e-9
         max_age = self.params["max_frame_age"]
-        if age > max_age:
-            self.diagnostics.count("dropped_stale")
-            if age > 10 * max_age + 1.0:  # not a slow computer: the clocks disagree
-                self._problem("clock", "WARN", f"camera frames are {age:.1f} s older than the node clock, "
-                              "so they are dropped: set use_sim_time when playing a bag (and publish /clock)")
-            return
-        if age < -max_age:
-            self._problem("clock", "WARN", f"camera frames are stamped {-age:.1f} s ahead of the node clock: "
-                          "with use_sim_time, is /clock published?")
+        clock = clock_problem(age, max_age, self._use_sim_time)
+        if clock is not None:
+            self._problem("clock", "WARN", clock)
         else:
             self.diagnostics.clear_problem("clock")
+        if age > max_age:
+            self.diagnostics.count("dropped_stale")
+            return
         self._last_time = time.monotonic()
         try:
             self._process(*frame)
         except Exception as e:  # a bug: keep localizing the next frames, but say so
-            self.get_logger().error(traceback.format_exc())
-            self._problem("internal", "ERROR", f"internal error, please report: {type(e).__name__}: {e}")
+            if self.diagnostics.set_problem("internal", "ERROR", f"internal error, please report: "
+                                            f"{type(e).__name__}: {e}"):
+                self.get_logger().error(traceback.format_exc())
 
     def _process(self, image_msg, info_msg) -> Publication | None:
         with self._busy:
@@ -227,9 +223,7 @@ class LocalizerNode(Node):
             parent, child, pose = pub.transform
             stamp = stamp_ns + int(self.params["transform_tolerance"] * 1e9)
             self.tf_broadcaster.sendTransform(conv.make_transform_stamped(conv.rclpy_types, parent, child, stamp, pose))
-        if pub.note:
-            self.get_logger().warning(pub.note, throttle_duration_sec=5.0)
-        return pub
+        return pub  # pub.note, if any, is a problem in the diagnostics: logged when it starts and ends
 
     def _on_localize(self, request, response):
         latest = self._worker.latest if self._worker is not None else None

@@ -25,13 +25,13 @@ from rclpy.node import Node
 from std_srvs.srv import Trigger
 from tf2_ros import Buffer, TransformListener
 
-from ..config import load_preset
+from ..config import resolve_conf
 from ..errors import GlobalLocError
 from ..map.incremental import IncrementalIndexer, Offer
 from . import conversions as conv
 from .diagnostics import Diagnostics, problem_level
-from .node_utils import declare, read_params, report_problem, spin, steady_timer, subscribe_camera, tf_lookup
-from .params import MAP_INDEXER_PARAMS
+from .node_utils import declare, read_params, problem_log, spin, steady_timer, subscribe_camera, tf_lookup
+from .params import MAP_INDEXER_PARAMS, STREAM_KEYFRAME_DEFAULTS, preset_settings
 from .worker import DropOldestWorker
 
 
@@ -47,14 +47,14 @@ class MapIndexerNode(Node):
         super().__init__("map_indexer", **kwargs)
         declare(self, MAP_INDEXER_PARAMS)
         p = self.params = read_params(self, MAP_INDEXER_PARAMS)
-        conf = load_preset(p["preset"] or None, p["preset_overrides"])
-        conf.device = p["device"]
-        conf.models_dir = p["models_dir"]
-        conf.mapping.keyframe_min_distance_m = p["keyframe_min_distance"]
-        conf.mapping.keyframe_min_rotation_deg = p["keyframe_min_rotation"]
+        # the preset, keyframe selection for a stream where it selects none, preset_overrides,
+        # then only the parameters that were set
+        conf = resolve_conf(p["preset"] or None, p["preset_overrides"],
+                            {**preset_settings(MAP_INDEXER_PARAMS, p), "models_dir": p["models_dir"] or None},
+                            defaults=STREAM_KEYFRAME_DEFAULTS)
         self.indexer = IncrementalIndexer(conf, p["map_path"], p["map_frame"], p["autosave_every"],
                                           source={"type": "ros2", "node": self.get_fully_qualified_name()})
-        self.diagnostics = Diagnostics()
+        self.diagnostics = Diagnostics(log=problem_log(self))
         self._save_lock = threading.Lock()
         self.tf_buffer = Buffer()
         self.tf_listener = TransformListener(self.tf_buffer, self)
@@ -74,10 +74,12 @@ class MapIndexerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         steady_timer(self, 1.0, self._publish_diagnostics)
         self.get_logger().info(f"indexing {self.monitor.image_topic} into {p['map_path']} "
-                               f"(poses: {p['map_frame']} -> camera from tf)")
+                               f"(poses: {p['map_frame']} -> camera from tf; preset '{conf.name}', a keyframe "
+                               f"every {conf.mapping.keyframe_min_distance_m:g} m or "
+                               f"{conf.mapping.keyframe_min_rotation_deg:g} deg)")
 
     def _problem(self, key: str, level: str, message: str) -> None:
-        report_problem(self, self.diagnostics, key, level, message)
+        self.diagnostics.set_problem(key, level, message)
 
     def _on_frame(self, image_msg, info_msg) -> None:
         self.diagnostics.clear_problem("qos")

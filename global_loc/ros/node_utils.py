@@ -20,7 +20,7 @@ from ..errors import GlobalLocError
 from ..geometry.tf_tree import TransformError
 from ..geometry.transforms import Pose
 from . import conversions as conv
-from .diagnostics import Diagnostics, StreamMonitor
+from .diagnostics import StreamMonitor
 from .params import ParamSpec, validate
 
 try:  # rclpy >= Iron
@@ -29,12 +29,19 @@ except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
 
+_PARAMETER_TYPES = {"bool": Parameter.Type.BOOL, "int": Parameter.Type.INTEGER, "float": Parameter.Type.DOUBLE,
+                    "str": Parameter.Type.STRING, "list[str]": Parameter.Type.STRING_ARRAY}
+
+
 def declare(node, specs: list[ParamSpec]) -> None:
     """Declare ``specs`` with descriptors (description, range, choices, read-only).
 
     A value given in a parameter file or on the command line replaces the default. An empty
     list in YAML (``preset_overrides: []``) has no type in ROS 2 and leaves the parameter
-    *uninitialized*; :func:`read_params` reads that as the default.
+    *uninitialized*; :func:`read_params` reads that as the default. A parameter that sets a
+    preset value (:attr:`~global_loc.ros.params.ParamSpec.preset_key`) is declared with its
+    type only: unset unless given (``ros2 param get`` says "Parameter not set"), and then the
+    preset decides.
 
     Raises:
         rclpy.exceptions.InvalidParameterTypeException: a given value of another type than
@@ -50,8 +57,13 @@ def declare(node, specs: list[ParamSpec]) -> None:
             d.integer_range = [IntegerRange(from_value=int(s.range[0]), to_value=int(s.range[1]), step=1)]
         if s.choices:
             d.additional_constraints = "one of: " + ", ".join(s.choices)
-        # an empty default list has no element type: declare the type, the value stays unset
-        default = Parameter.Type.STRING_ARRAY if s.type == "list[str]" and not s.default else s.default
+        if s.preset_key is not None:  # no default of its own: unset unless given, then the preset decides
+            default = _PARAMETER_TYPES[s.type]
+        elif s.type == "list[str]" and not s.default:
+            # an empty default list has no element type: declare the type, the value stays unset
+            default = Parameter.Type.STRING_ARRAY
+        else:
+            default = s.default
         node.declare_parameter(s.name, default, d)
 
 
@@ -121,11 +133,25 @@ def subscribe_camera(node, params: dict, on_pair, report):
     return subs, sync, monitor
 
 
-def report_problem(node, diagnostics: Diagnostics, key: str, level: str, message: str) -> None:
-    """:meth:`Diagnostics.set_problem <global_loc.ros.diagnostics.Diagnostics.set_problem>`,
-    and a log line when the problem is new or changed."""
-    if diagnostics.set_problem(key, level, message):
-        (node.get_logger().error if level == "ERROR" else node.get_logger().warning)(message)
+def problem_log(node):
+    """A :data:`~global_loc.ros.diagnostics.ProblemLog` over ``node``'s logger: the start of a
+    problem logged as ERROR or WARN, its end as INFO.
+
+    Each severity has a call site of its own: rclpy keeps one logging context per call site and
+    raises ``ValueError: Logger severity cannot be changed between calls`` when one site logs at
+    two severities (which killed the node when a WARN came before an ERROR, or the reverse).
+    """
+
+    def log(level: str, message: str) -> None:
+        logger = node.get_logger()
+        if level == "ERROR":
+            logger.error(message)
+        elif level == "WARN":
+            logger.warning(message)
+        else:
+            logger.info(message)
+
+    return log
 
 
 def steady_timer(node, period: float, callback):

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import STREAM_KEYFRAME_DEFAULTS
 from ..errors import ConfigError
 
 
@@ -25,6 +26,10 @@ class ParamSpec:
         range: ``(min, max)`` for numbers, inclusive, or None.
         choices: allowed values for strings, or None.
         read_only: cannot change after configuration.
+        preset_key: the preset value this parameter sets (``section.key``), or None. Such a
+            parameter has no default of its own: left unset (not in a parameter file, not on
+            the command line), the preset, the map's recorded settings and ``preset_overrides``
+            decide (:func:`~global_loc.config.resolve_conf`); set, it wins over them.
     """
 
     name: str
@@ -34,6 +39,7 @@ class ParamSpec:
     range: tuple[float, float] | None = None
     choices: tuple[str, ...] | None = None
     read_only: bool = False
+    preset_key: str | None = None
 
 
 _COMMON = [
@@ -41,8 +47,8 @@ _COMMON = [
               "'section.key=value', e.g. 'localization.num_retrieved=20'", read_only=True),
     ParamSpec("models_dir", "str", "", "folder searched for weight files of learned models (also "
               "$GLOBAL_LOC_MODELS)", read_only=True),
-    ParamSpec("device", "str", "auto", "where models run: auto (CUDA where available), cpu or cuda",
-              choices=("auto", "cpu", "cuda"), read_only=True),
+    ParamSpec("device", "str", None, "where models run: auto (CUDA where available), cpu or cuda; "
+              "unset: the preset's (auto)", choices=("auto", "cpu", "cuda"), read_only=True, preset_key="device"),
     ParamSpec("image_transport", "str", "raw", "'raw' subscribes to sensor_msgs/Image on 'image', "
               "'compressed' to sensor_msgs/CompressedImage on 'image/compressed'",
               choices=("raw", "compressed"), read_only=True),
@@ -77,21 +83,23 @@ LOCALIZER_PARAMS: list[ParamSpec] = [
     ParamSpec("publish_tf", "bool", True, "broadcast map -> odom (or map -> base_frame)"),
     ParamSpec("rate_hz", "float", 0.0, "at most this many localizations per second (0: as many as "
               "the computer allows); frames in between are dropped", range=(0.0, 1000.0)),
-    ParamSpec("min_inliers", "int", 15, "PnP inliers a pose needs to be published", range=(4, 100000)),
-    ParamSpec("min_inlier_ratio", "float", 0.15, "fraction of 2D-3D matches that must be inliers",
-              range=(0.0, 1.0)),
-    ParamSpec("num_retrieved", "int", 10, "keyframes retrieved by global descriptor", range=(1, 1000)),
-    ParamSpec("tracking", "bool", True, "between global queries, localize each frame against the map "
+    ParamSpec("min_inliers", "int", None, "PnP inliers a pose needs to be published", range=(4, 100000),
+              read_only=True, preset_key="localization.min_inliers"),
+    ParamSpec("min_inlier_ratio", "float", None, "fraction of 2D-3D matches that must be inliers",
+              range=(0.0, 1.0), read_only=True, preset_key="localization.min_inlier_ratio"),
+    ParamSpec("num_retrieved", "int", None, "keyframes retrieved by global descriptor", range=(1, 1000),
+              read_only=True, preset_key="localization.num_retrieved"),
+    ParamSpec("tracking", "bool", None, "between global queries, localize each frame against the map "
               "points near the last pose moved by the odometry (odom_frame in tf) or a constant-velocity "
               "model: a fraction of a global query's time; false: a global query per frame",
-              read_only=True),
-    ParamSpec("global_period", "float", 2.0, "while tracking, a global query at least this often, so "
+              read_only=True, preset_key="tracking.enabled"),
+    ParamSpec("global_period", "float", None, "while tracking, a global query at least this often, so "
               "that a wrong track cannot persist, seconds of image time", range=(0.0, 3600.0),
-              read_only=True),
-    ParamSpec("refine", "str", "", "refine each pose by aligning dense features with the map's "
+              read_only=True, preset_key="tracking.global_period_s"),
+    ParamSpec("refine", "str", None, "refine each pose by aligning dense features with the map's "
               "(PixLoc/DRAN; the map must hold reference features: built by global_loc >= schema 2): "
-              "'featuremetric', 'none', or empty for the preset's refinement.method",
-              choices=("", "none", "featuremetric"), read_only=True),
+              "'featuremetric' or 'none'",
+              choices=("", "none", "featuremetric"), read_only=True, preset_key="refinement.method"),
     ParamSpec("max_frame_age", "float", 1.0, "a frame older than this (node clock minus image stamp) "
               "when the worker takes it is dropped, not localized, so no stale pose is published; also "
               "catches a clock mismatch (use_sim_time), seconds", range=(0.01, 3600.0)),
@@ -109,10 +117,11 @@ MAP_INDEXER_PARAMS: list[ParamSpec] = [
     ParamSpec("queue_size", "int", 1, "frames waiting for the worker; the oldest is dropped when full",
               range=(1, 100)),
     ParamSpec("map_frame", "str", "map", "frame of the keyframe poses (looked up in tf)"),
-    ParamSpec("keyframe_min_distance", "float", 0.2, "a frame becomes a keyframe after this much "
-              "travel, metres ...", range=(0.0, 100.0)),
-    ParamSpec("keyframe_min_rotation", "float", 10.0, "... or this much rotation, degrees",
-              range=(0.0, 180.0)),
+    ParamSpec("keyframe_min_distance", "float", None, "a frame becomes a keyframe after this much "
+              "travel, metres ...", range=(0.0, 100.0), read_only=True,
+              preset_key="mapping.keyframe_min_distance_m"),
+    ParamSpec("keyframe_min_rotation", "float", None, "... or this much rotation, degrees",
+              range=(0.0, 180.0), read_only=True, preset_key="mapping.keyframe_min_rotation_deg"),
     ParamSpec("keyframe_queue_size", "int", 100, "selected keyframes waiting for feature extraction "
               "(each holds its image); keyframes are selected at the camera's rate, extracted at the "
               "computer's, and all of them are extracted before the map is written at shutdown",
@@ -127,6 +136,8 @@ def specs_by_name(specs: list[ParamSpec]) -> dict[str, ParamSpec]:
 
 
 def _check(spec: ParamSpec, value):
+    if spec.preset_key is not None and value in (None, ""):
+        return None  # not set: the preset decides
     t = spec.type
     ok = {
         "bool": lambda v: isinstance(v, bool),
@@ -170,6 +181,13 @@ def validate(specs: list[ParamSpec], values: dict[str, Any], require: tuple[str,
     return out
 
 
+def preset_settings(specs: list[ParamSpec], values: dict[str, Any]) -> dict[str, Any]:
+    """``{"section.key": value}`` of the parameters in ``values`` that set a preset value
+    (:attr:`ParamSpec.preset_key`), None for those left unset: the ``settings`` of
+    :func:`~global_loc.config.resolve_conf`."""
+    return {s.preset_key: values.get(s.name) for s in specs if s.preset_key is not None}
+
+
 NODES = {"localizer": LOCALIZER_PARAMS, "map_indexer": MAP_INDEXER_PARAMS}
 
 
@@ -183,15 +201,28 @@ def params_yaml(node_name: str) -> str:
         "/**:",
         "  ros__parameters:",
     ]
+    from ..config import get_key, load_preset, to_dict
+
+    preset = to_dict(load_preset())
     for s in specs:
         extra = []
         if s.range is not None:
             extra.append(f"range [{s.range[0]:g}, {s.range[1]:g}]")
         if s.choices:
-            extra.append("one of " + ", ".join(s.choices))
+            extra.append("one of " + ", ".join(c for c in s.choices if c))
         if s.read_only:
             extra.append("read at configuration")
         lines.append(f"    # {s.description}" + (f" ({'; '.join(extra)})" if extra else ""))
+        if s.preset_key is not None:
+            default = get_key(preset, s.preset_key)
+            if node_name == "map_indexer" and s.preset_key in STREAM_KEYFRAME_DEFAULTS and not default:
+                default = STREAM_KEYFRAME_DEFAULTS[s.preset_key]
+            recorded = " (as the map recorded it)" if node_name == "localizer" else ""
+            lines.append(f"    # left unset: the preset's {s.preset_key}{recorded} and preset_overrides "
+                         "decide; set, it wins over both")
+            value = json.dumps(default) if s.type != "float" else repr(float(default))
+            lines.append(f"    # {s.name}: {value}")
+            continue
         value = json.dumps(s.default) if s.type != "float" else repr(float(s.default))
         lines.append(f"    {s.name}: {value}")
     return "\n".join(lines) + "\n"

@@ -487,3 +487,39 @@ def test_map_indexer_parameters_override_only_what_they_set(tmp_path, rclpy_cont
         finally:
             node.shutdown()
             node.destroy_node()
+
+
+def test_a_camera_clock_that_goes_back_does_not_stall_the_synchroniser(rclpy_context):
+    """message_filters drops the oldest stamp of a full queue: after a camera's clock goes back,
+    every new message would be dropped on arrival and no pair made again. The messages stamped
+    after the new one are forgotten first, and pairs are made again."""
+    from message_filters import ApproximateTimeSynchronizer, SimpleFilter
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from global_loc.ros import conversions as conv
+    from global_loc.ros.node_utils import forget_newer
+
+    inputs = [SimpleFilter(), SimpleFilter()]
+    sync = ApproximateTimeSynchronizer(inputs, queue_size=10, slop=0.01)
+    pairs = []
+    sync.registerCallback(lambda a, b: pairs.append(conv.stamp_to_ns(a.header.stamp)))
+
+    def send(stamp_ns, with_info=True, forget=True):
+        msgs = [Image(), CameraInfo()]
+        for m in msgs:
+            m.header = conv.make_header(conv.rclpy_types, "cam", stamp_ns)
+        for f, m in zip(inputs, msgs if with_info else msgs[:1]):
+            if forget:
+                forget_newer(sync, stamp_ns)
+            f.signalMessage(m)
+
+    now = 1_000 * 10**9
+    for k in range(12):  # images without camera_info fill the image queue
+        send(now + k * 10**8, with_info=False)
+    for forget in (False, True):
+        pairs.clear()
+        for k in range(5):  # the clock went back 100 s
+            send(now - 100 * 10**9 + k * 10**8, forget=forget)
+        assert len(pairs) == (5 if forget else 0)
+        for k in range(12):
+            send(now + k * 10**8, with_info=False, forget=False)

@@ -195,14 +195,14 @@ class CameraPublisher:
                 pub.publish(msg)
 
 
-def _frame(world, index):
-    """Image and camera_info of one frame of a bag, as rclpy messages."""
+def _frame(world, index, run="query"):
+    """Image and camera_info of one frame of a run's bag, as rclpy messages."""
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import CameraInfo, Image
 
     from global_loc.io.bags import open_bag
 
-    reader = open_bag(world.query.bag)
+    reader = open_bag(getattr(world, run).bag)
     try:
         out = {}
         for topic, cls in (("/camera/image_raw", Image), ("/camera/camera_info", CameraInfo)):
@@ -356,3 +356,139 @@ def test_replay_publishes_every_bag_format(fmt, colcon_env, mini_world, rclpy_co
     assert any(child == "base_link" for _, child, _, _ in rec.tf)
     assert len(clock) > 10 and clock == sorted(clock)  # sim time only moves forward
     assert len(statics) >= 1 and statics[0].transforms[0].child_frame_id == "camera_optical"
+
+
+# --- a WARN and an ERROR from the same place, in either order ----------------------------------------
+def _send_for(cam, seconds, stamp_offset_s=0.0, with_info=True, image=None, info=None, before_send=None):
+    """Frames at 10 Hz for ``seconds``, stamped ``stamp_offset_s`` from now."""
+    t_end = time.monotonic() + seconds
+    k = 0
+    while time.monotonic() < t_end:
+        stamp = time.time_ns() + int(stamp_offset_s * 1e9)
+        if before_send is not None:
+            before_send(stamp, k)
+        cam.send(stamp, image, info if with_info else None)
+        k += 1
+        time.sleep(0.1)
+
+
+def _status_with(recorder, node, text, timeout=15):
+    def seen():
+        s = recorder.last_status(node)
+        return s if s and text in s[1] else None
+    try:
+        return wait_until(seen, timeout, f"/diagnostics of {node} saying '{text}'")
+    except AssertionError:
+        raise AssertionError(f"last status: {recorder.last_status(node)}") from None
+
+
+def test_a_warning_then_an_error_and_the_reverse_never_kill_the_localizer(colcon_env, mini_world, mini_world_map,
+                                                                        recorder, capsys):
+    """Field case: camera clock skew (frames stamped 100 s before the node clock: the WARN that
+    says to pass use_sim_time:=true), then a driver restart without camera_info (ERROR), and the
+    reverse order. The node keeps running, logs each problem once when it starts and once when
+    it ends, and publishes poses again as soon as the frames are good."""
+    from tf2_ros import StaticTransformBroadcaster
+
+    from global_loc.geometry.transforms import Pose
+    from global_loc.ros import conversions as conv
+    from global_loc.ros.diagnostics import SIM_TIME_HINT
+    from global_loc.ros.workspace import ros2_launch
+
+    world = mini_world[("mcap", False)]
+    image, info = _frame(world, 10)
+    static = StaticTransformBroadcaster(recorder)  # base_link = the camera: poses can be published
+    static.sendTransform(conv.make_transform_stamped(conv.rclpy_types, "base_link", "camera_optical", 0,
+                                                     Pose.identity()))
+    cam = CameraPublisher(recorder)
+    with ros2_launch(colcon_env, "localize.launch.py", {"map": str(mini_world_map), "use_sim_time": "false"}) as launch:
+        launch.wait_for(r"active: localizing", 60)
+        cam.wait_matched()
+        poses = []
+        for order in (("clock", "camera"), ("camera", "clock")):
+            for what in order:
+                if what == "clock":
+                    _send_for(cam, 2.0, -100.0, image=image, info=info)
+                    _status_with(recorder, "localizer", SIM_TIME_HINT)
+                else:
+                    _send_for(cam, 4.5, with_info=False, image=image, info=info)
+                    _status_with(recorder, "localizer", "no camera_info on /camera/camera_info")
+            assert launch.proc.poll() is None, launch.output[-3000:]
+            before = len(recorder.snapshot().poses)
+            _send_for(cam, 3.0, image=image, info=info)  # good frames again
+            wait_until(lambda: len(recorder.snapshot().poses) > before, 10, "poses after the problems")
+            poses.append(len(recorder.snapshot().poses) - before)
+        out = launch.output
+        rc = launch.stop()
+    assert_clean_exit(launch, rc)
+    assert "Logger severity cannot be changed" not in out and "[FATAL]" not in out
+    # each problem: one line when it starts and one when it ends, in each of the two rounds
+    assert out.count(SIM_TIME_HINT) == 4, out[-4000:]
+    assert out.count("but no camera_info on /camera/camera_info") == 4, out[-4000:]
+    assert out.count("resolved: camera frames are stamped") == 2
+    with capsys.disabled():
+        print(f"\nlocalizer after WARN -> ERROR and ERROR -> WARN: alive, {poses} poses in the 3 s of good frames "
+              "after each; each problem logged once when it started and once when it ended")
+
+
+def test_a_warning_then_an_error_and_the_reverse_never_kill_the_map_indexer(colcon_env, mini_world, recorder,
+                                                                          tmp_path, capsys):
+    """The map indexer: frames without a pose in tf (WARN), then images without camera_info
+    (ERROR), and the reverse; it keeps running and indexes keyframes once both are back."""
+    from tf2_ros import TransformBroadcaster
+
+    from global_loc.io.text import read_tum
+    from global_loc.ros import conversions as conv
+    from global_loc.ros.workspace import ros2_launch
+
+    world = mini_world[("mcap", False)]
+    truth = read_tum(world.mapping.ground_truth_tum)
+    frames = [(_frame(world, k, "mapping"), truth[k][1]) for k in range(0, len(truth), max(1, len(truth) // 12))][:12]
+    tf = TransformBroadcaster(recorder)
+    cam = CameraPublisher(recorder)
+    state = {"next": 0}
+
+    def posed(stamp, _k):  # the next keyframe, its pose on /tf at its stamp
+        (image, info), map_from_cam = frames[state["next"] % len(frames)]
+        state["next"] += 1
+        tf.sendTransform(conv.make_transform_stamped(conv.rclpy_types, "map", "camera_optical", stamp, map_from_cam))
+        cam.image.publish(_stamped(image, stamp))
+        cam.info.publish(_stamped(info, stamp))
+
+    image, info = frames[0][0]
+    args = {"map": str(tmp_path / "live.glmap"), "use_sim_time": "false"}
+    with ros2_launch(colcon_env, "index_map.launch.py", args) as launch:
+        launch.wait_for(r"indexing /camera/image_raw", 60)
+        cam.wait_matched()
+        indexed = []
+        for order in (("tf", "camera"), ("camera", "tf")):
+            for what in order:
+                if what == "tf":
+                    _send_for(cam, 2.0, image=image, info=info)  # no pose in tf
+                    _status_with(recorder, "map_indexer", "frames without a pose")
+                else:
+                    _send_for(cam, 4.5, with_info=False, image=image, info=info)
+                    _status_with(recorder, "map_indexer", "no camera_info on /camera/camera_info")
+            assert launch.proc.poll() is None, launch.output[-3000:]
+            before = int(recorder.last_status("map_indexer")[2]["keyframes"])
+            t_end = time.monotonic() + 4.0
+            while time.monotonic() < t_end:
+                posed(time.time_ns(), 0)
+                time.sleep(0.25)
+            wait_until(lambda: int(recorder.last_status("map_indexer")[2]["keyframes"]) > before, 15,
+                       "keyframes after the problems")
+            indexed.append(int(recorder.last_status("map_indexer")[2]["keyframes"]) - before)
+        out = launch.output
+        rc = launch.stop()
+    assert_clean_exit(launch, rc)
+    assert "Logger severity cannot be changed" not in out and "[FATAL]" not in out
+    assert out.count("but no camera_info on /camera/camera_info") == 4, out[-4000:]
+    with capsys.disabled():
+        print(f"\nmap indexer after WARN -> ERROR and ERROR -> WARN: alive, {indexed} keyframes indexed after each")
+
+
+def _stamped(msg, stamp_ns):
+    from global_loc.ros import conversions as conv
+
+    msg.header = conv.make_header(conv.rclpy_types, "camera_optical", stamp_ns)
+    return msg

@@ -121,9 +121,20 @@ def subscribe_camera(node, params: dict, on_pair, report):
                        qos_profile=qos, event_callbacks=events),
             Subscriber(node, CameraInfo, "camera_info", qos_profile=qos, event_callbacks=events)]
     monitor = StreamMonitor(subs[0].sub.topic_name, subs[1].sub.topic_name)
-    subs[0].registerCallback(lambda _: monitor.saw("image"))
-    subs[1].registerCallback(lambda _: monitor.saw("info"))
+    made: list = []  # the synchroniser, made after these callbacks so that they run before its own
+
+    def saw(what: str, msg) -> None:
+        monitor.saw("image" if what == "image" else "info")
+        dropped = forget_newer(made[0], conv.stamp_to_ns(msg.header.stamp))
+        if dropped:
+            node.get_logger().warning(
+                f"camera stamps went back by more than {STAMP_JUMP_BACK_S:g} s on {what} (a driver restart or a "
+                f"clock reset): the {dropped} newer message(s) waiting for their pair were dropped")
+
+    subs[0].registerCallback(lambda m: saw("image", m))
+    subs[1].registerCallback(lambda m: saw("camera_info", m))
     sync = ApproximateTimeSynchronizer(subs, queue_size=10, slop=params["sync_slop"])
+    made.append(sync)
 
     def pair(image_msg, info_msg):
         monitor.saw("pair")
@@ -131,6 +142,30 @@ def subscribe_camera(node, params: dict, on_pair, report):
 
     sync.registerCallback(pair)
     return subs, sync, monitor
+
+
+#: a camera message stamped this much before the newest one waiting in the synchroniser means
+#: the camera's clock went back, seconds
+STAMP_JUMP_BACK_S = 1.0
+
+
+def forget_newer(sync, stamp_ns: int) -> int:
+    """Drop from an ``ApproximateTimeSynchronizer``'s queues the messages stamped more than
+    :data:`STAMP_JUMP_BACK_S` after ``stamp_ns``; returns how many.
+
+    message_filters keeps the newest ``queue_size`` stamps of each topic and drops the oldest,
+    so after a camera's clock goes back (a driver restart, a clock reset) every new message is
+    the oldest and is dropped at once: no pair would ever be made again. Called for each message
+    before the synchroniser sees it.
+    """
+    limit = stamp_ns + int(STAMP_JUMP_BACK_S * 1e9)
+    dropped = 0
+    with sync.lock:
+        for queue in sync.queues:
+            for t in [t for t in queue if t > limit]:
+                del queue[t]
+                dropped += 1
+    return dropped
 
 
 def problem_log(node):

@@ -403,3 +403,53 @@ def plot_trajectories(path, ground_truth, estimates, report: EvaluationReport | 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+@dataclass
+class Alignment:
+    """A similarity transform that takes estimated poses into the ground truth's frame.
+
+    Attributes:
+        scale: ground-truth units per estimate unit.
+        tgt_from_src: the ``pycolmap.Sim3d`` (ground truth from estimate).
+        names: the queries it was fitted on.
+        residuals_m: (N,) distance of each aligned camera centre to the true one, in the
+            ground truth's units (metres), in ``names`` order.
+    """
+
+    scale: float
+    tgt_from_src: object
+    names: list[str]
+    residuals_m: np.ndarray
+
+    def apply(self, cam_from_world: Pose) -> Pose:
+        """An estimate's ``cam_from_world`` in the ground truth's frame."""
+        return Pose.from_pycolmap(self.tgt_from_src.transform_camera_world(cam_from_world.to_pycolmap()))
+
+    def format(self) -> str:
+        r = self.residuals_m
+        return (f"aligned by a similarity over {len(self.names)} localized queries (scale {self.scale:.6g}): "
+                f"camera centre residuals median {np.median(r):.4g}, max {r.max():.4g} (ground-truth units)")
+
+
+def align_similarity(estimates: dict[str, Pose], ground_truth: dict[str, Pose]) -> Alignment:
+    """The similarity transform (Umeyama's least squares, pycolmap's ``estimate_sim3d``) that
+    best takes the estimated camera centres onto the true ones, over every query both have: for
+    maps from structure from motion, whose frame and scale are COLMAP's.
+
+    Raises:
+        InputError: fewer than 3 queries in common, or centres that determine no transform.
+    """
+    import pycolmap
+
+    names = [n for n in estimates if n in ground_truth]
+    if len(names) < 3:
+        raise InputError(f"a similarity alignment needs at least 3 localized queries with ground truth, got "
+                         f"{len(names)}")
+    src = np.array([estimates[n].inverse().t for n in names])
+    tgt = np.array([ground_truth[n].inverse().t for n in names])
+    sim = pycolmap.estimate_sim3d(src, tgt)
+    if sim is None:
+        raise InputError("the localized camera centres determine no similarity transform (collinear?)")
+    aligned = np.array([sim.transform_camera_world(estimates[n].to_pycolmap()).inverse().translation for n in names])
+    return Alignment(float(sim.scale), sim, names, np.linalg.norm(aligned - tgt, axis=1))

@@ -202,6 +202,7 @@ class Localizer:
         self.camera_corrections = _camera_corrections(map_index) if conf.localization.use_map_calibration else {}
         self.flow = FlowTracker(conf.tracking, conf.localization, self.point_uncertainty)
         self._flow_ref = None  # the last call's localized frame, for optical flow
+        self._estimate_focal = False  # the query in hand has a guessed focal length
         if map_index.num_observations <= EAGER_POINT_COVARIANCES_MAX_OBSERVATIONS:
             self.point_uncertainty(np.zeros(0, np.int64))  # the points' covariances now, not in the first query
         self.dense = self.refiner = None
@@ -280,6 +281,7 @@ class Localizer:
         timings: dict[str, float] | None = None,
         prior: PosePrior | None = None,
         global_first: bool = False,
+        focal_unknown: bool = False,
     ) -> LocalizationResult:
         """Localize one query image: a global query, or tracking from a pose prior.
 
@@ -299,6 +301,9 @@ class Localizer:
                 ``query_rotations``).
             global_first: with a prior, run the global query first and track only when it
                 fails (the periodic check that a track is right).
+            focal_unknown: ``camera``'s focal length is a guess (a photo without calibration or
+                EXIF focal length): PnP estimates it (result ``camera``); no tracking and no
+                feature-metric refinement for such a query.
         Returns:
             A :class:`LocalizationResult`: ``LOCALIZED`` with ``cam_from_world`` and its
             covariance, or ``NOT_LOCALIZED`` with the reason; ``mode`` says what produced it
@@ -317,7 +322,8 @@ class Localizer:
         timer.times.update(timings or {})
         t_start = time.perf_counter()
         result = LocalizationResult(status=Status.NOT_LOCALIZED, reason="no query orientation was tried")
-        track = prior is not None and self.conf.tracking.enabled
+        track = prior is not None and self.conf.tracking.enabled and not focal_unknown
+        self._estimate_focal = focal_unknown  # read by _localize_place, for this call only
         tracked = None
         flow_ref, self._flow_ref = self._flow_ref, None  # only the next call may follow this one
         try:
@@ -349,7 +355,7 @@ class Localizer:
         finally:
             if tracked is not None:
                 result.tracking = "localized" if tracked.success else tracked.reason
-            if self.refiner is not None and result.status == Status.LOCALIZED:
+            if self.refiner is not None and result.status == Status.LOCALIZED and not focal_unknown:
                 with timer("refinement"):
                     self._refine(image, camera, result)
             if self.conf.tracking.enabled:  # also when not localized: it ends the frame
@@ -449,7 +455,7 @@ class Localizer:
         if not retrieved:
             result.reason = "no keyframe was retrieved"
             return result
-        if (best is None or not best.success) and self.relpose is not None:
+        if (best is None or not best.success) and self.relpose is not None and not self._estimate_focal:
             with timer("relative_pose"):
                 relative = self.relpose.localize(features, camera, retrieved)
             if relative.success or best is None:
@@ -508,7 +514,7 @@ class Localizer:
             uncertainty = self.point_uncertainty(matches.db) or (None, 1.0, False)
             pnp = estimate_absolute_pose(
                 kpts, xyz, camera, lc.ransac_max_error_px, lc.ransac_max_iterations, lc.ransac_seed,
-                lc.covariance_scale, *uncertainty,
+                lc.covariance_scale, *uncertainty, estimate_focal_length=self._estimate_focal,
             )
         if pnp is None:
             res.reason = f"PnP-RANSAC found no pose from {len(matches)} matches"

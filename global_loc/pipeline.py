@@ -225,6 +225,7 @@ def localize_image_folder(
     queries: dict[str, Camera],
     progress: bool = False,
     on_result: Callable[[QueryOutcome], None] | None = None,
+    focal_unknown: Iterable[str] = (),
 ) -> LocalizationRun:
     """Localize every query of an hloc query list.
 
@@ -233,6 +234,7 @@ def localize_image_folder(
 
     Args:
         on_result: called after each query (e.g. to write results as they come).
+        focal_unknown: the queries whose camera is a guess: PnP estimates their focal length.
     Raises:
         InputError: missing query images (checked before any work).
     """
@@ -245,12 +247,13 @@ def localize_image_folder(
         "Check --images or the query list",
     )
     run = LocalizationRun()
+    focal_unknown = set(focal_unknown)
     for name, camera in tqdm(list(queries.items()), desc="localizing", disable=not progress, unit="img"):
         t = time.perf_counter()
         try:
             image = read_image(images / name)
             decode = time.perf_counter() - t
-            result = localizer.localize(image, camera, timings={"decode": decode})
+            result = localizer.localize(image, camera, timings={"decode": decode}, focal_unknown=name in focal_unknown)
         except ImageReadError as e:
             result = LocalizationResult(status=Status.FAILED, reason=str(e))
         outcome = QueryOutcome(name, result)

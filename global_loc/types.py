@@ -144,6 +144,9 @@ class LocalizationResult:
         refinement: what feature-metric refinement did (empty when it did not run): the
             ``to_log()`` of a :class:`~global_loc.refinement.featuremetric.RefinementOutcome`,
             with the pose before refinement (``q_wxyz_before``, ``t_before``).
+        camera: the query camera with the focal length PnP estimated, for a query whose focal
+            length was a guess (:meth:`~global_loc.localizer.Localizer.localize`'s
+            ``focal_unknown``); None otherwise.
     """
 
     status: Status
@@ -162,6 +165,7 @@ class LocalizationResult:
     mode: str = "global"
     tracking: str = ""
     refinement: dict = field(default_factory=dict)
+    camera: object = None
 
     @property
     def success(self) -> bool:
@@ -179,6 +183,7 @@ class LocalizationResult:
         self.inlier_keypoints = keypoints[pnp.inliers]
         self.inlier_points3D = points3D[pnp.inliers]
         self.inlier_point_rows = None if point_rows is None else np.asarray(point_rows, np.int64)[pnp.inliers]
+        self.camera = getattr(pnp, "camera", None)
         return self
 
     def world_from_cam_covariance(self) -> np.ndarray | None:
@@ -208,6 +213,9 @@ class LocalizationResult:
             out["tracking"] = self.tracking
         if self.refinement:
             out["refinement"] = dict(self.refinement)
+        if self.camera is not None:  # the focal length PnP estimated for a guessed camera
+            out["camera"] = {"model": self.camera.model, "width": self.camera.width, "height": self.camera.height,
+                             "params": [float(v) for v in self.camera.params]}
         if self.cam_from_world is not None:
             out["q_wxyz"] = self.cam_from_world.q_wxyz.tolist()
             out["t"] = self.cam_from_world.t.tolist()

@@ -66,6 +66,15 @@ def _build_parser() -> argparse.ArgumentParser:
     src.add_argument("--cameras", type=Path, help="camera list: name MODEL WIDTH HEIGHT PARAMS... (hloc); "
                      "with --bag, the camera to use instead of camera_info (the line named after the "
                      "image topic, or the only line)")
+    src.add_argument("--image-list", type=Path, default=None, metavar="FILE",
+                     help="--images without --poses: the photos to use, one name per line (the first word of "
+                          "each line; default: every image in --images)")
+    src.add_argument("--sfm-dir", type=Path, default=None, metavar="DIR",
+                     help="--images without --poses: structure from motion (COLMAP, through pycolmap) gives "
+                          "the poses; its database and model go here (default: <out stem>_sfm beside --out)")
+    src.add_argument("--single-camera", action="store_true",
+                     help="--images without --poses: one camera took every photo (one set of intrinsics); "
+                          "default: photos share intrinsics where their EXIF and size say so")
     col = p.add_argument_group("keyframes from a COLMAP reconstruction")
     col.add_argument("--colmap", type=Path, metavar="MODEL_DIR", help="COLMAP model folder (text or binary)")
     kap = p.add_argument_group("keyframes from a kapture data set")
@@ -84,6 +93,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="keyframe selection: rotation (default: the preset's mapping.keyframe_min_rotation_deg, "
                           "10 deg where the preset selects none; wins over --set)")
     p.add_argument("--out", type=Path, required=True, help="map file to write")
+    p.add_argument("--exclude", nargs="+", default=[], metavar="NAME",
+                   help="images to leave out of the map (names as the lists or the COLMAP model give them), "
+                        "e.g. a query to be localized against the others")
     p.add_argument(
         "--descriptor-dtype", choices=["float16", "float32"], default="float16",
         help="storage of local descriptors (default: float16)",
@@ -151,6 +163,10 @@ def _build_parser() -> argparse.ArgumentParser:
              "results themselves, so that failures cannot be counted)",
     )
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    p.add_argument("--align", action="store_true",
+                   help="first align the results to --gt by one similarity transform over all localized "
+                        "queries (for maps from structure from motion: their frame and scale are COLMAP's); "
+                        "prints the alignment's residuals")
     p.add_argument("--max-dt", type=float, default=1e-3,
                    help="TUM trajectories: stamp association tolerance, seconds (default 0.001)")
     p.add_argument("--plot", type=Path, default=None,
@@ -313,16 +329,19 @@ def _cmd_index(args) -> int:
             raise InputError("--colmap needs --images, the folder of the model's images")
         if args.poses is not None or args.cameras is not None:
             raise InputError("--colmap takes poses and cameras from the model; drop --poses/--cameras")
-        m = index_colmap_model(args.colmap, args.images, conf, args.map_frame, progress=not args.quiet, **parallel)
+        m = index_colmap_model(args.colmap, args.images, conf, args.map_frame, exclude=args.exclude,
+                               progress=not args.quiet, **parallel)
+    elif args.images is not None and args.poses is None:
+        m = _index_photos(args, conf, parallel)
     else:
         missing = [f for f in ("images", "poses", "cameras") if getattr(args, f) is None]
         if missing:
             raise InputError(
-                "give --images, --poses and --cameras (missing: "
-                + ", ".join("--" + m for m in missing) + "), or --colmap MODEL_DIR --images DIR, "
+                "give --images (photos alone: structure from motion), or --images, --poses and --cameras "
+                "(missing: " + ", ".join("--" + m for m in missing) + "), or --colmap MODEL_DIR --images DIR, "
                 "or --kapture DIR, or --bag BAG --image-topic TOPIC"
             )
-        poses = read_poses(args.poses)
+        poses = {n: p for n, p in read_poses(args.poses).items() if n not in set(args.exclude)}
         cameras = read_cameras(args.cameras)
         m = index_image_folder(args.images, poses, cameras, conf, args.map_frame, progress=not args.quiet,
                                **parallel)
@@ -348,9 +367,45 @@ def _cmd_index(args) -> int:
     return 0
 
 
+def _index_photos(args, conf, parallel):
+    """``index --images DIR`` without poses: COLMAP's structure from motion, then the map from
+    its reconstruction."""
+    from ..errors import InputError
+    from ..io.text import read_cameras
+    from ..map.sfm import list_images, reconstruct
+    from ..pipeline import index_colmap_model
+
+    names = list_images(args.images)
+    if args.image_list is not None:
+        from ..io.text import read_query_list
+
+        listed = list(read_query_list(args.image_list, "image list"))
+        unknown = [n for n in listed if n not in set(names)]
+        if unknown:
+            raise InputError(f"{args.image_list}: {len(unknown)} listed photo(s) are not images in {args.images}: "
+                             f"{_names(unknown)}")
+        names = listed
+    if args.exclude:
+        names = [n for n in names if n not in set(args.exclude)]
+    cameras = read_cameras(args.cameras) if args.cameras is not None else None
+    if cameras is not None:
+        names = [n for n in names if n in cameras]
+    work = args.sfm_dir or args.out.with_name(args.out.stem + "_sfm")
+    print(f"no --poses: structure from motion (COLMAP) on {len(names)} photos in {args.images}; working folder {work}")
+    sfm = reconstruct(args.images, work, names, cameras, single_camera=args.single_camera)
+    print(f"  {sfm.summary()}")
+    if sfm.unregistered:
+        print(f"  not registered, left out: {', '.join(sfm.unregistered)}")
+    m = index_colmap_model(sfm.model_dir, args.images, conf, args.map_frame, progress=not args.quiet, **parallel)
+    m.metadata.setdefault("source", {})["structure_from_motion"] = {
+        "tool": "pycolmap", "model": str(sfm.model_dir), "registered": sfm.registered,
+        "unregistered": sfm.unregistered, "metric": False}
+    print("  poses from structure from motion: COLMAP's frame, up to an unknown scale (not metres)")
+    return m
+
+
 def _cmd_localize(args) -> int:
     from ..evaluation import format_timing_table, timing_table
-    from ..io.text import read_cameras
     from ..localizer import STAGES, Localizer, conf_for_map
     from ..map.storage import read_map
     from ..pipeline import localize_image_folder, write_localization_results
@@ -372,7 +427,7 @@ def _cmd_localize(args) -> int:
     if kapture_set is not None:
         queries = kapture_set.cameras()
     else:
-        queries = read_cameras(args.queries) if args.bag is None else None
+        queries = _query_cameras(args.queries, args.images) if args.bag is None else None
     map_index = read_map(args.map)
     settings = {"tracking.enabled": None if args.bag is None or args.tracking is None else args.tracking == "on",
                 "refinement.method": args.refine}
@@ -380,7 +435,8 @@ def _cmd_localize(args) -> int:
     localizer = Localizer(map_index, conf)
     if args.bag is not None:
         return _localize_bag(args, localizer)
-    run = localize_image_folder(localizer, args.images, queries, progress=not args.quiet)
+    run = localize_image_folder(localizer, args.images, queries, progress=not args.quiet,
+                                focal_unknown=getattr(queries, "guessed", ()))
     extra = {"map": str(args.map), "preset": localizer.conf.name, "version": __version__}
     results, log = write_localization_results(args.out, run, extra)
     n_loc = len(run.localized)
@@ -400,6 +456,45 @@ def _cmd_localize(args) -> int:
     if run.outcomes:
         print(format_timing_table(timing_table([o.result.timings for o in run.outcomes], STAGES)))
     return 0
+
+
+def _query_cameras(path, images) -> dict:
+    """The query list; a query listed by name alone gets its camera from its EXIF (or COLMAP's
+    guess), and the user is told which ones were guessed."""
+    from ..io.text import read_query_list
+    from ..map.sfm import infer_camera
+
+    queries = _Queries(read_query_list(path))
+    unknown = [n for n, c in queries.items() if c is None]
+    if not unknown:
+        return queries
+    if not Path(images).is_dir():
+        raise GlobalLocError(f"image folder {images} does not exist")
+    guessed, from_exif = [], []
+    for name in unknown:
+        if not (Path(images) / name).is_file():
+            continue  # localize_image_folder names the missing images, all at once
+        queries[name], exif = infer_camera(Path(images) / name)
+        (from_exif if exif else guessed).append(name)
+    if from_exif:
+        print(f"camera of {len(from_exif)} quer{'y' if len(from_exif) == 1 else 'ies'} from EXIF: "
+              f"{_names(from_exif)}")
+    if guessed:
+        print(f"camera of {len(guessed)} quer{'y' if len(guessed) == 1 else 'ies'} guessed (no EXIF focal length): "
+              f"PnP estimates the focal length from 1.2 x the larger side, COLMAP's default; give 'name MODEL W H "
+              f"PARAMS' lines where the calibration is known: {_names(guessed)}")
+    queries.guessed = set(guessed) | set(from_exif)
+    return queries
+
+
+class _Queries(dict):
+    """A query list, and the names whose camera was inferred (``guessed``)."""
+
+    guessed: set = set()
+
+
+def _names(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _print_refinement(results) -> None:
@@ -576,6 +671,13 @@ def _cmd_evaluate(args) -> int:
         logger.warning("no query list and no log beside %s: only localized queries are counted",
                        args.results)
         queries = list(estimates)
+    if args.align:
+        from ..evaluation import align_similarity
+
+        alignment = align_similarity({n: e for n, e in estimates.items() if n in set(queries)}, gt)
+        print(alignment.format())
+        estimates = {n: alignment.apply(e) for n, e in estimates.items()}
+        covariances = {}  # in the estimate's units: not comparable after scaling
     report = evaluate_poses(estimates, gt, queries, thresholds, status, covariances)
     print(report.format())
     if args.json is not None:

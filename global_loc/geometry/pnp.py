@@ -25,12 +25,14 @@ class PnPResult:
         :mod:`global_loc.geometry.covariance`), scaled by the a-posteriori variance of the
         inlier reprojection residuals; None where it could not be computed.
     reprojection_rmse_px: root-mean-square reprojection error of the inliers, pixels.
+    camera: the camera with the focal length PnP estimated (``estimate_focal_length``), else None.
     """
 
     cam_from_world: Pose
     inliers: np.ndarray
     covariance: np.ndarray | None
     reprojection_rmse_px: float = float("nan")
+    camera: Camera | None = None
 
     @property
     def num_inliers(self) -> int:
@@ -48,6 +50,7 @@ def estimate_absolute_pose(
     point_covariances: np.ndarray | None = None,
     point_noise_px: float = 1.0,
     weigh_points: bool = True,
+    estimate_focal_length: bool = False,
 ) -> PnPResult | None:
     """Camera pose from 2D-3D correspondences.
 
@@ -72,6 +75,10 @@ def estimate_absolute_pose(
             temple and the robot world it left most errors outside its 2-sigma bound).
         point_noise_px: the keypoints' standard deviation for that refinement, pixels.
         weigh_points: False: no weighted refinement, only the points' share of the covariance.
+        estimate_focal_length: the focal length of ``camera`` is a guess (no calibration, no
+            EXIF): RANSAC estimates it with the pose (COLMAP's P4Pf-style focal sampling) and the
+            refinement refines it, as COLMAP registers an image of unknown focal length; the
+            result's ``camera`` has it, the covariance is the pose's given that focal length.
     Returns:
         :class:`PnPResult`, or None when fewer than 4 matches are given or RANSAC finds no
         model.
@@ -85,12 +92,21 @@ def estimate_absolute_pose(
     est.ransac.max_num_trials = int(max_iterations)
     est.ransac.random_seed = int(seed)
     ref = pycolmap.AbsolutePoseRefinementOptions()
+    colmap_camera = camera.to_pycolmap()
+    if estimate_focal_length:
+        est.estimate_focal_length = ref.refine_focal_length = True
+        colmap_camera = pycolmap.Camera(model=camera.model, width=camera.width, height=camera.height,
+                                        params=camera.params.copy())  # pycolmap refines it in place
     ret = pycolmap.estimate_and_refine_absolute_pose(
-        camera.to_colmap_pixels(keypoints), points3D, camera.to_pycolmap(), est, ref,
+        camera.to_colmap_pixels(keypoints), points3D, colmap_camera, est, ref,
         return_covariance=True,
     )
     if ret is None:
         return None
+    estimated = None
+    if estimate_focal_length:
+        estimated = camera = Camera.from_pycolmap(colmap_camera)
+        ret["covariance"] = None if ret.get("covariance") is None else np.asarray(ret["covariance"])[:6, :6]
     pose = Pose.from_pycolmap(ret["cam_from_world"])
     inliers = np.asarray(ret["inlier_mask"], bool)
     res = camera.project(pose.transform(points3D[inliers])) - keypoints[inliers]
@@ -117,7 +133,7 @@ def estimate_absolute_pose(
         cov = cov * covariance_scale
         if not np.all(np.isfinite(cov)):
             cov = None
-    return PnPResult(pose, inliers, cov, float(np.sqrt(np.nanmean(np.sum(res**2, axis=1)))))
+    return PnPResult(pose, inliers, cov, float(np.sqrt(np.nanmean(np.sum(res**2, axis=1)))), estimated)
 
 
 def refine_with_point_uncertainty(

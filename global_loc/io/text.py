@@ -76,19 +76,42 @@ def write_poses(path: str | os.PathLike, poses: dict[str, Pose]) -> None:
             f.write(f"{name} {vals}\n")
 
 
-def read_cameras(path: str | os.PathLike) -> dict[str, Camera]:
+def read_cameras(path: str | os.PathLike, what: str = "camera") -> dict[str, Camera]:
     """Read an hloc query list / camera file ``name MODEL WIDTH HEIGHT PARAMS...``.
+
+    Args:
+        what: what the file is, for the messages (``camera``, ``query list``).
 
     Returns:
         ``name -> Camera`` in file order.
     Raises:
         InputError / CameraModelError: with the file and line number.
     """
+    return {n: c for n, c in read_query_list(path, what, names_alone=False).items()}
+
+
+def read_query_list(path: str | os.PathLike, what: str = "query list",
+                    names_alone: bool = True) -> dict[str, Camera | None]:
+    """Read an hloc query list: ``name MODEL WIDTH HEIGHT PARAMS...`` per line, or ``name``
+    alone where the camera is unknown (its camera is then None: infer it, e.g. from EXIF with
+    :func:`global_loc.map.sfm.infer_camera`).
+
+    Returns:
+        ``name -> Camera or None`` in file order.
+    Raises:
+        InputError / CameraModelError: with the file and line number.
+    """
     path = Path(path)
-    out: dict[str, Camera] = {}
-    for no, tok in _lines(path, "camera"):
+    out: dict[str, Camera | None] = {}
+    for no, tok in _lines(path, what):
+        if len(tok) == 1 and names_alone:
+            if tok[0] in out:
+                raise InputError(f"{path}:{no}: image '{tok[0]}' is listed twice")
+            out[tok[0]] = None
+            continue
         if len(tok) < 5:
-            raise InputError(f"{path}:{no}: expected 'name MODEL WIDTH HEIGHT PARAMS...'")
+            raise InputError(f"{path}:{no}: expected 'name MODEL WIDTH HEIGHT PARAMS...'"
+                             + (" or 'name' alone" if names_alone else ""))
         try:
             w, h = int(tok[2]), int(tok[3])
         except ValueError:

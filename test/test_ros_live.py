@@ -492,3 +492,48 @@ def _stamped(msg, stamp_ns):
 
     msg.header = conv.make_header(conv.rclpy_types, "camera_optical", stamp_ns)
     return msg
+
+
+# --- the ros2 command lines the README shows ------------------------------------------------------------
+def _readme_ros2_lines():
+    from test_docs import ROOT, shown_commands
+
+    return [c for c in shown_commands(ROOT / "README.md") if c.startswith("ros2 ") and not c.startswith("ros2 launch")
+            and not c.startswith("ros2 bag")]
+
+
+def test_every_ros2_command_the_readme_shows_answers(colcon_env, mini_world_map, tmp_path, capsys):
+    """The README's ``ros2 service call``, ``ros2 lifecycle``, ``ros2 param`` lines, run as a
+    user runs them, against both nodes started by their launch files."""
+    from global_loc.ros.workspace import ros2_launch
+
+    lines = _readme_ros2_lines()
+    verbs = {" ".join(c.split()[:2]) for c in lines}
+    assert {"ros2 service", "ros2 lifecycle", "ros2 param"} <= verbs, lines
+    expected = {  # what each answer must say
+        "ros2 service call /map_indexer/save_map std_srvs/srv/Trigger": "response:",
+        "ros2 service call /localizer/localize std_srvs/srv/Trigger": "no camera frame received yet",
+        "ros2 lifecycle get /localizer": "active [3]",
+        "ros2 param list /localizer": "map_path",
+        "ros2 param get /localizer map_path": f"String value is: {mini_world_map}",
+    }
+    assert set(lines) == set(expected), f"README ros2 lines changed: {lines}"
+    answers = {}
+    with ros2_launch(colcon_env, "localize.launch.py", {"map": str(mini_world_map)}) as loc, \
+            ros2_launch(colcon_env, "index_map.launch.py", {"map": str(tmp_path / "new.glmap")}) as idx:
+        loc.wait_for(r"active: localizing", 60)
+        idx.wait_for(r"indexing /camera/image_raw", 60)
+        try:
+            for line in lines:
+                out = subprocess.run(line.split(), env=colcon_env, capture_output=True, text=True, timeout=60)
+                answers[line] = out.stdout.strip()
+                assert out.returncode == 0 and expected[line] in out.stdout, f"`{line}`:\n{out.stdout}\n{out.stderr}"
+        finally:
+            subprocess.run(["ros2", "daemon", "stop"], env=colcon_env, capture_output=True, timeout=30)
+        rc_loc, rc_idx = loc.stop(), idx.stop()
+    assert_clean_exit(loc, rc_loc)
+    assert_clean_exit(idx, rc_idx)
+    with capsys.disabled():
+        print("\nthe README's ros2 lines, answered on a live graph:")
+        for line, answer in answers.items():
+            print(f"  $ {line}\n    " + "\n    ".join(answer.splitlines()[-3:]))

@@ -165,7 +165,7 @@ class LocalizationConf:
             out: errors the map shares across a query's points (its keyframes' poses,
             calibration) and the residuals' correlation. The default is calibrated on held-out
             queries with ``global-loc evaluate``, which prints the factor a set of results asks
-            for (see the README's covariance section).
+            for (see docs/covariance.md).
     """
 
     num_retrieved: int = 10

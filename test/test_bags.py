@@ -238,3 +238,19 @@ def test_index_bag_set_wins_over_a_flags_default_and_an_explicit_flag_over_set(m
         counts[name] = (m.metadata["preset"]["mapping"]["keyframe_min_distance_m"], m.num_keyframes)
     assert [counts[k][0] for k in ("default", "set", "flag")] == [0.2, 1.0, 0.5]
     assert counts["default"][1] > counts["flag"][1] > counts["set"][1] > 0
+
+
+def test_t265_bag_of_one_keyframe_makes_no_map_and_says_what_to_record(data_dir, tmp_path, capfd):
+    """3 frames over 0.09 s: one keyframe, no 3D point. No map is written (exit 2), the error
+    says what to record; the few descriptors for VLAD are one warning line, not faiss's raw one."""
+    cams = tmp_path / "t265.txt"
+    cams.write_text("/camera/fisheye1/image_raw OPENCV_FISHEYE 848 800 285.7 285.9 424.3 400.1 "
+                    "-0.006 0.04 -0.037 0.006\n")
+    out = tmp_path / "t265.glmap"
+    rc = main(["-q", "index", "--bag", str(data_dir / T265), "--image-topic", "/camera/fisheye1/image_raw",
+               "--cameras", str(cams), "--pose-topic", "/camera/odom/sample", "--map-frame", "camera_odom_frame",
+               "--camera-frame", "camera_pose_frame", "--out", str(out)])
+    err = capfd.readouterr().err  # the file descriptor: faiss prints from C++
+    assert rc == 2 and not out.exists()
+    assert "the map would hold no 3D point (1 keyframe(s)" in err and "Record keyframes that see the same scene" in err
+    assert "please provide at least" not in err

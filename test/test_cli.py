@@ -3,6 +3,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,34 @@ def test_time_query_reports_every_stage(temple_map, temple_split, tmp_path, caps
     report = json.loads((tmp_path / "t.json").read_text())
     assert report["timed"] == 3 and report["localized"] == 3
     assert report["stages"]["total"]["median_ms"] > report["stages"]["pnp"]["median_ms"] > 0
+
+
+@pytest.mark.slow
+def test_sigterm_stops_index_like_ctrl_c_with_no_orphan_and_no_partial_map(temple_dir, tmp_path):
+    """``kill PID`` (SIGTERM, what a supervisor sends) while workers extract features: one line,
+    exit 143, no worker left, no map file (nor a temporary one)."""
+    import signal
+    import time
+
+    import psutil
+
+    exe = str(Path(sys.executable).parent / "global-loc")
+    out = tmp_path / "m.glmap"
+    proc = subprocess.Popen([exe, "index", "--images", str(temple_dir / "images"), "--poses",
+                             str(temple_dir / "poses_cam_from_world.txt"), "--cameras", str(temple_dir / "cameras.txt"),
+                             "--out", str(out), "--workers", "2", "--set", "features.max_keypoints=8000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    me = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(me.children(recursive=True)) < 3:  # forkserver + 2 workers
+        time.sleep(0.05)
+    children = me.children(recursive=True)
+    assert len(children) >= 3, "the workers never started"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "terminated (SIGTERM)" in stderr and "Traceback" not in stderr and "*** SIGTERM" not in stderr, stderr[-2000:]
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"orphaned: {alive}"
+    assert list(tmp_path.iterdir()) == []

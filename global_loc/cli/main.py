@@ -14,7 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -345,6 +348,7 @@ def _cmd_index(args) -> int:
         cameras = read_cameras(args.cameras)
         m = index_image_folder(args.images, poses, cameras, conf, args.map_frame, progress=not args.quiet,
                                **parallel)
+    m.check_localizable()
     path = write_map(m, args.out, descriptor_dtype=args.descriptor_dtype)
     size = path.stat().st_size / 2**20
     print(f"map: {path} ({size:.1f} MiB), preset '{conf.name}'")
@@ -571,8 +575,8 @@ def _cmd_replay(args) -> int:
     except ImportError as e:
         raise GlobalLocError(
             f"global-loc replay needs ROS 2's Python packages ({e.name} is missing): source a ROS 2 "
-            "installation (Humble or newer), or install the wheels the README lists under 'ROS 2 without "
-            "a system installation'"
+            "installation (Humble or newer), or install the ROS 2 wheels the README lists under 'Install' "
+            "(make install does)"
         ) from None
     stats = replay(args.bag, args.topics, args.rate, args.loops, args.clock, args.qos, args.wait_for,
                    args.wait_timeout, progress=not args.quiet)
@@ -765,14 +769,47 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    previous = _terminate_like_interrupt()
     try:
         return int(args.func(args) or 0)
     except GlobalLocError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated (SIGTERM): stopped; nothing was written but what had been finished", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: stopped; nothing was written but what had been finished", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `global-loc ... | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what a supervisor, ``kill`` or ``docker stop`` sends), handled as Ctrl-C is:
+    workers stopped, nothing half-written (maps are written to a temporary file and renamed)."""
+
+
+def _terminate_like_interrupt():
+    """Make SIGTERM raise :class:`Terminated` in the main thread (also in place of the glog
+    handler that pycolmap installs, which prints a stack dump); returns the previous handler,
+    or None off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:  # pycolmap's glog takes SIGTERM over when it loads: load it first, then take it back
+        import pycolmap  # noqa: F401
+    except ImportError:
+        pass
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

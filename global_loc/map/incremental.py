@@ -157,7 +157,10 @@ class IncrementalIndexer:
         with self._select_lock:
             self.counts[Offer.ADDED.value] += 1
         if due:
-            self.save()
+            try:
+                self.save()
+            except EmptyMapError as e:  # not yet: the next keyframes may give points
+                logger.warning("autosave skipped: %s", str(e).split(";")[0])
         return Offer.ADDED
 
     @property
@@ -184,8 +187,14 @@ class IncrementalIndexer:
             return self.builder.build(progress=progress)
 
     def save(self, progress: bool = False) -> MapIndex:
-        """Build the map and write it to ``map_path`` (atomically)."""
+        """Build the map and write it to ``map_path`` (atomically).
+
+        Raises:
+            EmptyMapError: the map would hold no 3D point (:meth:`MapIndex.check_localizable`):
+                nothing is written, an earlier file stays.
+        """
         m = self.build(progress)
+        m.check_localizable()
         if self.map_path is not None:
             write_map(m, self.map_path)
             logger.info("wrote %s: %s", self.map_path, m.summary())

@@ -302,11 +302,31 @@ class MapIndex:
         ) if len(rows) else np.zeros(0, np.int64)
         return self.obs_descriptors[idx], self.obs_point_index[idx]
 
+    def check_localizable(self) -> None:
+        """Raise when no query could ever be localized against this map: it has no 3D point
+        (and keeps no free keypoints for the relative-pose fallback).
+
+        Raises:
+            EmptyMapError: with what to record instead.
+        """
+        from ..errors import EmptyMapError
+
+        if self.num_points3D == 0 and self.num_free_features == 0:
+            raise EmptyMapError(
+                f"the map would hold no 3D point ({self.num_keyframes} keyframe(s), no feature seen by two of "
+                "them with enough parallax), so no query could be localized; not written. Record keyframes that "
+                "see the same scene from viewpoints some decimetres apart: a longer run (a map needs at least "
+                "two overlapping keyframes; global-loc index takes one every 0.2 m or 10 deg from a bag, "
+                "--min-distance lowers it), or check that the poses are right (global-loc inspect --bag)")
+
     def summary(self) -> str:
         """One paragraph describing the map."""
-        track = self.num_observations / max(self.num_points3D, 1)
+        observed = int(np.unique(np.asarray(self.obs_point_index)).size) if self.num_observations else 0
+        track = self.num_observations / max(observed, 1)  # over the points that have an observation
         lf, gd = self.local_features, self.global_descriptor
         free = f", {self.num_free_features} free keypoints" if self.num_free_features else ""
+        if observed < self.num_points3D:  # e.g. a COLMAP model's points that no extracted keypoint observes
+            free += f", {self.num_points3D - observed} points without an observation (never matched)"
         if self.retrieval_index is not None:
             free += f", {self.retrieval_index.kind} retrieval index"
         return (

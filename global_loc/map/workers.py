@@ -128,10 +128,13 @@ _WORKER_EXTRACTORS: dict[str, KeyframeExtractor] = {}
 
 
 def _worker_setup() -> None:
-    """A worker process of the pool: Ctrl-C left to the parent, which shuts the pool down."""
+    """A worker process of the pool: Ctrl-C left to the parent, which stops the pool; SIGTERM
+    (a supervisor stopping the whole group) ends it quietly, not through the stack dump of the
+    glog handler that pycolmap installs."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _one_thread_each() -> None:
@@ -213,7 +216,14 @@ class Workers(abc.ABC):
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.abort()  # Ctrl-C or SIGTERM: stop now, not after the chunks in hand
+        else:
+            self.close()
+
+    def abort(self) -> None:
+        """Stop the workers at once, dropping the work in hand (default: :meth:`close`)."""
         self.close()
 
 
@@ -292,6 +302,10 @@ class ProcessWorkers(Workers):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    def abort(self) -> None:
+        """Kill the workers (they ignore SIGINT, leaving it to this process): no orphan is left."""
+        self._stop_broken()
 
 
 class RayWorkers(Workers):

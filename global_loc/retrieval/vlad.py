@@ -23,6 +23,10 @@ from .pca import l2_normalize
 logger = logging.getLogger(__name__)
 
 
+#: faiss's k-means asks for this many training points per centroid (and prints a warning below)
+FAISS_MIN_POINTS_PER_CENTROID = 39
+
+
 @GLOBAL_MODELS.register
 class VLAD(GlobalDescriptorModel):
     """VLAD: the sum of residuals to the nearest visual word, per word.
@@ -85,9 +89,14 @@ class VLAD(GlobalDescriptorModel):
         rng = np.random.default_rng(self.conf.seed)
         if len(X) > self.conf.max_training_descriptors:
             X = X[rng.choice(len(X), self.conf.max_training_descriptors, replace=False)]
+        if len(X) < FAISS_MIN_POINTS_PER_CENTROID * k:  # said once here, not by faiss on stderr
+            logger.warning("the VLAD vocabulary of %d words is learned from %d local descriptors only (%d or more "
+                           "give stable words): retrieval may be weak; a map of more keyframes, or "
+                           "--set global_descriptor.num_clusters=%d, would do better", k, len(X),
+                           FAISS_MIN_POINTS_PER_CENTROID * k, max(1, len(X) // FAISS_MIN_POINTS_PER_CENTROID))
         km = faiss.Kmeans(
             X.shape[1], k, niter=self.conf.kmeans_iterations, seed=self.conf.seed,
-            max_points_per_centroid=max(256, len(X) // k + 1), verbose=False,
+            max_points_per_centroid=max(256, len(X) // k + 1), min_points_per_centroid=1, verbose=False,
         )
         km.train(np.ascontiguousarray(X))
         self._set_centroids(km.centroids)

@@ -174,7 +174,10 @@ class MapIndexerNode(Node):
             self.get_logger().info(f"extracting the {self._extractor.pending} keyframes still waiting")
         self._extractor.stop(timeout=600.0, drain=True)
         if self.indexer.num_keyframes:
-            self._save(f"at shutdown, {self.indexer.num_keyframes} keyframes")
+            try:
+                self._save(f"at shutdown, {self.indexer.num_keyframes} keyframes")
+            except GlobalLocError as e:  # e.g. no 3D point yet: say why, exit cleanly
+                self.get_logger().error(f"{self.params['map_path']} not written: {e}")
         else:
             self.get_logger().warning(f"nothing indexed, {self.params['map_path']} not written")
 

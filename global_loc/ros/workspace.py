@@ -30,7 +30,7 @@ def _tool(name: str) -> str:
     found = str(here) if here.exists() else shutil.which(name)
     if found is None:
         raise WorkspaceError(f"'{name}' is not installed: pip install colcon-common-extensions, and the ROS 2 "
-                             "runtime (see the README, 'ROS 2 without a system installation')")
+                             "runtime (see the README, 'Install')")
     return found
 
 

@@ -38,3 +38,28 @@ class MapMismatchError(GlobalLocError):
 
 class EmptyMapError(GlobalLocError):
     """A map without keyframes or without 3D points, which cannot localize anything."""
+
+
+#: optional packages: what needs them and the command that installs them
+OPTIONAL_DEPENDENCIES = {
+    "torch": ("learned models", "pip install torch, then pip install -e '.[learned]' (make install does both)"),
+    "onnxruntime": ("ONNX Runtime backends", "pip install -e '.[learned]' (or '.[gpu]' for CUDA)"),
+    "onnx": ("ONNX export", "pip install -e '.[learned]'"),
+    "kapture": ("kapture data sets", "pip install -e '.[kapture]'"),
+    "ray": ("indexing on Ray (--ray)", "pip install -e '.[distributed]'"),
+    "matplotlib": ("plots (--plot)", "pip install -e '.[plot]'"),
+    "rclpy": ("the ROS 2 nodes and global-loc replay", "source a ROS 2 installation, or see the README's 'Install'"),
+}
+
+
+class MissingDependencyError(GlobalLocError, ImportError):
+    """An optional package is not installed; the message says what needs it and how to install it."""
+
+
+def missing_dependency(e: ImportError) -> MissingDependencyError | None:
+    """The one-line error for ``e`` when it is an optional package missing, else None."""
+    root = (getattr(e, "name", None) or "").split(".")[0]
+    if root not in OPTIONAL_DEPENDENCIES:
+        return None
+    what, how = OPTIONAL_DEPENDENCIES[root]
+    return MissingDependencyError(f"{what} need the Python package '{root}', which is not installed: {how}")

@@ -26,7 +26,7 @@ from .geometry.camera import Camera
 from .geometry.transforms import Pose
 from .io.bags import BagReader, BagWriter
 from .io.colmap import read_colmap_model
-from .io.images import check_image_camera, read_image
+from .io.images import check_image_camera, image_size, read_image
 from .io.text import write_poses, write_tum
 from .localizer import Localizer
 from .map.builder import MapBuilder
@@ -50,6 +50,10 @@ def _list_missing(names: Iterable[str], what: str, hint: str, limit: int = 5) ->
 def check_image_folder(images: Path, cameras: dict[str, Camera], names: Iterable[str]) -> None:
     """Check before any work that every named image exists and has its camera's size.
 
+    One rule for images that exist but cannot be read (not an image, a truncated file): they
+    pass here, and the extraction skips them with a warning and counts them (the map's
+    ``skipped`` metadata, the summary at the end), as it does a file whose pixels fail to decode.
+
     Raises:
         InputError: listing the missing images; ImageReadError: the first size mismatch.
     """
@@ -62,7 +66,11 @@ def check_image_folder(images: Path, cameras: dict[str, Camera], names: Iterable
         "Check --images or remove them from the list",
     )
     for n in names:
-        check_image_camera(images / n, cameras[n])
+        try:
+            size = image_size(images / n)
+        except ImageReadError:
+            continue  # unreadable: skipped and counted by the extraction
+        check_image_camera(images / n, cameras[n], size)
 
 
 def index_image_folder(

@@ -11,7 +11,7 @@ import dataclasses
 from typing import ClassVar, Generic, TypeVar
 
 from .config import from_dict
-from .errors import ConfigError
+from .errors import ConfigError, missing_dependency
 
 T = TypeVar("T")
 
@@ -67,7 +67,13 @@ class Registry(Generic[T]):
                 raise ConfigError(
                     f"unknown {self.kind} '{name}'; available: {', '.join(self.names())}"
                 )
-            importlib.import_module(self._modules[name])
+            try:
+                importlib.import_module(self._modules[name])
+            except ImportError as e:  # an optional package (torch, onnxruntime): one line that says how
+                missing = missing_dependency(e)
+                if missing is None:
+                    raise
+                raise missing from None
         return self._classes[name]
 
     def conf_from_dict(self, conf: dict):

@@ -191,3 +191,50 @@ def test_sigterm_stops_index_like_ctrl_c_with_no_orphan_and_no_partial_map(templ
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"orphaned: {alive}"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_missing_optional_package_is_one_line_with_the_install_command(temple_dir, tmp_path):
+    """torch (learned presets), kapture and ray made unimportable: each command prints one
+    line that names the package and how to install it, and exits 2."""
+    T = temple_dir
+    folder = ["--images", str(T / "images"), "--poses", str(T / "poses_cam_from_world.txt"), "--cameras",
+              str(T / "cameras.txt"), "--out", str(tmp_path / "m.glmap")]
+    cases = {
+        "torch": [["index", *folder, "--preset", p] for p in ("aliked-n16", "r2d2", "hfnet", "superpoint-netvlad")],
+        "kapture": [["index", "--kapture", str(tmp_path), "--out", str(tmp_path / "k.glmap")]],
+        "ray": [["index", *folder, "--ray"]],
+    }
+    script = ("import sys, json\nsys.modules[sys.argv[1]] = None\nfrom global_loc.cli.main import main\n"
+              "sys.exit(main(json.loads(sys.argv[2])))\n")
+    for package, commands in cases.items():
+        for argv in commands:
+            out = subprocess.run([sys.executable, "-c", script, package, json.dumps(["-q", *argv])],
+                                 capture_output=True, text=True, timeout=120)
+            lines = out.stderr.strip().splitlines()
+            assert out.returncode == 2 and len(lines) == 1, f"{package}, {argv}: {out.stderr[-3000:]}"
+            assert package in lines[0] and "pip install" in lines[0] and "Traceback" not in out.stderr, lines[0]
+
+
+def test_an_unreadable_listed_image_is_skipped_with_a_warning_and_counted(temple_dir, tmp_path, capsys):
+    """One rule for images that exist but cannot be read, whether not an image at all or a
+    truncated file: skipped with a warning, the others indexed, a count at the end."""
+    images = tmp_path / "images"
+    images.mkdir()
+    names = sorted(p.name for p in (temple_dir / "images").iterdir())[:8]
+    for n in names:
+        shutil.copy(temple_dir / "images" / n, images / n)
+    (images / names[2]).write_text("not an image\n")  # listed, but a text file
+    data = (images / names[5]).read_bytes()
+    (images / names[5]).write_bytes(data[: len(data) // 3])  # truncated
+    poses = [l for l in (temple_dir / "poses_cam_from_world.txt").read_text().splitlines() if l.split()[0] in names]
+    cams = [l for l in (temple_dir / "cameras.txt").read_text().splitlines() if l.split()[0] in names]
+    (tmp_path / "p.txt").write_text("\n".join(poses) + "\n")
+    (tmp_path / "c.txt").write_text("\n".join(cams) + "\n")
+    rc = main(["index", "--images", str(images), "--poses", str(tmp_path / "p.txt"), "--cameras",
+               str(tmp_path / "c.txt"), "--out", str(tmp_path / "m.glmap")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "skipped 2 frame(s)" in out and names[2] in out and names[5] in out, out
+    from global_loc.map.storage import read_map
+
+    assert read_map(tmp_path / "m.glmap").num_keyframes == 6

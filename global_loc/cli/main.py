@@ -775,6 +775,14 @@ def main(argv: list[str] | None = None) -> int:
     except GlobalLocError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ImportError as e:  # an optional package missing: one line with the install command
+        from ..errors import missing_dependency
+
+        missing = missing_dependency(e)
+        if missing is None:
+            raise
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
     except Terminated:
         print("terminated (SIGTERM): stopped; nothing was written but what had been finished", file=sys.stderr)
         return 143

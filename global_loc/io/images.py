@@ -61,9 +61,10 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         raise ImageReadError(f"image {path} cannot be read: {e}") from None
 
 
-def check_image_camera(path: str | os.PathLike, camera: Camera) -> None:
-    """Raise :class:`ImageReadError` when the image's size differs from its camera's."""
-    w, h = image_size(path)
+def check_image_camera(path: str | os.PathLike, camera: Camera, size: tuple[int, int] | None = None) -> None:
+    """Raise :class:`ImageReadError` when the image's size (``size`` when already read) differs
+    from its camera's."""
+    w, h = image_size(path) if size is None else size
     if (w, h) != (camera.width, camera.height):
         raise ImageReadError(
             f"image {path} is {w}x{h} but its camera is {camera.width}x{camera.height}; "

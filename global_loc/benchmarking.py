@@ -116,7 +116,8 @@ def run_time_query(map_path, images, queries, preset=None, overrides=(), models_
     results = [run(n) for n in tqdm(timed, desc="timing", disable=not progress, unit="query")]
     table = timing_table([r.timings for r in results], TIME_QUERY_STAGES)
     lines = format_timing_table(table).splitlines()
-    lines.insert(len(lines) - 1, "| refinement | - | - |")  # no feature-metric refinement configured
+    if not any(line.startswith("| refinement |") for line in lines):  # no feature-metric refinement configured
+        lines.insert(len(lines) - 1, "| refinement | - | - |")
     dev = getattr(getattr(localizer.extractor, "runner", None), "device", None)
     header = environment(str(dev) if dev is not None else "cpu")
     header.update({

@@ -405,6 +405,62 @@ def plot_trajectories(path, ground_truth, estimates, report: EvaluationReport | 
     plt.close(fig)
 
 
+def plot_queries(path, ground_truth: dict[str, Pose], estimates: dict[str, Pose], report: EvaluationReport,
+                 title: str = "") -> None:
+    """Save a PNG for image-folder results: the true and estimated camera centres on the two
+    world axes along which the true ones spread most (each estimate joined to its truth), and each query's position error, in name
+    order (not localized: a red cross).
+
+    Args:
+        ground_truth, estimates: name -> cam_from_world.
+
+    Raises:
+        InputError: when matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("plotting needs matplotlib: pip install -e '.[plot]'") from None
+    names = sorted(report.errors)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1.4, 1]})
+    ax = axes[0]
+    g = np.array([ground_truth[n].inverse().t for n in names]).reshape(-1, 3)
+    i, j = sorted(np.argsort(-g.var(axis=0))[:2]) if len(g) > 1 else (0, 1)  # the two axes of most spread
+    ax.plot(g[:, i], g[:, j], "o", color="0.3", ms=4, label="ground truth")
+    loc = [n for n in names if n in estimates]
+    if loc:
+        e = np.array([estimates[n].inverse().t for n in loc])
+        t = np.array([ground_truth[n].inverse().t for n in loc])
+        for a, b in zip(t, e):
+            ax.plot([a[i], b[i]], [a[j], b[j]], "-", color="tab:orange", lw=0.8)
+        ax.plot(e[:, i], e[:, j], ".", color="tab:orange", ms=5, label="localized")
+    ax.set_aspect("equal")
+    ax.set_xlabel("xyz"[i])
+    ax.set_ylabel("xyz"[j])
+    ax.legend(loc="best")
+    ax.set_title(title or "camera centres")
+    ax = axes[1]
+    dt = np.array([report.errors[n][0] for n in names], np.float64)
+    ok = np.isfinite(dt)
+    x = np.arange(len(names))
+    ax.semilogy(x[ok], np.maximum(dt[ok], 1e-5), ".", color="tab:blue", ms=5, label="position error")
+    if (~ok).any():
+        ax.plot(x[~ok], np.full((~ok).sum(), 1e-5), "x", color="tab:red", label="not localized")
+    for m, _ in report.thresholds[:1]:
+        ax.axhline(m, color="0.5", ls="--", lw=1, label=f"{m:g} m")
+    ax.set_xlabel("query (name order)")
+    ax.set_ylabel("error (m)")
+    ax.legend(loc="best")
+    r = ", ".join(f"{100 * r:.1f}% @ ({m:g} m, {d:g}°)" for (m, d), r in zip(report.thresholds, report.recall))
+    ax.set_title(f"recall {r}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 @dataclass
 class Alignment:
     """A similarity transform that takes estimated poses into the ground truth's frame.

@@ -157,6 +157,7 @@ def test_time_query_reports_every_stage(temple_map, temple_split, tmp_path, caps
     for text in ("python:", "pycolmap:", "faiss:", "device:", "| local_features |", "| matching |", "| pnp |",
                  "| refinement |", "| total |", "peak memory: host"):
         assert text in out, text
+    assert out.count("| refinement |") == 1 and out.count("| total |") == 1  # each stage once
     report = json.loads((tmp_path / "t.json").read_text())
     assert report["timed"] == 3 and report["localized"] == 3
     assert report["stages"]["total"]["median_ms"] > report["stages"]["pnp"]["median_ms"] > 0
@@ -238,3 +239,25 @@ def test_an_unreadable_listed_image_is_skipped_with_a_warning_and_counted(temple
     from global_loc.map.storage import read_map
 
     assert read_map(tmp_path / "m.glmap").num_keyframes == 6
+
+
+def test_evaluate_plot_of_image_folder_results_writes_a_png(temple_split, tmp_path, capsys):
+    gt = temple_split["gt"]
+    lines = gt.read_text().splitlines()[:10]
+    (tmp_path / "r.txt").write_text("\n".join(lines) + "\n")
+    plot = tmp_path / "p.png"
+    assert main(["evaluate", "--results", str(tmp_path / "r.txt"), "--gt", str(gt), "--plot", str(plot)]) == 0
+    assert f"plot: {plot}" in capsys.readouterr().out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_reader_that_leaves_the_pipe_early_gets_no_traceback(temple_split, tmp_path):
+    """``global-loc evaluate ... | head -1``: the reader closes the pipe; the command ends
+    quietly with status 141 (SIGPIPE's), not a BrokenPipeError traceback."""
+    gt = temple_split["gt"]
+    exe = str(Path(sys.executable).parent / "global-loc")
+    proc = subprocess.Popen([exe, "evaluate", "--results", str(gt), "--gt", str(gt)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # before the command has printed anything
+    err = proc.stderr.read()
+    assert proc.wait(60) == 141 and "Traceback" not in err and "BrokenPipeError" not in err, err

@@ -156,3 +156,30 @@ def test_the_points_covariances_are_kept_and_not_computed_again(small_map, tmp_p
     # another noise than the map's own asks for a new computation
     with pytest.raises(AssertionError, match="computed again"):
         m.point_covariances(rows, noise_px=0.5)
+
+
+def test_special_files_are_refused_before_opening(tmp_path):
+    """A FIFO with no writer would block ``open`` for ever; a device would read without end."""
+    import os
+    import threading
+
+    from global_loc.errors import MapFormatError
+    from global_loc.map.storage import read_map
+
+    fifo = tmp_path / "map.glmap"
+    os.mkfifo(fifo)
+    done = {}
+
+    def read():
+        try:
+            read_map(fifo)
+        except MapFormatError as e:
+            done["error"] = str(e)
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(5.0)
+    assert not t.is_alive(), "read_map blocked on a FIFO"
+    assert "is a FIFO (named pipe), not a map file" in done["error"]
+    with pytest.raises(MapFormatError, match="is a device, not a map file"):
+        read_map("/dev/zero")

@@ -686,6 +686,11 @@ def _cmd_evaluate(args) -> int:
     print(report.format())
     if args.json is not None:
         args.json.write_text(json.dumps(report.to_dict(), indent=1))
+    if args.plot is not None:
+        from ..evaluation import plot_queries
+
+        plot_queries(args.plot, gt, estimates, report)
+        print(f"plot: {args.plot}")
     return 0
 
 
@@ -715,8 +720,9 @@ def _evaluate_retrieval(args) -> int:
                 query_poses[key] = truth[i][1].inverse()
                 retrieved[key] = q.get("retrieved") or []
     else:
-        query_poses = read_poses(args.gt)
         retrieved = {q["name"]: q.get("retrieved") or [] for q in entries if "name" in q}
+        # the queries are the log's entries; the ground truth may hold the mapping images too
+        query_poses = {n: p for n, p in read_poses(args.gt).items() if n in retrieved}
     if args.map is None:
         raise InputError("--retrieval needs --map: the positives are the map's keyframes near each query, "
                          "and only the map knows all of them")

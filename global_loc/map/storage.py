@@ -362,6 +362,10 @@ def _open_checked(path: Path) -> BinaryIO:
         raise MapFormatError(f"map file {path} does not exist; build one with `global-loc index`")
     if path.is_dir():
         raise MapFormatError(f"{path} is a directory, not a map file")
+    if not path.is_file():  # a FIFO would block the open for ever, a device read without end
+        kind = ("a FIFO (named pipe)" if path.is_fifo() else "a socket" if path.is_socket() else
+                "a device" if path.is_block_device() or path.is_char_device() else "not a regular file")
+        raise MapFormatError(f"{path} is {kind}, not a map file; give the path of a map written by `global-loc index`")
     f = open(path, "rb")
     pre = f.read(_PREAMBLE.size)
     if len(pre) < _PREAMBLE.size or pre[:8] != MAGIC:

@@ -59,6 +59,7 @@ class LocalizerNode(Node):
         self._worker: DropOldestWorker | None = None
         self._busy = threading.Lock()  # the worker and ~/localize share the localizer
         self._last_time = 0.0
+        self._use_sim_time = False  # read at configuration
         self._subs: list = []
         self._state = "unconfigured"
         period = 1.0

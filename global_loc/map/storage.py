@@ -26,9 +26,9 @@ import numpy as np
 
 from .. import __version__
 from ..errors import MapFormatError
-from ..geometry.camera import Camera
 from . import global_loc_map_pb2 as pb
 from .index import MapIndex
+from .validate import REBUILD, check_directory, check_metadata, check_names, check_values, make_cameras
 
 logger = logging.getLogger(__name__)
 
@@ -452,8 +452,16 @@ def _read_mapped(path: Path, verify: bool | str) -> MapIndex:
     header = _record_at(buf, _PREAMBLE.size, path, "header").header
     pos = _PREAMBLE.size + _RECORD_HEAD.size + _RECORD_HEAD.unpack_from(buf, _PREAMBLE.size)[0]
     entries = list(_record_at(buf, pos, path, "directory").directory.arrays)
-    end = max([int(e.offset + e.nbytes) for e in entries], default=pos)
+    data_start = pos + _RECORD_HEAD.size + _RECORD_HEAD.unpack_from(buf, pos)[0]
+    end = max([int(e.offset) + int(e.nbytes) for e in entries], default=data_start)
     footer = _record_at(buf, end, path, "footer").footer
+    counts = {"K": int(footer.num_keyframes), "P": int(footer.num_points3D), "O": int(header.num_observations),
+              "Dg": int(header.global_descriptor.dim), "Dl": int(header.local_features.dim),
+              "Dr": int(header.dense_features.dim) if header.dense_features.name else 0}
+    if int(header.num_keyframes) != counts["K"] or int(header.num_points3D) != counts["P"]:
+        raise MapFormatError(f"map {path}: its header counts {header.num_keyframes} keyframes and "
+                             f"{header.num_points3D} points, its footer {counts['K']} and {counts['P']}; {REBUILD}")
+    check_directory(entries, counts, size, data_start, end, _NP_DTYPES, ALIGN, path)
     if verify is True or (verify == "auto" and size <= VERIFY_MAX_BYTES):
         for e in entries:
             with memoryview(buf)[e.offset:e.offset + e.nbytes] as view:
@@ -479,8 +487,7 @@ def _read_mapped(path: Path, verify: bool | str) -> MapIndex:
     missing = [k for k in need if k not in arrays]
     if missing:
         raise MapFormatError(f"map {path} lacks the arrays {', '.join(missing)}; the map is corrupt, rebuild it")
-    raw, offs = arrays["names_utf8"].tobytes(), arrays["names_offsets"]
-    names = [raw[a:b].decode("utf-8") for a, b in zip(offs[:-1].tolist(), offs[1:].tolist())]
+    names = check_names(arrays["names_utf8"].tobytes(), arrays["names_offsets"], counts["K"], path)
     free = {k: arrays[k] for k in ("free_offsets", "free_keypoints", "free_descriptors") if k in arrays}
     point_features = None
     if header.dense_features.name:
@@ -507,12 +514,16 @@ def _map_index(path: Path, header, footer, arrays: dict, point_covariances=None,
     """The :class:`MapIndex` of ``arrays`` and what the header says (models, cameras, state,
     frame, metadata), its counts checked against the footer and header, with the points'
     covariances where the file keeps them."""
+    cameras = make_cameras(header.cameras, path)
+    state = {k: np.array(array_from_pb(v, f"map {path}: {k}")) for k, v in header.global_state.items()}
+    check_values({**arrays, "point_covariances": point_covariances, "point_noise_px": point_noise}, len(cameras),
+                 state, path)
     try:
         m = MapIndex(
-            cameras=[Camera(c.model, c.width, c.height, np.array(c.params)) for c in header.cameras],
+            cameras=cameras,
             local_features=_model_info(header.local_features), global_descriptor=_model_info(header.global_descriptor),
-            global_state={k: np.array(array_from_pb(v, f"map {path}: {k}")) for k, v in header.global_state.items()},
-            frame_id=header.frame_id or "map", metadata=json.loads(header.metadata_json or "{}"),
+            global_state=state,
+            frame_id=header.frame_id or "map", metadata=check_metadata(header.metadata_json, path),
             dense_features=_model_info(header.dense_features) if header.dense_features.name else {},
             **arrays)
         if point_covariances is not None and point_noise is not None:
@@ -520,7 +531,7 @@ def _map_index(path: Path, header, footer, arrays: dict, point_covariances=None,
     except Exception as e:
         if isinstance(e, MapFormatError):
             raise
-        raise MapFormatError(f"map {path} is inconsistent: {e}") from None
+        raise MapFormatError(f"map {path} is inconsistent: {e}; {REBUILD}") from None
     _check_counts(m, header, footer, path)
     return m
 

@@ -177,7 +177,8 @@ class MapIndex:
         o, f = self.observation_rows(i), slice(int(self.free_offsets[i]), int(self.free_offsets[i + 1]))
         nf = f.stop - f.start
         return (np.concatenate([self.obs_keypoints[o], self.free_keypoints[f]]),
-                np.concatenate([self.obs_descriptors[o], self.free_descriptors[f].astype(self.obs_descriptors.dtype)]),
+                _matchable(np.concatenate([self.obs_descriptors[o],
+                                           self.free_descriptors[f].astype(self.obs_descriptors.dtype)])),
                 np.concatenate([self.obs_point_index[o], np.full(nf, -1, np.int64)]))
 
     def without_points(self) -> "MapIndex":
@@ -292,7 +293,8 @@ class MapIndex:
         return np.asarray((sub @ sub.T).toarray(), np.int64)
 
     def gather_observations(self, rows) -> tuple[np.ndarray, np.ndarray]:
-        """Descriptors and point rows of all observations of the given keyframes.
+        """Descriptors and point rows of all observations of the given keyframes (a descriptor
+        that is not finite, which only a damaged file holds, comes as zeros: it matches nothing).
 
         Returns:
             ``(descriptors (O, Dl) as stored, point_index (O,) int64)``.
@@ -300,7 +302,7 @@ class MapIndex:
         idx = np.concatenate(
             [np.arange(self.obs_offsets[r], self.obs_offsets[r + 1]) for r in rows]
         ) if len(rows) else np.zeros(0, np.int64)
-        return self.obs_descriptors[idx], self.obs_point_index[idx]
+        return _matchable(self.obs_descriptors[idx]), self.obs_point_index[idx]
 
     def check_localizable(self) -> None:
         """Raise when no query could ever be localized against this map: it has no 3D point
@@ -335,3 +337,23 @@ class MapIndex:
             f"{len(self.cameras)} camera(s); local features {lf.get('name')} ({lf.get('dim')}-d), "
             f"global descriptor {gd.get('name')} ({gd.get('dim')}-d); frame '{self.frame_id}'"
         )
+
+
+_EXPONENT_BITS = {np.dtype(np.float16): (np.uint16, np.uint16(0x7C00)),
+                  np.dtype(np.float32): (np.uint32, np.uint32(0x7F800000))}
+
+
+def _matchable(descriptors: np.ndarray) -> np.ndarray:
+    """``descriptors`` (a fresh copy, changed in place) with rows that are not finite set to
+    zero. The map reader does not read every descriptor at opening (gigabytes for a large map):
+    a NaN would reach matching and, through the mutual check's column maxima, spoil every match
+    of its place; a zero row matches nothing instead. An exponent test on the bits: 0.3 ms for
+    the 7356 x 128 float16 descriptors of a temple query (``np.isfinite``: 1.5 ms)."""
+    if descriptors.dtype in _EXPONENT_BITS:
+        uint, mask = _EXPONENT_BITS[descriptors.dtype]
+        bad = ((descriptors.view(uint) & mask) == mask).any(axis=1)  # all exponent bits set: inf or NaN
+    else:
+        bad = ~np.isfinite(descriptors).all(axis=1)
+    if bad.any():
+        descriptors[bad] = 0
+    return descriptors

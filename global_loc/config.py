@@ -126,7 +126,15 @@ class LocalizationConf:
 
     Attributes:
         num_retrieved: keyframes retrieved by global descriptor (top-k).
-        max_places: covisibility clusters tried, best-ranked first.
+        max_places: covisibility clusters (places) solved, best-ranked first: every one of
+            them, so that the strongest wins and places that look alike are noticed.
+        ambiguity_min_ratio: two places whose poses disagree (``ambiguity_max_sigma``) and
+            the weaker of which has at least this fraction of the stronger's PnP inliers make
+            the query ``not_localized``, "ambiguous: places A and B" (perceptual aliasing: a
+            confident wrong pose is worse than none). 0: the strongest place always wins.
+        ambiguity_max_sigma: two places' poses agree when the 6-DoF Mahalanobis distance of
+            their difference under the sum of their covariances is at most this (6.28: the
+            chi-square(6) quantile of a 5-sigma event).
         min_covisible_points: 3D points two retrieved keyframes must share to fall in the
             same place.
         ransac_max_error_px: PnP-RANSAC inlier threshold, pixels.
@@ -170,6 +178,8 @@ class LocalizationConf:
 
     num_retrieved: int = 10
     max_places: int = 5
+    ambiguity_min_ratio: float = 0.5
+    ambiguity_max_sigma: float = 6.28
     min_covisible_points: int = 10
     ransac_max_error_px: float = 8.0
     ransac_max_iterations: int = 10000

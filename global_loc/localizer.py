@@ -8,8 +8,10 @@ at Large Scale" (HF-Net), CVPR 2019:
 3. covisibility clustering of the retrieved keyframes into places;
 4. per place, best-ranked first: 2D-3D matches between the query's descriptors and the
    observations of the place's 3D points (mutual nearest neighbour + ratio test over points);
-5. PnP-RANSAC with non-linear refinement (pycolmap); the first place whose pose passes the
-   inlier thresholds wins;
+5. PnP-RANSAC with non-linear refinement (pycolmap) for every place (up to ``max_places``); of
+   those whose pose passes the inlier thresholds the strongest wins, unless another one fits too
+   (at least ``ambiguity_min_ratio`` of its inliers) with a pose that disagrees: then the query
+   is ``not_localized``, "ambiguous" (perceptual aliasing: places that look alike);
 6. optionally (``refinement.method: featuremetric``), feature-metric refinement of that pose
    (PixLoc / DRAN, :mod:`global_loc.refinement`), kept only when it passes its checks;
 7. when no place passes (``relpose.enabled``), the pose from the relative poses of the retrieved
@@ -445,17 +447,23 @@ class Localizer:
         if self.map.num_points3D:
             with timer("clustering"):
                 places = covisibility_clusters(retrieved, self.map.covisibility(retrieved), lc.min_covisible_points)
-        best = None
-        for place in places[: lc.max_places]:
+        best, solved = None, []
+        for place in places[: lc.max_places]:  # every place: the strongest wins, look-alikes are noticed
             attempt = self._localize_place(features, camera, place, timer)
             if best is None or attempt.num_inliers > best.num_inliers:
                 best = attempt
             if attempt.status == Status.LOCALIZED:
-                break
+                solved.append(attempt)
+        if solved:
+            best = max(solved, key=lambda a: a.num_inliers)
+            ambiguous = self._rival(best, solved)
+            if ambiguous is not None:
+                best = ambiguous
         if not retrieved:
             result.reason = "no keyframe was retrieved"
             return result
-        if (best is None or not best.success) and self.relpose is not None and not self._estimate_focal:
+        if (best is None or not best.success) and self.relpose is not None and not self._estimate_focal \
+                and not (best is not None and best.ambiguity):
             with timer("relative_pose"):
                 relative = self.relpose.localize(features, camera, retrieved)
             if relative.success or best is None:
@@ -466,6 +474,38 @@ class Localizer:
                 best.reason = f"{best.reason}; relative pose: {relative.reason}"
         best.retrieved = result.retrieved  # not None: a map without points has relpose (checked at start)
         return best
+
+    def _rival(self, best: LocalizationResult, solved: list[LocalizationResult]) -> LocalizationResult | None:
+        """The ``not_localized`` result when another solved place rivals ``best`` (its pose
+        disagrees, and it has at least ``ambiguity_min_ratio`` of best's inliers), else None."""
+        from .evaluation import mahalanobis_distance
+        from .geometry.transforms import pose_error
+
+        lc = self.loc_conf
+        if lc.ambiguity_min_ratio <= 0:
+            return None
+        for other in sorted(solved, key=lambda a: -a.num_inliers):
+            if other is best or other.num_inliers < lc.ambiguity_min_ratio * best.num_inliers:
+                continue
+            if best.covariance is not None and other.covariance is not None:
+                sigma = mahalanobis_distance(other.cam_from_world, best.cam_from_world,
+                                             np.asarray(best.covariance) + np.asarray(other.covariance))
+            else:
+                sigma = float("inf")
+            if sigma <= lc.ambiguity_max_sigma:
+                continue  # one place seen through two clusters
+            dt, dr = pose_error(best.cam_from_world, other.cam_from_world)
+            a, b = best.keyframes[0] if best.keyframes else "?", other.keyframes[0] if other.keyframes else "?"
+            out = LocalizationResult(status=Status.NOT_LOCALIZED, keyframes=list(best.keyframes),
+                                     num_inliers=best.num_inliers, num_matches=best.num_matches,
+                                     inlier_ratio=best.inlier_ratio)
+            out.reason = (f"ambiguous: places {a} and {b} both fit ({best.num_inliers} and {other.num_inliers} "
+                          f"inliers) with poses {dt:.2f} m and {dr:.1f} deg apart ({sigma:.0f} sigma)")
+            out.ambiguity = {"places": [list(best.keyframes), list(other.keyframes)],
+                             "inliers": [best.num_inliers, other.num_inliers],
+                             "distance_m": round(dt, 4), "angle_deg": round(dr, 3), "sigma": round(sigma, 1)}
+            return out
+        return None
 
     def retrieve(self, image: np.ndarray, k: int | None = None) -> list[str]:
         """Place recognition alone: the names of the ``k`` keyframes whose global descriptors

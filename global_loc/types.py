@@ -144,6 +144,9 @@ class LocalizationResult:
         refinement: what feature-metric refinement did (empty when it did not run): the
             ``to_log()`` of a :class:`~global_loc.refinement.featuremetric.RefinementOutcome`,
             with the pose before refinement (``q_wxyz_before``, ``t_before``).
+        ambiguity: for a query refused as ambiguous (two places that look alike both fit
+            with poses that disagree): the two places' keyframes and inliers and how far apart
+            their poses are; empty otherwise.
         camera: the query camera with the focal length PnP estimated, for a query whose focal
             length was a guess (:meth:`~global_loc.localizer.Localizer.localize`'s
             ``focal_unknown``); None otherwise.
@@ -166,6 +169,7 @@ class LocalizationResult:
     tracking: str = ""
     refinement: dict = field(default_factory=dict)
     camera: object = None
+    ambiguity: dict = field(default_factory=dict)
 
     @property
     def success(self) -> bool:
@@ -213,6 +217,8 @@ class LocalizationResult:
             out["tracking"] = self.tracking
         if self.refinement:
             out["refinement"] = dict(self.refinement)
+        if self.ambiguity:
+            out["ambiguity"] = dict(self.ambiguity)
         if self.camera is not None:  # the focal length PnP estimated for a guessed camera
             out["camera"] = {"model": self.camera.model, "width": self.camera.width, "height": self.camera.height,
                              "params": [float(v) for v in self.camera.params]}

@@ -523,3 +523,16 @@ def test_a_camera_clock_that_goes_back_does_not_stall_the_synchroniser(rclpy_con
         assert len(pairs) == (5 if forget else 0)
         for k in range(12):
             send(now + k * 10**8, with_info=False, forget=False)
+
+
+def test_diagnostics_count_frames_refused_as_ambiguous():
+    from global_loc.ros.frame_handler import Publication
+    from global_loc.types import LocalizationResult, Status
+
+    d = Diagnostics()
+    r = LocalizationResult(status=Status.NOT_LOCALIZED, reason="ambiguous: places a and b both fit")
+    r.ambiguity = {"places": [["a"], ["b"]]}
+    d.update(Publication(1, r))
+    d.update(Publication(2, LocalizationResult(status=Status.NOT_LOCALIZED, reason="3 inliers")))
+    s = d.summary()
+    assert s["ambiguous"] == 1 and s["frames"] == 2 and s["localized"] == 0

@@ -445,6 +445,7 @@ def _cmd_localize(args) -> int:
     results, log = write_localization_results(args.out, run, extra)
     n_loc = len(run.localized)
     print(f"localized {n_loc} of {len(run.outcomes)} queries -> {results} (log: {log})")
+    _print_ambiguous([o.result for o in run.outcomes])
     if kapture_set is not None:
         from ..io.kapture import write_kapture_results
 
@@ -501,6 +502,14 @@ def _names(names: list[str], n: int = 5) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
+def _print_ambiguous(results) -> None:
+    """One line on the queries refused because two places that look alike both fit."""
+    n = sum(1 for r in results if r.ambiguity)
+    if n:
+        print(f"  {n} refused as ambiguous: two places that look alike both fit with poses that disagree "
+              "(the log's 'ambiguity' says which; localization.ambiguity_min_ratio)")
+
+
 def _print_refinement(results) -> None:
     """One line on feature-metric refinement (when it ran): poses refined, and why the others
     kept PnP's."""
@@ -536,6 +545,7 @@ def _localize_bag(args, localizer) -> int:
     print(f"localized {run.num_localized} of {n} frames ({modes.count('tracking')} tracked against the local map, "
           f"{modes.count('flow')} by optical flow, {modes.count('global')} by global query) -> {tum} (log: {log})"
           + (f", bag: {args.out_bag}" if args.out_bag else ""))
+    _print_ambiguous([p.result for p in run.publications])
     _print_refinement([p.result for p in run.publications if p.localized])
     notes = {p.note for p in run.publications if p.note}
     for note in list(notes)[:3]:

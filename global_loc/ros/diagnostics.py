@@ -95,6 +95,8 @@ class Diagnostics:
             else:
                 self.failures_in_a_row += 1
                 self.last_reason = pub.note or pub.result.reason
+                if pub.result.ambiguity:  # places that look alike: refused, and counted
+                    self.counters["ambiguous"] += 1
             self._recent.append((time.monotonic(), ok, pub.result.num_inliers, dict(pub.result.timings)))
 
     def count(self, name: str, n: int = 1) -> None:

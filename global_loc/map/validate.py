@@ -308,9 +308,11 @@ def make_cameras(header_cameras, path) -> list:
 
 
 def check_point_covariances(cov: np.ndarray, noise_px: float, path, chunk: int = 1 << 18) -> None:
-    """(P, 3, 3) finite, symmetric, positive semi-definite (every principal minor of the 3x3
-    non-negative, to a tolerance), variances at most :data:`MAX_POINT_VARIANCE_M2`; the noise
-    finite and positive. In chunks of ``chunk`` points, in the array's own precision.
+    """(P, 3, 3): each finite one symmetric, positive semi-definite (every principal minor of
+    the 3x3 non-negative, to a tolerance), its variances at most :data:`MAX_POINT_VARIANCE_M2`
+    (a non-finite one is a point the map could not determine, which counts as exact, as
+    :meth:`~global_loc.map.index.MapIndex.point_covariances` writes it); the noise finite and
+    positive. In chunks of ``chunk`` points.
 
     Raises:
         MapFormatError: naming the first point whose covariance fails.
@@ -320,16 +322,21 @@ def check_point_covariances(cov: np.ndarray, noise_px: float, path, chunk: int =
     for s0 in range(0, len(cov), chunk):
         c = np.asarray(cov[s0:s0 + chunk])
         finite = np.isfinite(c).all((1, 2))
-        if not finite.all():
-            raise _fail(path, f"'point_covariances' of point {s0 + int(np.flatnonzero(~finite)[0])} is not finite")
+        if not finite.all():  # a point the map could not determine: it counts as exact (PnP drops it)
+            keep = np.flatnonzero(finite)
+            c, s0_rows = c[keep], s0 + keep
+        else:
+            s0_rows = s0 + np.arange(len(c))
+        if not len(c):
+            continue
         d = np.stack([c[:, 0, 0], c[:, 1, 1], c[:, 2, 2]], 1)
         if np.any(d > MAX_POINT_VARIANCE_M2):
-            raise _fail(path, f"'point_covariances' of point {s0 + int(np.argmax(d.max(1)))} has a variance beyond "
+            raise _fail(path, f"'point_covariances' of point {int(s0_rows[np.argmax(d.max(1))])} has a variance beyond "
                               f"{MAX_POINT_VARIANCE_M2:g} m^2")
         scale = np.maximum(np.abs(c).max(axis=(1, 2)), 1e-30)
         asym = np.abs(c - np.transpose(c, (0, 2, 1))).max(axis=(1, 2)) / scale
         if np.any(asym > 1e-3):
-            raise _fail(path, f"'point_covariances' of point {s0 + int(np.argmax(asym))} is not symmetric")
+            raise _fail(path, f"'point_covariances' of point {int(s0_rows[np.argmax(asym)])} is not symmetric")
         c = c.astype(np.float64) / scale[:, None, None]  # unit scale: one tolerance for every point
         a, b, e = c[:, 0, 0], c[:, 1, 1], c[:, 2, 2]
         x, y, z = c[:, 0, 1], c[:, 0, 2], c[:, 1, 2]
@@ -338,5 +345,5 @@ def check_point_covariances(cov: np.ndarray, noise_px: float, path, chunk: int =
         tol = 1e-5
         bad = (np.stack([a, b, e], 1) < -tol).any(1) | (minors < -tol).any(1) | (det < -tol)
         if np.any(bad):
-            raise _fail(path, f"'point_covariances' of point {s0 + int(np.flatnonzero(bad)[0])} is not positive "
+            raise _fail(path, f"'point_covariances' of point {int(s0_rows[np.flatnonzero(bad)[0]])} is not positive "
                               "semi-definite")

@@ -70,20 +70,26 @@ class MapParts:
                     n.crc32 = zlib.crc32(self.data[e.name])
                 n.offset = ALIGN
         start = _PREAMBLE.size + len(head) + _RECORD_HEAD.size + d.ByteSize()
+        shift = 0
         if not crafted:
             pos = _aligned(start)
             for n in d.directory.arrays:
                 n.offset = pos
                 pos = _aligned(pos + n.nbytes)
+        else:  # a crafted directory that grew past the first array: every offset moves by the same
+            shift = max(0, _aligned(start) - min(int(e.offset) for e in self.entries))
+            for n in d.directory.arrays:
+                n.offset = min(int(n.offset) + shift, 2**64 - 1)
         out = bytearray(_PREAMBLE.pack(MAGIC, SCHEMA_VERSION) + head + _record(d))
-        placed = self.entries if crafted else d.directory.arrays
-        for e in placed:  # the bytes stay where the original layout put them
+        placed = [(int(e.offset) + shift, e) for e in self.entries] if crafted else \
+            [(int(n.offset), n) for n in d.directory.arrays]
+        for offset, e in placed:  # the bytes stay where the original layout put them
             blob = self.data[e.name]
-            if len(out) < e.offset:
-                out += b"\0" * (e.offset - len(out))
-            out[e.offset:e.offset + len(blob)] = blob
+            if len(out) < offset:
+                out += b"\0" * (offset - len(out))
+            out[offset:offset + len(blob)] = blob
         # the footer follows the last array (crafted entries: where the original layout ends it)
-        end = max(int(e.offset + e.nbytes) for e in placed)
+        end = max(offset + len(self.data[e.name]) for offset, e in placed)
         if len(out) < end:
             out += b"\0" * (end - len(out))
         out = out[:end] + _record(self.footer)

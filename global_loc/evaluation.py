@@ -357,6 +357,39 @@ def _by_stamp(poses: Sequence[tuple[float, Pose]]):
     return f
 
 
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend (files, no screen).
+
+    Raises:
+        InputError: when matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("plotting needs matplotlib: pip install -e '.[plot]'") from None
+    return plt
+
+
+def _plot_errors(ax, x: np.ndarray, dt: np.ndarray, report: EvaluationReport, xlabel: str, floor: float,
+                 ms: int) -> None:
+    """Position errors over ``x`` on a log axis (not localized: red crosses at ``floor``), the
+    first threshold as a line, the recall in the title."""
+    ok = np.isfinite(dt)
+    ax.semilogy(x[ok], np.maximum(dt[ok], floor), ".", color="tab:blue", ms=ms, label="position error")
+    if (~ok).any():
+        ax.plot(x[~ok], np.full((~ok).sum(), floor), "x", color="tab:red", label="not localized")
+    for m, _ in report.thresholds[:1]:
+        ax.axhline(m, color="0.5", ls="--", lw=1, label=f"{m:g} m")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("error (m)")
+    ax.legend(loc="best")
+    r = ", ".join(f"{100 * r:.1f}% @ ({m:g} m, {d:g}°)" for (m, d), r in zip(report.thresholds, report.recall))
+    ax.set_title(f"recall {r}", fontsize=9)
+
+
 def plot_trajectories(path, ground_truth, estimates, report: EvaluationReport | None = None,
                       title: str = "") -> None:
     """Save a PNG: the ground-truth and estimated camera positions seen from above (x-y), and
@@ -365,13 +398,7 @@ def plot_trajectories(path, ground_truth, estimates, report: EvaluationReport | 
     Raises:
         InputError: when matplotlib is not installed (``pip install matplotlib``).
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InputError("plotting needs matplotlib: pip install matplotlib") from None
+    plt = _pyplot()
     g = np.array([p.t for _, p in sorted(ground_truth, key=lambda e: e[0])]).reshape(-1, 3)
     e = np.array([p.t for _, p in sorted(estimates, key=lambda e: e[0])]).reshape(-1, 3)
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1.4, 1]})
@@ -387,19 +414,7 @@ def plot_trajectories(path, ground_truth, estimates, report: EvaluationReport | 
     ax = axes[1]
     if report is not None and report.errors:
         t = np.array([float(k) for k in report.errors])
-        dt = np.array([v[0] for v in report.errors.values()])
-        t0 = t.min()
-        ok = np.isfinite(dt)
-        ax.semilogy(t[ok] - t0, np.maximum(dt[ok], 1e-4), ".", color="tab:blue", ms=4, label="position error")
-        if (~ok).any():
-            ax.plot(t[~ok] - t0, np.full((~ok).sum(), 1e-4), "x", color="tab:red", label="not localized")
-        for m, _ in report.thresholds[:1]:
-            ax.axhline(m, color="0.5", ls="--", lw=1, label=f"{m:g} m")
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("error (m)")
-        ax.legend(loc="best")
-        r = ", ".join(f"{100 * r:.1f}% @ ({m:g} m, {d:g}°)" for (m, d), r in zip(report.thresholds, report.recall))
-        ax.set_title(f"recall {r}", fontsize=9)
+        _plot_errors(ax, t - t.min(), np.array([v[0] for v in report.errors.values()]), report, "time (s)", 1e-4, 4)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -417,13 +432,7 @@ def plot_queries(path, ground_truth: dict[str, Pose], estimates: dict[str, Pose]
     Raises:
         InputError: when matplotlib is not installed.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InputError("plotting needs matplotlib: pip install -e '.[plot]'") from None
+    plt = _pyplot()
     names = sorted(report.errors)
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1.4, 1]})
     ax = axes[0]
@@ -443,19 +452,8 @@ def plot_queries(path, ground_truth: dict[str, Pose], estimates: dict[str, Pose]
     ax.legend(loc="best")
     ax.set_title(title or "camera centres")
     ax = axes[1]
-    dt = np.array([report.errors[n][0] for n in names], np.float64)
-    ok = np.isfinite(dt)
-    x = np.arange(len(names))
-    ax.semilogy(x[ok], np.maximum(dt[ok], 1e-5), ".", color="tab:blue", ms=5, label="position error")
-    if (~ok).any():
-        ax.plot(x[~ok], np.full((~ok).sum(), 1e-5), "x", color="tab:red", label="not localized")
-    for m, _ in report.thresholds[:1]:
-        ax.axhline(m, color="0.5", ls="--", lw=1, label=f"{m:g} m")
-    ax.set_xlabel("query (name order)")
-    ax.set_ylabel("error (m)")
-    ax.legend(loc="best")
-    r = ", ".join(f"{100 * r:.1f}% @ ({m:g} m, {d:g}°)" for (m, d), r in zip(report.thresholds, report.recall))
-    ax.set_title(f"recall {r}", fontsize=9)
+    _plot_errors(ax, np.arange(len(names)), np.array([report.errors[n][0] for n in names], np.float64), report,
+                 "query (name order)", 1e-5, 5)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -527,9 +527,14 @@ def test_every_ros2_command_the_readme_shows_answers(colcon_env, mini_world_map,
             for line in lines:
                 # discovery is eventually consistent: on a loaded machine the ros2 daemon may not
                 # see a node yet ("Node not found"), so each line gets a few tries, as a user would
+                # ("Node not found", or once a call that hung on the daemon: then it is restarted)
                 for attempt in range(8):
-                    out = subprocess.run(line.split(), env=colcon_env, capture_output=True, text=True, timeout=60)
-                    if out.returncode == 0 and expected[line] in out.stdout:
+                    try:
+                        out = subprocess.run(line.split(), env=colcon_env, capture_output=True, text=True, timeout=20)
+                    except subprocess.TimeoutExpired as e:
+                        out = subprocess.CompletedProcess(e.cmd, 124, e.stdout or "", "timed out")
+                        subprocess.run(["ros2", "daemon", "stop"], env=colcon_env, capture_output=True, timeout=30)
+                    if out.returncode == 0 and expected[line] in (out.stdout or ""):
                         break
                     time.sleep(2.0)
                 answers[line] = out.stdout.strip() + (f"  ({attempt + 1} tries)" if attempt else "")

@@ -224,6 +224,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query-seconds", type=float, default=30.0, help="length of the query run")
     p.add_argument("--query-rate", type=float, default=10.0, metavar="HZ",
                    help="camera rate of the query run (the robot's speed does not change)")
+    p.add_argument("--layout", choices=["room", "twin-rooms"], default="room",
+                   help="room: one room (the default); twin-rooms: two rooms alike but for one wall, "
+                   "joined by a doorway, and a third run (kidnap) in which the robot is carried from one "
+                   "room to the same spot in the other (--query-seconds does not apply: one lap per room)")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("replay", help="publish a ROS 1 / ROS 2 bag on a live ROS 2 graph, with /clock "
@@ -503,11 +507,15 @@ def _names(names: list[str], n: int = 5) -> str:
 
 
 def _print_ambiguous(results) -> None:
-    """One line on the queries refused because two places that look alike both fit."""
-    n = sum(1 for r in results if r.ambiguity)
-    if n:
-        print(f"  {n} refused as ambiguous: two places that look alike both fit with poses that disagree "
+    """One line on the queries where two places that look alike both fit: refused, or settled
+    by the pose prior."""
+    refused = sum(1 for r in results if r.ambiguity and not r.success)
+    chosen = sum(1 for r in results if r.ambiguity and r.success)
+    if refused:
+        print(f"  {refused} refused as ambiguous: two places that look alike both fit with poses that disagree "
               "(the log's 'ambiguity' says which; localization.ambiguity_min_ratio)")
+    if chosen:
+        print(f"  {chosen} ambiguous but settled by the tracking prior (the log's 'ambiguity.chosen_by')")
 
 
 def _print_refinement(results) -> None:
@@ -569,13 +577,15 @@ def _cmd_synth(args) -> int:
     t0 = time.perf_counter()
     if not 0 < args.query_rate <= 1000:
         raise InputError(f"--query-rate must be in (0, 1000] Hz, got {args.query_rate}")
-    config = WorldConfig(seed=args.seed, query_duration_s=args.query_seconds, query_camera_rate_hz=args.query_rate)
+    make = WorldConfig.twin_rooms if args.layout == "twin-rooms" else WorldConfig
+    config = make(seed=args.seed, query_duration_s=args.query_seconds, query_camera_rate_hz=args.query_rate)
     worlds = generate_world(args.out, config, args.format, args.compressed, args.textures,
                             progress=not args.quiet)
     w = next(iter(worlds.values()))
     print(f"synthetic world in {args.out} ({time.perf_counter() - t0:.1f} s)")
-    for run in (w.mapping, w.query):
-        print(f"  {run.bag}: {run.frames} frames on {run.image_topic}; ground truth {run.ground_truth_tum}")
+    for run in (w.mapping, w.query, w.kidnap):
+        if run is not None:
+            print(f"  {run.bag}: {run.frames} frames on {run.image_topic}; ground truth {run.ground_truth_tum}")
     return 0
 
 

@@ -15,6 +15,10 @@ JPEG) and ``camera_info``; ``/tf`` with ``odom -> base_link`` from wheel odometr
 on ``/tf``, as a SLAM system would publish while mapping. Ground-truth camera trajectories are
 written as TUM files beside the bags. Everything is seeded.
 
+``WorldConfig.twin_rooms()`` gives the other layout: two rooms alike but for one wall, joined by
+a doorway, and a third run in which the robot is kidnapped from one room to the other
+(:mod:`global_loc.synthetic.twin_rooms`).
+
 Frames (REP-103/105): map x-y horizontal, z up; base_link x forward, z up; camera_optical
 x right, y down, z forward.
 """
@@ -59,6 +63,11 @@ class WorldConfig:
     speed: robot speed, m/s; mapping_laps: laps of the mapping run (alternating direction).
     query_duration_s: length of the query run.
     odom_scale_error, odom_yaw_drift_deg_per_m: systematic wheel-odometry errors.
+    layout: ``"room"`` (one room) or ``"twin-rooms"`` (two rooms alike but for one wall, and a
+        third run in which the robot is kidnapped from one to the other:
+        :mod:`global_loc.synthetic.twin_rooms`; :meth:`twin_rooms` gives its room size).
+    kidnap_at_lap: twin-rooms: the fraction of the kidnap run's first lap after which the robot
+        is carried to the twin spot.
     """
 
     seed: int = 0
@@ -77,6 +86,15 @@ class WorldConfig:
     query_duration_s: float = 30.0
     odom_scale_error: float = 0.02
     odom_yaw_drift_deg_per_m: float = 0.5
+    layout: str = "room"
+    kidnap_at_lap: float = 0.6
+
+    @classmethod
+    def twin_rooms(cls, **kwargs) -> "WorldConfig":
+        """The twin-rooms layout with its room size and boxes (``kwargs`` override)."""
+        from .twin_rooms import TWIN_ROOMS_DEFAULTS
+
+        return cls(**{"layout": "twin-rooms", **TWIN_ROOMS_DEFAULTS, **kwargs})
 
     @property
     def camera(self) -> Camera:
@@ -150,8 +168,14 @@ def _texture(rng, photos: list[Path], size: tuple[int, int]) -> np.ndarray:
 
 
 # --- the room ---------------------------------------------------------------------------------
-def make_room(config: WorldConfig, texture_dir=None, px_per_m: float = 160.0) -> list[Quad]:
-    """The quads of the room: 4 walls (each of two panels), floor, ceiling and boxes."""
+def make_room(config: WorldConfig, texture_dir=None, px_per_m: float = 160.0, door_width: float = 0.0,
+              door_height: float = 2.1) -> list[Quad]:
+    """The quads of the room: 4 walls (each of two panels), floor, ceiling and boxes.
+
+    The room spans ``[0, L] x [0, W] x [0, H]`` (``config.room``). With ``door_width`` > 0 the
+    east wall (``x = L``) has a doorway of that width and ``door_height``, centred at
+    ``y = W / 2``: its two panels stop at the doorway and a lintel closes the wall above it.
+    """
     rng = np.random.default_rng(config.seed)
     photos = _photos(texture_dir)
     L, W, H = config.room
@@ -167,6 +191,12 @@ def make_room(config: WorldConfig, texture_dir=None, px_per_m: float = 160.0) ->
     walls = [((L, 0, H), (-L, 0, 0)), ((L, W, H), (0, -W, 0)), ((0, W, H), (L, 0, 0)), ((0, 0, H), (0, W, 0))]
     for i, (o, u) in enumerate(walls):
         o, u = np.array(o, float), np.array(u, float)
+        if i == 1 and door_width > 0:  # the east wall: panel, doorway (lintel above), panel
+            side = (W - door_width) / 2 / W
+            face(o, side * u, -H * z, 0.85 + 0.05 * i)
+            face(o + (1 - side) * u, side * u, -H * z, 0.85 + 0.05 * i)
+            face(o + side * u, (1 - 2 * side) * u, -(H - door_height) * z, 0.85 + 0.05 * i)
+            continue
         for k in range(2):
             face(o + k * u / 2, u / 2, -H * z, 0.85 + 0.05 * i)
     face((0, W, 0), (L, 0, 0), (0, -W, 0), 0.7)  # floor, seen from above
@@ -299,10 +329,13 @@ class RunInfo:
 
 @dataclass
 class World:
+    """The runs of one world: ``kidnap`` only in the twin-rooms layout."""
+
     config: WorldConfig
     mapping: RunInfo
     query: RunInfo
     frames: dict = field(default_factory=lambda: dict(FRAMES))
+    kidnap: RunInfo | None = None
 
 
 def _render_run(quads, config: WorldConfig, times_cam, map_from_base_cam, degrade_strength, rng, progress, desc):
@@ -373,16 +406,30 @@ def generate_world(out_dir: str | os.PathLike, config: WorldConfig | None = None
     out.mkdir(parents=True, exist_ok=True)
     formats = formats or [(fmt, compressed)]
     rng = np.random.default_rng(config.seed + 1)
-    quads = make_room(config, texture_dir)
     t0_ns = 1_700_000_000 * 1_000_000_000
     b_c = config.base_from_camera
     runs = {}
-    for run, traj, strength, with_m2o, rate in (
-        ("mapping", mapping_trajectory, 0.0, True, config.camera_rate_hz),
-        ("query", query_trajectory, 1.0, False, config.query_camera_rate_hz),
-    ):
-        times, gt = traj(config, config.odom_rate_hz)
-        odom = simulate_odometry(times, gt, config, rng)
+    run_list = [("mapping", 0.0, True, config.camera_rate_hz), ("query", 1.0, False, config.query_camera_rate_hz)]
+    if config.layout == "room":
+        quads = make_room(config, texture_dir)
+        trajectories = {"mapping": mapping_trajectory, "query": query_trajectory}
+
+        def trajectory(run, rate):
+            times, gt = trajectories[run](config, rate)
+            return times, gt, gt
+    elif config.layout == "twin-rooms":
+        from .twin_rooms import make_twin_rooms, twin_rooms_trajectory
+
+        quads = make_twin_rooms(config, texture_dir)
+        run_list.append(("kidnap", 1.0, False, config.query_camera_rate_hz))
+
+        def trajectory(run, rate):
+            return twin_rooms_trajectory(config, run, rate)
+    else:
+        raise ValueError(f"unknown world layout {config.layout!r}: 'room' or 'twin-rooms'")
+    for run, strength, with_m2o, rate in run_list:
+        times, gt, felt = trajectory(run, config.odom_rate_hz)
+        odom = simulate_odometry(times, felt, config, rng)
         # the camera fires every `step` odometry samples, 7 ms after one, so that tf lookups
         # interpolate between samples rather than hit them
         step = max(int(round(config.odom_rate_hz / rate)), 1)
@@ -405,10 +452,11 @@ def generate_world(out_dir: str | os.PathLike, config: WorldConfig | None = None
             write_tum(tum_base, gt_base)
             runs.setdefault((f, comp), {})[run] = RunInfo(path, topic, len(cam_idx), tum, tum_base)
         t0_ns += int((times[-1] + 60) * 1e9)
-    worlds = {k: World(config, v["mapping"], v["query"]) for k, v in runs.items()}
+    worlds = {k: World(config, v["mapping"], v["query"], kidnap=v.get("kidnap")) for k, v in runs.items()}
     meta = {"config": asdict(config), "textures": str(texture_dir) if texture_dir else "procedural",
-            "bags": {f"{k[0]}{'_jpeg' if k[1] else ''}": {"mapping": str(w.mapping.bag), "query": str(w.query.bag),
-                                                          "image_topic": w.query.image_topic}
-                     for k, w in worlds.items()}}
+            "bags": {f"{k[0]}{'_jpeg' if k[1] else ''}": {
+                **{run: str(info.bag) for run, info in (("mapping", w.mapping), ("query", w.query),
+                                                        ("kidnap", w.kidnap)) if info is not None},
+                "image_topic": w.query.image_topic} for k, w in worlds.items()}}
     (out / "world.json").write_text(json.dumps(meta, indent=1))
     return worlds

@@ -135,6 +135,16 @@ class LocalizationConf:
         ambiguity_max_sigma: two places' poses agree when the 6-DoF Mahalanobis distance of
             their difference under the sum of their covariances is at most this (6.28: the
             chi-square(6) quantile of a 5-sigma event).
+        ambiguity_prior_min_ratio: with a pose prior (tracking, odometry), places that fit
+            and disagree are settled by the prior when exactly one of them agrees with it
+            (``tracking.max_prior_deviation_m`` / ``_deg``) and that one has at least this
+            fraction of the strongest one's inliers: that one wins, the reason says so. When
+            the prior agrees only with a weaker place, the evidence rejects the prior: not
+            localized, and the track is dropped. 1.0 (the prior settles a tie only in favour of
+            the strongest place) finds a robot carried to the twin place; 0.8 trusts the track
+            through near-ties and localizes more frames of a walk through look-alike places,
+            but follows a kidnapped robot's twin until a view tells the places apart
+            (``benchmarks/results/twin_rooms*.md``).
         min_covisible_points: 3D points two retrieved keyframes must share to fall in the
             same place.
         ransac_max_error_px: PnP-RANSAC inlier threshold, pixels.
@@ -180,6 +190,7 @@ class LocalizationConf:
     max_places: int = 5
     ambiguity_min_ratio: float = 0.5
     ambiguity_max_sigma: float = 6.28
+    ambiguity_prior_min_ratio: float = 1.0
     min_covisible_points: int = 10
     ransac_max_error_px: float = 8.0
     ransac_max_iterations: int = 10000

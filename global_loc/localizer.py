@@ -11,7 +11,8 @@ at Large Scale" (HF-Net), CVPR 2019:
 5. PnP-RANSAC with non-linear refinement (pycolmap) for every place (up to ``max_places``); of
    those whose pose passes the inlier thresholds the strongest wins, unless another one fits too
    (at least ``ambiguity_min_ratio`` of its inliers) with a pose that disagrees: then the query
-   is ``not_localized``, "ambiguous" (perceptual aliasing: places that look alike);
+   is ``not_localized``, "ambiguous" (perceptual aliasing: places that look alike), unless a
+   pose prior (tracking) agrees with one of them only;
 6. optionally (``refinement.method: featuremetric``), feature-metric refinement of that pose
    (PixLoc / DRAN, :mod:`global_loc.refinement`), kept only when it passes its checks;
 7. when no place passes (``relpose.enabled``), the pose from the relative poses of the retrieved
@@ -300,7 +301,8 @@ class Localizer:
                 ``flow_max_interval_s`` of the last descriptor-based pose, and ``features`` is
                 not given), then tracking against the local map, and a
                 global query runs when both fail. Tracking uses the image as it is (no
-                ``query_rotations``).
+                ``query_rotations``). In a global query the prior settles places that look
+                alike (:meth:`_choose`).
             global_first: with a prior, run the global query first and track only when it
                 fails (the periodic check that a track is right).
             focal_unknown: ``camera``'s focal length is a guess (a photo without calibration or
@@ -348,8 +350,8 @@ class Localizer:
                 features = track_features
             if track and features is None:
                 features = self._extract(image, 0, timer)
-            result = self._global_query(image, camera, features, timer)
-            if track and global_first and not result.success:
+            result = self._global_query(image, camera, features, timer, prior if track else None)
+            if track and global_first and not result.success and not result.prior_rejected:
                 tracked = self.tracker.track(features, camera, prior, timer)  # full-resolution features
                 if tracked.success:
                     result = tracked
@@ -387,11 +389,12 @@ class Localizer:
         if outcome.accepted:
             result.cam_from_world = outcome.cam_from_world
 
-    def _global_query(self, image, camera, features, timer) -> LocalizationResult:
+    def _global_query(self, image, camera, features, timer, prior: PosePrior | None = None) -> LocalizationResult:
         """The hierarchical query, over ``query_rotations`` until one localizes."""
         result = LocalizationResult(status=Status.NOT_LOCALIZED, reason="no query orientation was tried")
         for k, rotation in enumerate(self.loc_conf.query_rotations):
-            attempt = self._localize_oriented(image, camera, int(rotation), features if k == 0 else None, timer)
+            attempt = self._localize_oriented(image, camera, int(rotation), features if k == 0 else None, timer,
+                                              prior if rotation == 0 else None)
             if k == 0 or attempt.success or attempt.num_inliers > result.num_inliers:
                 result = attempt
             if attempt.success:
@@ -423,9 +426,11 @@ class Localizer:
                 features = _unrotate(features, turns, image.shape[1], image.shape[0])
         return features
 
-    def _localize_oriented(self, image, camera, rotation: int, features, timer) -> LocalizationResult:
+    def _localize_oriented(self, image, camera, rotation: int, features, timer,
+                           prior: PosePrior | None = None) -> LocalizationResult:
         """One attempt with the image turned ``rotation`` degrees counter-clockwise (a multiple
-        of 90) before extraction; keypoints are mapped back to the original image."""
+        of 90) before extraction; keypoints are mapped back to the original image. ``prior``
+        settles places that look alike (:meth:`_choose`)."""
         lc = self.loc_conf
         result = LocalizationResult(status=Status.NOT_LOCALIZED)
         if rotation % 90:
@@ -455,10 +460,9 @@ class Localizer:
             if attempt.status == Status.LOCALIZED:
                 solved.append(attempt)
         if solved:
-            best = max(solved, key=lambda a: a.num_inliers)
-            ambiguous = self._rival(best, solved)
-            if ambiguous is not None:
-                best = ambiguous
+            best = self._choose(solved, prior)
+            if prior is not None and best.success and not self._agrees_with(best, prior):
+                best.prior_rejected = True  # found elsewhere: the track was wrong
         if not retrieved:
             result.reason = "no keyframe was retrieved"
             return result
@@ -475,37 +479,72 @@ class Localizer:
         best.retrieved = result.retrieved  # not None: a map without points has relpose (checked at start)
         return best
 
-    def _rival(self, best: LocalizationResult, solved: list[LocalizationResult]) -> LocalizationResult | None:
-        """The ``not_localized`` result when another solved place rivals ``best`` (its pose
-        disagrees, and it has at least ``ambiguity_min_ratio`` of best's inliers), else None."""
+    def _agrees_with(self, result: LocalizationResult, prior: PosePrior) -> bool:
+        """Whether ``result``'s pose lies within the tracking gate of ``prior``
+        (``tracking.max_prior_deviation_m`` and ``_deg``)."""
+        from .geometry.transforms import pose_error
+
+        tc = self.conf.tracking
+        dt, dr = pose_error(result.cam_from_world, prior.cam_from_world)
+        return dt <= tc.max_prior_deviation_m and dr <= tc.max_prior_deviation_deg
+
+    def _choose(self, solved: list[LocalizationResult], prior: PosePrior | None) -> LocalizationResult:
+        """The answer among the places whose pose passed the checks (``solved``, not empty).
+
+        The strongest (most inliers) wins, unless rivals disagree with it: places with at least
+        ``ambiguity_min_ratio`` of its inliers whose pose is more than ``ambiguity_max_sigma``
+        (Mahalanobis, 6-DoF) away. Then, with a ``prior``, the one contender that agrees with
+        it wins if it has at least ``ambiguity_prior_min_ratio`` of the strongest's inliers
+        (``ambiguity["chosen_by"] == "prior"``); otherwise the query is ``not_localized``,
+        "ambiguous: places A and B ...", and when the prior agreed with a clearly weaker
+        contender only, ``prior_rejected`` is set."""
         from .evaluation import mahalanobis_distance
         from .geometry.transforms import pose_error
 
         lc = self.loc_conf
+        ranked = sorted(solved, key=lambda a: -a.num_inliers)
+        best = ranked[0]
         if lc.ambiguity_min_ratio <= 0:
-            return None
-        for other in sorted(solved, key=lambda a: -a.num_inliers):
-            if other is best or other.num_inliers < lc.ambiguity_min_ratio * best.num_inliers:
-                continue
+            return best
+        rivals = []
+        for other in ranked[1:]:
+            if other.num_inliers < lc.ambiguity_min_ratio * best.num_inliers:
+                break
             if best.covariance is not None and other.covariance is not None:
                 sigma = mahalanobis_distance(other.cam_from_world, best.cam_from_world,
                                              np.asarray(best.covariance) + np.asarray(other.covariance))
             else:
                 sigma = float("inf")
-            if sigma <= lc.ambiguity_max_sigma:
-                continue  # one place seen through two clusters
-            dt, dr = pose_error(best.cam_from_world, other.cam_from_world)
-            a, b = best.keyframes[0] if best.keyframes else "?", other.keyframes[0] if other.keyframes else "?"
-            out = LocalizationResult(status=Status.NOT_LOCALIZED, keyframes=list(best.keyframes),
-                                     num_inliers=best.num_inliers, num_matches=best.num_matches,
-                                     inlier_ratio=best.inlier_ratio)
-            out.reason = (f"ambiguous: places {a} and {b} both fit ({best.num_inliers} and {other.num_inliers} "
-                          f"inliers) with poses {dt:.2f} m and {dr:.1f} deg apart ({sigma:.0f} sigma)")
-            out.ambiguity = {"places": [list(best.keyframes), list(other.keyframes)],
-                             "inliers": [best.num_inliers, other.num_inliers],
-                             "distance_m": round(dt, 4), "angle_deg": round(dr, 3), "sigma": round(sigma, 1)}
-            return out
-        return None
+            if sigma > lc.ambiguity_max_sigma:  # else: one place seen through two clusters
+                rivals.append((other, sigma))
+        if not rivals:
+            return best
+        other, sigma = rivals[0]
+        dt, dr = pose_error(best.cam_from_world, other.cam_from_world)
+        name = lambda r: r.keyframes[0] if r.keyframes else "?"  # noqa: E731
+        ambiguity = {"places": [list(best.keyframes), list(other.keyframes)],
+                     "inliers": [best.num_inliers, other.num_inliers],
+                     "distance_m": round(dt, 4), "angle_deg": round(dr, 3), "sigma": round(sigma, 1),
+                     "chosen_by": ""}
+        both = (f"places {name(best)} and {name(other)} both fit ({best.num_inliers} and {other.num_inliers} "
+                f"inliers) with poses {dt:.2f} m and {dr:.1f} deg apart ({sigma:.0f} sigma)")
+        rejected = False
+        if prior is not None:
+            contenders = [best] + [r for r, _ in rivals]
+            agreeing = [r for r in contenders if self._agrees_with(r, prior)]
+            if len(agreeing) == 1 and agreeing[0].num_inliers >= lc.ambiguity_prior_min_ratio * best.num_inliers:
+                chosen = agreeing[0]
+                chosen.reason = f"ambiguous: {both}; the {prior.source} prior chose {name(chosen)}"
+                chosen.ambiguity = {**ambiguity, "chosen_by": "prior", "chosen": list(chosen.keyframes)}
+                return chosen
+            rejected = len(agreeing) == 1  # the prior agrees with a clearly weaker look-alike only
+            ambiguity["prior"] = ("agrees with a weaker place only" if rejected else
+                                  f"agrees with {len(agreeing)} of the places")
+        out = LocalizationResult(status=Status.NOT_LOCALIZED, keyframes=list(best.keyframes),
+                                 num_inliers=best.num_inliers, num_matches=best.num_matches,
+                                 inlier_ratio=best.inlier_ratio, ambiguity=ambiguity, prior_rejected=rejected)
+        out.reason = f"ambiguous: {both}" + (f"; the {prior.source} prior {ambiguity['prior']}" if prior else "")
+        return out
 
     def retrieve(self, image: np.ndarray, k: int | None = None) -> list[str]:
         """Place recognition alone: the names of the ``k`` keyframes whose global descriptors

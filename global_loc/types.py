@@ -144,9 +144,13 @@ class LocalizationResult:
         refinement: what feature-metric refinement did (empty when it did not run): the
             ``to_log()`` of a :class:`~global_loc.refinement.featuremetric.RefinementOutcome`,
             with the pose before refinement (``q_wxyz_before``, ``t_before``).
-        ambiguity: for a query refused as ambiguous (two places that look alike both fit
-            with poses that disagree): the two places' keyframes and inliers and how far apart
-            their poses are; empty otherwise.
+        ambiguity: for a query where two places that look alike both fit with poses that
+            disagree: the two places' keyframes and inliers, how far apart their poses are,
+            and ``chosen_by`` (``"prior"``: the pose prior picked one, the result is localized;
+            ``""``: refused, not localized); empty otherwise.
+        prior_rejected: a global query's evidence rejected the pose prior it was given (the
+            pose it found is far from the prior, or the prior agrees only with a clearly weaker
+            look-alike): whoever keeps the track (the motion model) should drop it.
         camera: the query camera with the focal length PnP estimated, for a query whose focal
             length was a guess (:meth:`~global_loc.localizer.Localizer.localize`'s
             ``focal_unknown``); None otherwise.
@@ -170,6 +174,7 @@ class LocalizationResult:
     refinement: dict = field(default_factory=dict)
     camera: object = None
     ambiguity: dict = field(default_factory=dict)
+    prior_rejected: bool = False
 
     @property
     def success(self) -> bool:
@@ -219,6 +224,8 @@ class LocalizationResult:
             out["refinement"] = dict(self.refinement)
         if self.ambiguity:
             out["ambiguity"] = dict(self.ambiguity)
+        if self.prior_rejected:
+            out["prior_rejected"] = True
         if self.camera is not None:  # the focal length PnP estimated for a guessed camera
             out["camera"] = {"model": self.camera.model, "width": self.camera.width, "height": self.camera.height,
                              "params": [float(v) for v in self.camera.params]}

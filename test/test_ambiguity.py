@@ -91,3 +91,59 @@ def test_the_strongest_place_wins_over_the_first(robot_world, tmp_path):
             dt, dr = pose_error(r.cam_from_world, truth[round(f.stamp_ns * 1e-9, 3)])
             assert dt < 0.25 and dr < 2, (f.stamp_ns, dt, dr, r.num_inliers)
     assert tried == 3
+
+
+@pytest.mark.slow
+def test_a_pose_prior_settles_twins_and_a_prior_far_from_both_does_not(twin_temples, temple_dir):
+    """With a prior (tracking), the twin that agrees with it wins, and the result says so; a
+    prior near neither twin settles nothing."""
+    from global_loc.tracking import PosePrior
+
+    m, cams, poses, shift = twin_temples
+    loc = Localizer(m)
+    q = "templeR0011.png"
+    image, truth_a = read_image(temple_dir / "images" / q), poses[q]
+    truth_b = truth_a * shift.inverse()
+    nudge = Pose(np.eye(3), np.array([0.01, -0.01, 0.01]))  # a prior 1.7 cm off
+    for truth in (truth_a, truth_b):
+        r = loc.localize(image, cams[q], prior=PosePrior(nudge * truth, "odometry", 0.1), global_first=True)
+        assert r.success and r.mode == "global" and r.ambiguity["chosen_by"] == "prior", r.reason
+        assert "the odometry prior chose" in r.reason
+        assert pose_error(r.cam_from_world, truth)[0] < 0.01
+    far = Pose(np.eye(3), np.array([0.0, 3.0, 0.0]))
+    r = loc.localize(image, cams[q], prior=PosePrior(far * truth_a, "odometry", 0.1), global_first=True)
+    assert r.status == Status.NOT_LOCALIZED and r.reason.startswith("ambiguous: places")
+    assert "prior agrees with 0 of the places" in r.reason and not r.prior_rejected
+
+
+def test_a_prior_that_agrees_only_with_the_weaker_look_alike_is_rejected():
+    """The rule of ``Localizer._choose`` on two solved places 10 m apart: the prior picks the
+    one it agrees with when that one has at least ``ambiguity_prior_min_ratio`` of the
+    strongest's inliers (by default: is the strongest), and is rejected (not localized, the
+    track to be dropped) when that one is weaker."""
+    from global_loc.config import PipelineConf
+    from global_loc.tracking import PosePrior
+    from global_loc.types import LocalizationResult
+
+    loc = Localizer.__new__(Localizer)  # the rule needs only the configuration
+    loc.conf = PipelineConf()
+    cov = np.diag([1e-6] * 3 + [1e-4] * 3)
+
+    def solved(x: float, inliers: int) -> LocalizationResult:
+        return LocalizationResult(status=Status.LOCALIZED, cam_from_world=Pose(np.eye(3), [x, 0.0, 0.0]),
+                                  covariance=cov, num_inliers=inliers, keyframes=[f"kf_{x:g}"])
+
+    prior = PosePrior(Pose(np.eye(3), [10.05, 0.0, 0.0]), "odometry", 0.1)
+    strongest = loc._choose([solved(0.0, 90), solved(10.0, 100)], prior)
+    assert strongest.success and strongest.cam_from_world.t[0] == 10.0 and strongest.ambiguity["chosen_by"] == "prior"
+    weak = loc._choose([solved(0.0, 100), solved(10.0, 90)], prior)  # the default: ties go to the strongest only
+    assert not weak.success and weak.prior_rejected and "agrees with a weaker place only" in weak.reason
+    loc.conf.localization.ambiguity_prior_min_ratio = 0.8  # near-ties go to the track
+    tie = loc._choose([solved(0.0, 100), solved(10.0, 90)], prior)
+    assert tie.success and tie.cam_from_world.t[0] == 10.0 and tie.ambiguity["chosen_by"] == "prior"
+    weaker = loc._choose([solved(0.0, 100), solved(10.0, 60)], prior)
+    assert not weaker.success and weaker.prior_rejected
+    alone = loc._choose([solved(0.0, 100), solved(10.0, 60)], None)
+    assert not alone.success and not alone.prior_rejected and alone.ambiguity["chosen_by"] == ""
+    clear = loc._choose([solved(0.0, 100), solved(10.0, 40)], prior)  # no rival: the strongest wins
+    assert clear.success and clear.cam_from_world.t[0] == 0.0 and not clear.ambiguity

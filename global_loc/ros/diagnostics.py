@@ -92,6 +92,8 @@ class Diagnostics:
                 self.localized += 1
                 self.failures_in_a_row = 0
                 self.counters[f"localized_{pub.result.mode}"] += 1
+                if pub.result.ambiguity:  # places that look alike, settled by the pose prior
+                    self.counters["ambiguous_chosen_by_prior"] += 1
             else:
                 self.failures_in_a_row += 1
                 self.last_reason = pub.note or pub.result.reason

@@ -13,7 +13,9 @@ to broadcast, following REP-105:
 Between global queries, frames are tracked (:mod:`global_loc.tracking`): the handler keeps a
 :class:`~global_loc.tracking.MotionModel` fed with the localized poses and the odometry
 (``odom -> camera`` from tf at each stamp), gives the localizer its prior, and asks for a global
-query first at least every ``tracking.global_period_s`` seconds of image time.
+query first at least every ``tracking.global_period_s`` seconds of image time. The prior also
+settles places that look alike; when a global query's evidence rejects it (the pose found is
+elsewhere, or the prior agrees only with a clearly weaker look-alike), the track is dropped.
 
 Nothing is published for a frame that is not localized; the :class:`Diagnostics` count it.
 Nor is anything published when the camera's place on the robot (``base -> camera`` in tf) is
@@ -146,6 +148,9 @@ class FrameHandler:
                                          prior=prior, global_first=global_first)
         if prior is None or global_first or result.mode == "global":  # a global query ran
             self._last_global_s = stamp_s
+        if result.prior_rejected:  # the map says the track was wrong (a kidnap, the twin place)
+            self.motion.reset()
+            self.diagnostics.count("track_rejected")
         if result.success:
             self.motion.update(stamp_s, result.cam_from_world, odom_from_cam)
         pub = Publication(stamp_ns, result, f.map_frame, pose_frame=f.base_frame)

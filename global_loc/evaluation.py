@@ -24,6 +24,12 @@ from .geometry.transforms import Pose, pose_error
 DEFAULT_THRESHOLDS: tuple[tuple[float, float], ...] = ((0.25, 2.0), (0.5, 5.0), (5.0, 10.0))
 
 
+def _first(items: list[str], n: int = 10) -> str:
+    """The first ``n`` items joined, and how many more (a long run's every failure would bury
+    the report; the log has them all)."""
+    return ", ".join(items[:n]) + (f", and {len(items) - n} more (see the localization log)" if len(items) > n else "")
+
+
 def parse_thresholds(items: Sequence[str]) -> list[tuple[float, float]]:
     """``["0.25,2", "0.5,5"]`` -> ``[(0.25, 2.0), (0.5, 5.0)]`` (metres, degrees).
 
@@ -176,16 +182,15 @@ class EvaluationReport:
         if self.localized:
             lines.append(f"median error (localized): {dt * 1e3:.3f} mm, {dr:.4f} deg")
         if self.failed:
-            lines.append("not localized: " + ", ".join(
-                f"{n} ({self.status.get(n, 'no pose')})" for n in self.failed
-            ))
+            lines.append(f"not localized ({len(self.failed)}): " + _first(
+                [f"{n} ({self.status.get(n, 'no pose')})" for n in self.failed]))
         worst = max(self.thresholds, default=None)
         if worst is not None:
             off = [n for n in self.localized
                    if self.errors[n][0] > worst[0] or self.errors[n][1] > worst[1]]
             if off:
-                lines.append(f"localized beyond ({worst[0]:g} m, {worst[1]:g} deg): " + ", ".join(
-                    f"{n} ({self.errors[n][0]:.3f} m, {self.errors[n][1]:.2f} deg)" for n in off))
+                lines.append(f"localized beyond ({worst[0]:g} m, {worst[1]:g} deg) ({len(off)}): " + _first(
+                    [f"{n} ({self.errors[n][0]:.3f} m, {self.errors[n][1]:.2f} deg)" for n in off]))
         if self.mahalanobis:
             c = consistency(self.mahalanobis.values())
             worst_q = max(self.mahalanobis, key=self.mahalanobis.get)

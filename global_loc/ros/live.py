@@ -390,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     if resources.get("duration_s"):
         print(f"  localizer process: CPU {resources['cpu_percent_median']:.0f} % of a core (median), RSS "
               f"{resources['rss_start_mib']:.0f} -> {resources['rss_end_mib']:.0f} MiB")
+    last = next((v for _, _, _, _, v in reversed(rec.diagnostics) if "frames" in v and "localized" in v), None)
+    if last is not None:  # the node's own count, as /diagnostics last said it
+        keys = ("frames", "localized", "ambiguous", "ambiguous_chosen_by_prior", "track_rejected")
+        print("  /diagnostics (last): " + ", ".join(f"{k} {last[k]}" for k in keys if k in last))
     print(f"  Ctrl-C: {'clean exit' if resources['clean_exit'] else 'NOT CLEAN, exit status %s' % resources['exit_status']}")
     if args.plot is not None and not args.duration:
         est = [(s * 1e-9, p) for s, _, p, _ in rec.poses]

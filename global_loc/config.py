@@ -139,8 +139,8 @@ class LocalizationConf:
             and disagree are settled by the prior when exactly one of them agrees with it
             (``tracking.max_prior_deviation_m`` / ``_deg``) and that one has at least this
             fraction of the strongest one's inliers: that one wins, the reason says so. When
-            the prior agrees only with a weaker place, the evidence rejects the prior: not
-            localized, and the track is dropped. 1.0 (the prior settles a tie only in favour of
+            the prior agrees only with a weaker place, or with none, the evidence rejects the
+            prior: not localized, and the track is dropped. 1.0 (the prior settles a tie only in favour of
             the strongest place) finds a robot carried to the twin place; 0.8 trusts the track
             through near-ties and localizes more frames of a walk through look-alike places,
             but follows a kidnapped robot's twin until a view tells the places apart

@@ -496,8 +496,9 @@ class Localizer:
         (Mahalanobis, 6-DoF) away. Then, with a ``prior``, the one contender that agrees with
         it wins if it has at least ``ambiguity_prior_min_ratio`` of the strongest's inliers
         (``ambiguity["chosen_by"] == "prior"``); otherwise the query is ``not_localized``,
-        "ambiguous: places A and B ...", and when the prior agreed with a clearly weaker
-        contender only, ``prior_rejected`` is set."""
+        "ambiguous: places A and B ...", and when the prior agreed with a weaker contender only,
+        or with none of them, ``prior_rejected`` is set (the track is dropped, and tracking does
+        not answer the frame)."""
         from .evaluation import mahalanobis_distance
         from .geometry.transforms import pose_error
 
@@ -537,8 +538,10 @@ class Localizer:
                 chosen.reason = f"ambiguous: {both}; the {prior.source} prior chose {name(chosen)}"
                 chosen.ambiguity = {**ambiguity, "chosen_by": "prior", "chosen": list(chosen.keyframes)}
                 return chosen
-            rejected = len(agreeing) == 1  # the prior agrees with a clearly weaker look-alike only
-            ambiguity["prior"] = ("agrees with a weaker place only" if rejected else
+            # the prior agrees with a weaker look-alike only, or with none of the places that fit:
+            # the map's evidence is against the track (tracking must not answer this frame)
+            rejected = len(agreeing) <= 1
+            ambiguity["prior"] = ("agrees with a weaker place only" if len(agreeing) == 1 else
                                   f"agrees with {len(agreeing)} of the places")
         out = LocalizationResult(status=Status.NOT_LOCALIZED, keyframes=list(best.keyframes),
                                  num_inliers=best.num_inliers, num_matches=best.num_matches,

@@ -96,7 +96,7 @@ def test_the_strongest_place_wins_over_the_first(robot_world, tmp_path):
 @pytest.mark.slow
 def test_a_pose_prior_settles_twins_and_a_prior_far_from_both_does_not(twin_temples, temple_dir):
     """With a prior (tracking), the twin that agrees with it wins, and the result says so; a
-    prior near neither twin settles nothing."""
+    prior near neither twin settles nothing and is rejected: the map's evidence is against it."""
     from global_loc.tracking import PosePrior
 
     m, cams, poses, shift = twin_temples
@@ -113,7 +113,7 @@ def test_a_pose_prior_settles_twins_and_a_prior_far_from_both_does_not(twin_temp
     far = Pose(np.eye(3), np.array([0.0, 3.0, 0.0]))
     r = loc.localize(image, cams[q], prior=PosePrior(far * truth_a, "odometry", 0.1), global_first=True)
     assert r.status == Status.NOT_LOCALIZED and r.reason.startswith("ambiguous: places")
-    assert "prior agrees with 0 of the places" in r.reason and not r.prior_rejected
+    assert "prior agrees with 0 of the places" in r.reason and r.prior_rejected  # the track is dropped
 
 
 def test_a_prior_that_agrees_only_with_the_weaker_look_alike_is_rejected():

@@ -454,7 +454,11 @@ class Localizer:
                 places = covisibility_clusters(retrieved, self.map.covisibility(retrieved), lc.min_covisible_points)
         best, solved = None, []
         for place in places[: lc.max_places]:  # every place: the strongest wins, look-alikes are noticed
-            attempt = self._localize_place(features, camera, place, timer)
+            # a place with fewer matches than this can neither win nor rival the strongest so far
+            # (its inliers are at most its matches): its PnP is skipped, the answer is the same
+            bound = 0.0 if not solved else max(a.num_inliers for a in solved) * (
+                lc.ambiguity_min_ratio if lc.ambiguity_min_ratio > 0 else 1.0)
+            attempt = self._localize_place(features, camera, place, timer, bound)
             if best is None or attempt.num_inliers > best.num_inliers:
                 best = attempt
             if attempt.status == Status.LOCALIZED:
@@ -577,7 +581,11 @@ class Localizer:
         cov = self.map.point_covariances(rows, lc.map_point_noise_px if lc.map_point_noise_px > 0 else None)
         return cov, self.map.point_noise_px, lc.weigh_map_points
 
-    def _localize_place(self, features: LocalFeatures, camera: Camera, place: list[int], timer) -> LocalizationResult:
+    def _localize_place(self, features: LocalFeatures, camera: Camera, place: list[int], timer,
+                        min_matches: float = 0.0) -> LocalizationResult:
+        """2D-3D matching against the observations of ``place`` (keyframe rows), then PnP-RANSAC
+        and the acceptance checks; PnP is skipped when the place has fewer than
+        ``min_matches`` matches (it could not change the answer)."""
         lc, mt = self.loc_conf, self.conf.matching
         res = LocalizationResult(status=Status.NOT_LOCALIZED, keyframes=[self.map.names[i] for i in place])
         with timer("matching"):
@@ -589,6 +597,9 @@ class Localizer:
         res.num_matches = len(matches)
         if len(matches) < max(4, lc.min_inliers):
             res.reason = f"{len(matches)} 2D-3D matches < min_inliers {lc.min_inliers}"
+            return res
+        if len(matches) < min_matches:
+            res.reason = f"{len(matches)} 2D-3D matches: too few to rival a place already solved"
             return res
         kpts = features.keypoints[matches.query]
         xyz = self.map.points_xyz[matches.db]

@@ -224,3 +224,38 @@ def test_weighing_uncertain_map_points_makes_poses_more_accurate():
                                        point_covariances=cov if weigh else None, point_noise_px=0.3)
             errors[weigh].append(pose_error(r.cam_from_world, truth)[0])
     assert np.median(errors[True]) < 0.5 * np.median(errors[False]), (np.median(errors[True]), np.median(errors[False]))
+
+
+def test_one_refinement_gives_colmaps_pose_and_covariance():
+    """Without point covariances, RANSAC's pose refined once here is COLMAP's refined pose (to
+    a hundredth of its standard deviation), and
+    ``robust_pose_covariance`` is the covariance pycolmap reports for it (rotation converted
+    from its half-angle tangent), on a problem with 20 % outliers."""
+    import pycolmap
+
+    from global_loc.geometry.camera import Camera
+    from global_loc.geometry.pnp import estimate_absolute_pose, robust_pose_covariance
+
+    rng = np.random.default_rng(3)
+    cam = Camera("PINHOLE", 640, 480, [500, 500, 320, 240])
+    truth = Pose.from_qt([0.9, 0.2, -0.3, 0.1], [1.0, -2.0, 0.5])
+    xc = np.c_[rng.uniform(-2, 2, (300, 2)), rng.uniform(3, 9, 300)]
+    xw = truth.inverse().transform(xc)
+    uv = cam.project(xc) + rng.normal(scale=0.5, size=(300, 2))
+    uv[:60] = rng.uniform([0, 0], [640, 480], (60, 2))  # outliers
+    ours = estimate_absolute_pose(uv, xw, cam, 8.0, seed=0)
+    est = pycolmap.AbsolutePoseEstimationOptions()
+    est.ransac.max_error, est.ransac.random_seed = 8.0, 0
+    ref = pycolmap.estimate_and_refine_absolute_pose(uv + 0.5, xw, cam.to_pycolmap(), est,
+                                                     pycolmap.AbsolutePoseRefinementOptions(), return_covariance=True)
+    colmap = Pose.from_pycolmap(ref["cam_from_world"])
+    assert np.array_equal(ours.inliers, np.asarray(ref["inlier_mask"], bool))
+    inl = ours.inliers
+    S = np.diag([2.0, 2.0, 2.0, 1.0, 1.0, 1.0])
+    theirs = S @ np.asarray(ref["covariance"]) @ S
+    mine = robust_pose_covariance(cam, colmap, uv[inl], xw[inl])
+    assert np.abs(mine - theirs).max() <= 1e-6 * np.abs(theirs).max()
+    # the same optimum, to the optimisers' tolerances: far below one standard deviation
+    from global_loc.evaluation import mahalanobis_distance
+
+    assert mahalanobis_distance(ours.cam_from_world, colmap, ours.covariance) < 0.01

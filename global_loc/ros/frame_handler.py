@@ -15,7 +15,8 @@ Between global queries, frames are tracked (:mod:`global_loc.tracking`): the han
 (``odom -> camera`` from tf at each stamp), gives the localizer its prior, and asks for a global
 query first at least every ``tracking.global_period_s`` seconds of image time. The prior also
 settles places that look alike; when a global query's evidence rejects it (the pose found is
-elsewhere, or the prior agrees only with a clearly weaker look-alike), the track is dropped.
+elsewhere, or the prior agrees only with a weaker look-alike, or with none of those that fit),
+the track is dropped.
 
 Nothing is published for a frame that is not localized; the :class:`Diagnostics` count it.
 Nor is anything published when the camera's place on the robot (``base -> camera`` in tf) is

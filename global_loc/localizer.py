@@ -581,19 +581,62 @@ class Localizer:
         cov = self.map.point_covariances(rows, lc.map_point_noise_px if lc.map_point_noise_px > 0 else None)
         return cov, self.map.point_noise_px, lc.weigh_map_points
 
+    def _match_place(self, features: LocalFeatures, place: list[int], timer):
+        """2D-3D matches of the query's features to the points observed in ``place``
+        (:class:`~global_loc.matching.Matches`, ``db``: point rows)."""
+        mt = self.conf.matching
+        with timer("matching"):
+            db_desc, db_points = self.map.gather_observations(place)
+            return match_descriptors(
+                features.descriptors, db_desc, mt.ratio_threshold, mt.mutual,
+                groups=db_points, max_candidates=mt.max_candidates, threads=mt.threads,
+            )
+
+    def place_matches(self, image: np.ndarray, camera: Camera,
+                      timings: dict[str, float] | None = None) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
+        """The global query up to 2D-3D matching, for callers that solve the pose themselves
+        (camera rigs, :class:`~global_loc.rig_localizer.RigLocalizer`): local features, global
+        descriptor, top-k retrieval, covisibility clustering, and per place (up to
+        ``max_places``, best-ranked first) the mutual nearest-neighbour + ratio-test matches.
+
+        Args:
+            image: (H, W) or (H, W, 3) uint8, the size of ``camera`` (no ``camera_corrections``
+                are applied: pass the corrected camera).
+            timings: where the stage times are added, seconds (``local_features``,
+                ``global_descriptor``, ``retrieval``, ``clustering``, ``matching``).
+        Returns:
+            ``[(keyframe names, keypoints (K, 2) float32 pixels, points3D (K, 3) float64 world
+            metres)]`` per place; empty when the map has no points or nothing was retrieved.
+        """
+        timer = _Timer()
+        features = self._extract(image, 0, timer)
+        with timer("global_descriptor"):
+            gdesc = self.global_model(image, features)
+        with timer("retrieval"):
+            _, idx = self.index.search(gdesc, self.loc_conf.num_retrieved)
+            retrieved = [int(i) for i in idx[0] if i >= 0]
+        out = []
+        if self.map.num_points3D and retrieved and len(features) >= 4:
+            with timer("clustering"):
+                places = covisibility_clusters(retrieved, self.map.covisibility(retrieved),
+                                               self.loc_conf.min_covisible_points)
+            for place in places[: self.loc_conf.max_places]:
+                m = self._match_place(features, place, timer)
+                out.append(([self.map.names[i] for i in place], features.keypoints[m.query],
+                            self.map.points_xyz[m.db]))
+        if timings is not None:
+            for k, v in timer.times.items():
+                timings[k] = timings.get(k, 0.0) + v
+        return out
+
     def _localize_place(self, features: LocalFeatures, camera: Camera, place: list[int], timer,
                         min_matches: float = 0.0) -> LocalizationResult:
         """2D-3D matching against the observations of ``place`` (keyframe rows), then PnP-RANSAC
         and the acceptance checks; PnP is skipped when the place has fewer than
         ``min_matches`` matches (it could not change the answer)."""
-        lc, mt = self.loc_conf, self.conf.matching
+        lc = self.loc_conf
         res = LocalizationResult(status=Status.NOT_LOCALIZED, keyframes=[self.map.names[i] for i in place])
-        with timer("matching"):
-            db_desc, db_points = self.map.gather_observations(place)
-            matches = match_descriptors(
-                features.descriptors, db_desc, mt.ratio_threshold, mt.mutual,
-                groups=db_points, max_candidates=mt.max_candidates, threads=mt.threads,
-            )
+        matches = self._match_place(features, place, timer)
         res.num_matches = len(matches)
         if len(matches) < max(4, lc.min_inliers):
             res.reason = f"{len(matches)} 2D-3D matches < min_inliers {lc.min_inliers}"

@@ -151,6 +151,9 @@ class LocalizationResult:
         prior_rejected: a global query's evidence rejected the pose prior it was given (the
             pose it found is far from the prior, or the prior agrees only with a clearly weaker
             look-alike): whoever keeps the track (the motion model) should drop it.
+        rig: for a rig frame (:class:`~global_loc.rig_localizer.RigLocalizer`), per camera its
+            2D-3D matches and inliers, and ``fallback``: the one camera whose own pose was used
+            (None when the rig's pose was solved from several); empty otherwise.
         camera: the query camera with the focal length PnP estimated, for a query whose focal
             length was a guess (:meth:`~global_loc.localizer.Localizer.localize`'s
             ``focal_unknown``); None otherwise.
@@ -175,6 +178,7 @@ class LocalizationResult:
     camera: object = None
     ambiguity: dict = field(default_factory=dict)
     prior_rejected: bool = False
+    rig: dict = field(default_factory=dict)
 
     @property
     def success(self) -> bool:
@@ -226,6 +230,8 @@ class LocalizationResult:
             out["ambiguity"] = dict(self.ambiguity)
         if self.prior_rejected:
             out["prior_rejected"] = True
+        if self.rig:
+            out["rig"] = dict(self.rig)
         if self.camera is not None:  # the focal length PnP estimated for a guessed camera
             out["camera"] = {"model": self.camera.model, "width": self.camera.width, "height": self.camera.height,
                              "params": [float(v) for v in self.camera.params]}

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .config import PipelineConf
-from .errors import ImageReadError, InputError
+from .errors import GlobalLocError, ImageReadError, InputError
 from .geometry.camera import Camera
 from .geometry.transforms import Pose
 from .io.bags import BagReader, BagWriter
@@ -299,10 +299,10 @@ def write_localization_results(
 # --- bags -----------------------------------------------------------------------------------------
 def index_bag(
     bag: str | os.PathLike | Sequence[str | os.PathLike],
-    image_topic: str,
+    image_topic: str | Sequence[str],
     conf: PipelineConf,
     camera_info_topic: str | None = None,
-    camera: Camera | None = None,
+    camera: Camera | dict[str, Camera] | None = None,
     map_frame: str = "map",
     camera_frame: str | None = None,
     pose_topic: str | None = None,
@@ -325,6 +325,10 @@ def index_bag(
 
     Args:
         bag: a bag, or a list of them.
+        image_topic: an image topic, or several (the cameras of a rig: each camera's frames are
+            selected on their own, its pose from tf at each stamp; keyframe names carry the
+            topic); with several, ``camera_info_topic`` and ``camera_frame`` must be None and
+            ``camera`` None or a dict topic -> camera.
         workers: processes for the per-keyframe work (0: one per core, 1: this one).
         ray_address: run that work as Ray tasks (``"local"``, ``"auto"`` or a cluster address;
             :class:`global_loc.map.workers.RayWorkers`): one task per chunk of keyframes, the
@@ -335,17 +339,25 @@ def index_bag(
     bags = [bag] if isinstance(bag, (str, os.PathLike)) else list(bag)
     if not bags:
         raise InputError("no bag given")
+    topics = [image_topic] if isinstance(image_topic, str) else list(image_topic)
+    if not topics or len(set(topics)) != len(topics):
+        raise InputError(f"image topics must be given once each, got {topics}")
+    if len(topics) > 1 and (camera_info_topic is not None or camera_frame is not None):
+        raise InputError("with several image topics each camera's camera_info and frame come from its own "
+                         "topic and header: drop --camera-info-topic/--camera-frame")
+    cameras = camera if isinstance(camera, dict) else {t: camera for t in topics}
     labels = [Path(b).name for b in bags]
     labels = [lb if labels.count(lb) == 1 else f"{lb}{i}" for i, lb in enumerate(labels)]
-    source = {"type": "bag", "image_topic": image_topic, "pose_source": pose_topic or "tf"}
+    source = {"type": "bag", "image_topic": topics[0] if len(topics) == 1 else topics,
+              "pose_source": pose_topic or "tf"}
     source.update({"bag": str(bags[0])} if len(bags) == 1 else {"bags": [str(b) for b in bags]})
     indexer = IncrementalIndexer(conf, frame_id=map_frame, source=source)
     bar = tqdm(desc="reading frames", disable=not progress, unit="frame")
 
     def selected():
-        for path, label in zip(bags, labels):
+        for (path, label), topic in ((b, t) for b in zip(bags, labels) for t in topics):
             indexer.new_sequence()
-            with BagReader(path, image_topic, camera_info_topic, camera, map_frame, camera_frame,
+            with BagReader(path, topic, camera_info_topic, cameras.get(topic), map_frame, camera_frame,
                            pose_topic, body_frame) as reader:
                 bar.total = (bar.total or 0) + reader.num_frames
                 for f in reader.frames():
@@ -465,3 +477,104 @@ def write_bag_results(
                     bag.write("/tf", "tf2_msgs/msg/TFMessage", p.stamp_ns, conv.make_tf_message(
                         T, [conv.make_transform_stamped(T, parent, child, p.stamp_ns, pose)]))
     return tum_path, log
+
+
+@dataclass
+class RigFrame:
+    """One rig frame of :func:`localize_bag_rig`.
+
+    Attributes:
+        stamp_ns: the first camera's image stamp.
+        names: per camera, its frame's name, or None where that camera had no image within the
+            slop.
+        result: the :class:`~global_loc.types.LocalizationResult` (``cam_from_world``: the
+            rig's, i.e. ``base_from_world``).
+    """
+
+    stamp_ns: int
+    names: list
+    result: LocalizationResult
+
+    @property
+    def map_from_base(self) -> Pose | None:
+        return None if not self.result.success else self.result.cam_from_world.inverse()
+
+
+def rig_frames(readers: Sequence, slop_ns: int):
+    """Group the frames of several cameras' :class:`~global_loc.io.bags.BagReader` (one topic
+    each) into rig frames: each frame of the first camera with, per other camera, its frame
+    nearest in stamp within ``slop_ns`` (None where there is none). Frames of the other
+    cameras that fall between the first camera's are left out. Streams; yields lists of
+    :class:`~global_loc.io.bags.BagFrame` or None, first camera first."""
+    others = [iter(r.frames()) for r in readers[1:]]
+    heads: list[list] = [[] for _ in others]  # per other camera, frames not yet consumed
+    done = [False] * len(others)
+    for f in readers[0].frames():
+        group = [f]
+        for k, it in enumerate(others):
+            while not done[k] and (not heads[k] or heads[k][-1].stamp_ns <= f.stamp_ns + slop_ns):
+                nxt = next(it, None)
+                if nxt is None:
+                    done[k] = True
+                else:
+                    heads[k].append(nxt)
+            heads[k] = [g for g in heads[k] if g.stamp_ns >= f.stamp_ns - slop_ns]
+            near = [g for g in heads[k] if abs(g.stamp_ns - f.stamp_ns) <= slop_ns]
+            best = min(near, key=lambda g: abs(g.stamp_ns - f.stamp_ns), default=None)
+            if best is not None:
+                heads[k].remove(best)
+            group.append(best)
+        yield group
+
+
+def localize_bag_rig(
+    localizer: Localizer,
+    bag: str | os.PathLike,
+    image_topics: Sequence[str],
+    base_frame: str = "base_link",
+    slop_s: float = 0.01,
+    progress: bool = False,
+) -> list[RigFrame]:
+    """Localize a bag's rig frames: the images of ``image_topics`` taken within ``slop_s`` of
+    each other, each camera's extrinsics ``cam_from_base`` from the bag's tf at the frame's
+    stamp, one pose of ``base_frame`` per rig frame (:class:`~global_loc.rig_localizer.RigLocalizer`:
+    the cameras' matches pooled, generalized PnP; the one camera that sees the map where only
+    one does). Global queries only (no tracking yet).
+
+    Raises:
+        InputError: fewer than two topics, or a topic twice.
+    """
+    from contextlib import ExitStack
+
+    from .rig_localizer import RigLocalizer
+
+    topics = list(image_topics)
+    if len(topics) < 2 or len(set(topics)) != len(topics):
+        raise InputError(f"a rig needs two or more distinct image topics, got {topics}")
+    out: list[RigFrame] = []
+    with ExitStack() as stack:
+        readers = [stack.enter_context(BagReader(bag, t, map_frame=localizer.map.frame_id)) for t in topics]
+        bar = tqdm(total=readers[0].num_frames, desc="localizing rig frames", disable=not progress, unit="frame")
+        for group in rig_frames(readers, int(slop_s * 1e9)):
+            stamp_s = group[0].stamp_ns * 1e-9
+            images, cameras, extrinsics = [], [], []
+            for reader, f in zip(readers, group):
+                image = None
+                if f is not None:
+                    try:
+                        image = f.image()
+                    except ImageReadError:
+                        image = None  # a broken image: that camera sits this frame out
+                images.append(image)
+                cameras.append(f.camera if f is not None else group[0].camera)
+                try:
+                    extrinsics.append(reader.lookup(f.frame_id if f is not None else group[0].frame_id,
+                                                    base_frame, stamp_s))
+                except GlobalLocError as e:
+                    raise InputError(f"no transform {base_frame} -> {f.frame_id if f else '?'} in the bag's tf "
+                                     f"({e}): a rig needs each camera's extrinsics on /tf_static") from None
+            result = RigLocalizer(localizer, extrinsics).localize(images, cameras)
+            out.append(RigFrame(group[0].stamp_ns, [f.name if f is not None else None for f in group], result))
+            bar.update(1)
+        bar.close()
+    return out

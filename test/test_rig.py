@@ -128,3 +128,69 @@ def test_a_temple_rig_localizes_and_falls_back_to_the_one_camera_that_sees(templ
 def _rotated(a_from_b: Pose, cov):
     R = np.kron(np.eye(2), a_from_b.R)
     return R @ cov @ R.T
+
+
+@pytest.fixture(scope="module")
+def two_camera_world(data_dir, tmp_path_factory):
+    """The robot world with a front and a back camera (320x240, short runs), indexed from both
+    topics with ``global-loc index``."""
+    from global_loc.cli.main import main
+    from global_loc.synthetic.world import WorldConfig, generate_world
+
+    out = tmp_path_factory.mktemp("two_cameras")
+    config = WorldConfig(image_size=(320, 240), focal=210.0, speed=1.0, query_duration_s=8.0,
+                         query_camera_rate_hz=5.0, cameras=("front", "back"))
+    world = generate_world(out, config, texture_dir=data_dir)[("mcap", False)]
+    assert world.query.image_topics == ["/camera/image_raw", "/back_camera/image_raw"]
+    path = out / "rig.glmap"
+    args = ["-q", "index", "--bag", str(world.mapping.bag), "--out", str(path)]
+    for topic in world.mapping.image_topics:
+        args += ["--image-topic", topic]
+    assert main(args) == 0
+    return world, path
+
+
+@pytest.mark.slow
+def test_the_two_camera_robot_localizes_as_a_rig_better_than_either_camera(two_camera_world, tmp_path, capsys):
+    from global_loc.cli.main import main
+    from global_loc.io.bags import BagReader
+    from global_loc.io.text import read_tum
+    from global_loc.localizer import Localizer
+    from global_loc.map.storage import read_map
+    from global_loc.pipeline import localize_bag
+    from global_loc.rig_localizer import RigLocalizer
+
+    world, path = two_camera_world
+    m = read_map(path)
+    assert {n.split("_1")[0] for n in m.names} == {"camera_image_raw", "back_camera_image_raw"}
+    gt = {round(t, 3): p for t, p in read_tum(world.query.base_ground_truth_tum)}
+    out = tmp_path / "rig.tum"
+    args = ["-q", "localize", "--map", str(path), "--bag", str(world.query.bag), "--out", str(out)]
+    for topic in world.query.image_topics:
+        args += ["--image-topic", topic]
+    assert main(args) == 0
+    assert "from all cameras' matches" in capsys.readouterr().out
+    rig = {round(t, 3): p for t, p in read_tum(out)}
+    assert len(rig) == world.query.frames
+
+    def errors(poses):
+        return np.array([pose_error(p.inverse(), gt[t].inverse()) for t, p in poses.items()])
+
+    e_rig = errors(rig)
+    assert np.all(e_rig[:, 0] < 0.25) and np.all(e_rig[:, 1] < 2.0)
+    conf = Localizer(m).conf
+    conf.tracking.enabled = False
+    for topic in world.query.image_topics:
+        run = localize_bag(Localizer(m, conf), world.query.bag, topic)
+        alone = errors({round(p.stamp_ns * 1e-9, 3): p.pose for p in run.publications if p.pose is not None})
+        assert np.median(e_rig[:, 0]) < np.median(alone[:, 0]), (topic, np.median(e_rig[:, 0]), np.median(alone[:, 0]))
+    # a frame where only the back camera sees the map (the front one covered) still localizes
+    front, back = (BagReader(world.query.bag, t) for t in world.query.image_topics)
+    with front, back:
+        f, b = next(iter(front.frames())), next(iter(back.frames()))
+        extrinsics = [r.lookup(x.frame_id, "base_link", f.stamp_ns * 1e-9) for r, x in ((front, f), (back, b))]
+        covered = np.zeros_like(f.image())
+        r = RigLocalizer(Localizer(m, conf), extrinsics).localize([covered, b.image()], [f.camera, b.camera])
+    assert r.success and r.rig["fallback"] == 1, r.reason
+    dt, dr = pose_error(r.cam_from_world, gt[round(f.stamp_ns * 1e-9, 3)].inverse())
+    assert dt < 0.25 and dr < 2.0

@@ -125,7 +125,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="queries from a kapture data set (its camera records); the poses are also written "
                         "as a kapture data set <out stem>_kapture/ (trajectories of the localized queries)")
     bag = p.add_argument_group("queries from a bag")
-    _add_bag_args(bag, with_cameras=True)
+    _add_bag_args(bag, with_cameras=True, rig=True)
     bag.add_argument("--out-bag", type=Path, help="also write a ROS 2 bag with the poses and the "
                      "map -> odom transforms the localizer node would have published")
     bag.add_argument("--out-bag-format", choices=["mcap", "sqlite3", "ros1"], default="mcap")
@@ -228,6 +228,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="room: one room (the default); twin-rooms: two rooms alike but for one wall, "
                    "joined by a doorway, and a third run (kidnap) in which the robot is carried from one "
                    "room to the same spot in the other (--query-seconds does not apply: one lap per room)")
+    p.add_argument("--cameras", default="front", metavar="NAMES",
+                   help="the robot's cameras, comma-separated: front (the default), back, left, right; "
+                   "each on /<name>_camera/... (front: /camera/...), all with the same stamps")
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("replay", help="publish a ROS 1 / ROS 2 bag on a live ROS 2 graph, with /clock "
@@ -248,14 +251,22 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_bag_args(group, with_cameras: bool = False, several: bool = False) -> None:
+def _add_bag_args(group, with_cameras: bool = False, several: bool = False, rig: bool = False) -> None:
     if several:
         group.add_argument("--bag", type=Path, action="append",
                            help="ROS 1 .bag file or ROS 2 bag folder (sqlite3 or MCAP); repeat it to index "
                            "several runs into one map")
     else:
         group.add_argument("--bag", type=Path, help="ROS 1 .bag file or ROS 2 bag folder (sqlite3 or MCAP)")
-    group.add_argument("--image-topic", help="sensor_msgs/Image or CompressedImage topic")
+    if several or rig:
+        group.add_argument("--image-topic", action="append",
+                           help="sensor_msgs/Image or CompressedImage topic; repeat it for the cameras of a rig "
+                           "(each camera's pose from tf)" if several else
+                           "sensor_msgs/Image or CompressedImage topic; repeat it for the cameras of a rig: "
+                           "one pose of --base-frame per rig frame (images within 10 ms), the cameras' "
+                           "extrinsics from tf")
+    else:
+        group.add_argument("--image-topic", help="sensor_msgs/Image or CompressedImage topic")
     group.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo topic (default: camera_info "
                        "beside the image topic)")
     group.add_argument("--map-frame", default="map", help="map frame (default: map)")
@@ -274,6 +285,10 @@ def _bag_camera(args):
     path = getattr(args, "cameras", None)
     if path is None:
         return None
+    if isinstance(args.image_topic, list) and len(args.image_topic) > 1:  # a rig: one camera per topic
+        return {t: _bag_camera(argparse.Namespace(cameras=path, image_topic=t)) for t in args.image_topic}
+    if isinstance(args.image_topic, list):
+        args = argparse.Namespace(cameras=path, image_topic=args.image_topic[0])
     cams = read_cameras(path)
     if args.image_topic in cams:
         return cams[args.image_topic]
@@ -312,7 +327,8 @@ def _cmd_index(args) -> int:
             raise InputError("--bag needs --image-topic (see `global-loc inspect --bag BAG`)")
         if args.colmap is not None or args.poses is not None:
             raise InputError("--bag takes poses from the bag; drop --colmap/--poses")
-        m = index_bag(args.bag, args.image_topic, conf, args.camera_info_topic, _bag_camera(args),
+        topics = args.image_topic if len(args.image_topic) > 1 else args.image_topic[0]
+        m = index_bag(args.bag, topics, conf, args.camera_info_topic, _bag_camera(args),
                       args.map_frame, args.camera_frame, args.pose_topic, args.body_frame,
                       progress=not args.quiet, **parallel)
     elif args.kapture is not None:
@@ -432,6 +448,16 @@ def _cmd_localize(args) -> int:
         raise InputError("give --images and --queries, or --kapture DIR, or --bag and --image-topic")
     if args.bag is not None and args.image_topic is None:
         raise InputError("--bag needs --image-topic (see `global-loc inspect --bag BAG`)")
+    rig_topics = None
+    if args.image_topic is not None:
+        if len(args.image_topic) > 1:
+            rig_topics = args.image_topic
+            if args.bag is None:
+                raise InputError("several --image-topic make a rig: give --bag")
+            if args.out_bag is not None or args.camera_info_topic is not None or args.camera_frame or args.every != 1:
+                raise InputError("a rig's bag (several --image-topic) takes no --out-bag, --camera-info-topic, "
+                                 "--camera-frame or --every yet")
+        args.image_topic = args.image_topic[0]
     if kapture_set is not None:
         queries = kapture_set.cameras()
     else:
@@ -441,6 +467,8 @@ def _cmd_localize(args) -> int:
                 "refinement.method": args.refine}
     conf = conf_for_map(map_index, args.preset, args.overrides, args.models_dir, args.device, settings)
     localizer = Localizer(map_index, conf)
+    if rig_topics is not None:
+        return _localize_rig_bag(args, localizer, rig_topics)
     if args.bag is not None:
         return _localize_bag(args, localizer)
     run = localize_image_folder(localizer, args.images, queries, progress=not args.quiet,
@@ -563,6 +591,37 @@ def _localize_bag(args, localizer) -> int:
     return 0
 
 
+def _localize_rig_bag(args, localizer, topics: list[str]) -> int:
+    """``localize --bag B --image-topic T1 --image-topic T2 ...``: one base pose per rig frame,
+    a TUM trajectory of ``map_from_base`` and a JSON log."""
+    import numpy as np
+
+    from ..evaluation import format_timing_table, timing_table
+    from ..io.text import write_tum
+    from ..pipeline import localize_bag_rig, log_path_for
+
+    frames = localize_bag_rig(localizer, args.bag, topics, args.base_frame, progress=not args.quiet)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_tum(args.out, [(f.stamp_ns * 1e-9, f.map_from_base) for f in frames if f.map_from_base is not None])
+    log = log_path_for(args.out)
+    log.write_text(json.dumps({"map": str(args.map), "bag": str(args.bag), "image_topics": topics,
+                               "base_frame": args.base_frame, "preset": localizer.conf.name, "version": __version__,
+                               "queries": [{"name": f.names[0] or str(f.stamp_ns), "stamp": f.stamp_ns * 1e-9,
+                                            "images": f.names, **f.result.to_log()} for f in frames]}, indent=1))
+    ok = [f for f in frames if f.result.success]
+    fallback = [f.result.rig.get("fallback") for f in ok]
+    print(f"localized {len(ok)} of {len(frames)} rig frames ({len(topics)} cameras; "
+          f"{sum(1 for c in fallback if c is None)} from all cameras' matches, "
+          f"{sum(1 for c in fallback if c is not None)} from one camera alone) -> {args.out} (log: {log})")
+    if ok:
+        per_camera = np.median([f.result.rig["inliers_per_camera"] for f in ok], axis=0)
+        print("  inliers per camera (median): " + ", ".join(f"{t} {v:.0f}" for t, v in zip(topics, per_camera)))
+        print(format_timing_table(timing_table([f.result.timings for f in frames],
+                                               ["local_features", "global_descriptor", "retrieval", "clustering",
+                                                "matching", "pnp", "total"])))
+    return 0
+
+
 def _cmd_inspect(args) -> int:
     from ..io.bags import inspect_bag
 
@@ -572,20 +631,26 @@ def _cmd_inspect(args) -> int:
 
 def _cmd_synth(args) -> int:
     from ..errors import InputError
-    from ..synthetic.world import WorldConfig, generate_world
+    from ..synthetic.world import CAMERA_YAW_DEG, WorldConfig, generate_world
 
     t0 = time.perf_counter()
     if not 0 < args.query_rate <= 1000:
         raise InputError(f"--query-rate must be in (0, 1000] Hz, got {args.query_rate}")
     make = WorldConfig.twin_rooms if args.layout == "twin-rooms" else WorldConfig
-    config = make(seed=args.seed, query_duration_s=args.query_seconds, query_camera_rate_hz=args.query_rate)
+    cameras = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
+    unknown = [c for c in cameras if c not in CAMERA_YAW_DEG]
+    if unknown or not cameras or len(set(cameras)) != len(cameras):
+        raise InputError(f"--cameras must name distinct cameras among {', '.join(CAMERA_YAW_DEG)}, got {args.cameras!r}")
+    config = make(seed=args.seed, query_duration_s=args.query_seconds, query_camera_rate_hz=args.query_rate,
+                  cameras=cameras)
     worlds = generate_world(args.out, config, args.format, args.compressed, args.textures,
                             progress=not args.quiet)
     w = next(iter(worlds.values()))
     print(f"synthetic world in {args.out} ({time.perf_counter() - t0:.1f} s)")
     for run in (w.mapping, w.query, w.kidnap):
         if run is not None:
-            print(f"  {run.bag}: {run.frames} frames on {run.image_topic}; ground truth {run.ground_truth_tum}")
+            print(f"  {run.bag}: {run.frames} frames on {', '.join(run.image_topics)}; ground truth "
+                  f"{run.base_ground_truth_tum} (base_link), {run.ground_truth_tum} (camera)")
     return 0
 
 

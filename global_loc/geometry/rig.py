@@ -90,7 +90,9 @@ def estimate_rig_absolute_pose(
         return None
     pixels = np.concatenate([cam.to_colmap_pixels(k) for cam, k in zip(cameras, kps)])
     X = np.concatenate(xyz)
-    est = pycolmap.RANSACOptions()
+    # the single-camera PnP's RANSAC settings (pycolmap's generalized default asks for 1000
+    # trials at least: 48 ms for 600 matches, against 1.6 ms for 100)
+    est = pycolmap.AbsolutePoseEstimationOptions().ransac
     est.max_error = float(max_error_px)
     est.max_num_trials = int(max_iterations)
     est.random_seed = int(seed)

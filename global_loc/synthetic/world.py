@@ -48,6 +48,16 @@ COMPRESSED_TOPIC = "/camera/image_raw/compressed"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 GROUND_TRUTH_TOPIC = "/ground_truth/odom"
 FRAMES = {"map": "map", "odom": "odom", "base": "base_link", "camera": "camera_optical"}
+#: the cameras a synthetic robot can carry, by their yaw on the robot (degrees)
+CAMERA_YAW_DEG = {"front": 0.0, "back": 180.0, "left": 90.0, "right": -90.0}
+
+
+def camera_topics(name: str, compressed: bool = False) -> tuple[str, str, str]:
+    """``(image topic, camera_info topic, optical frame)`` of the synthetic camera ``name``:
+    the front camera on ``/camera/...``, the others on ``/<name>_camera/...``."""
+    ns = "/camera" if name == "front" else f"/{name}_camera"
+    frame = FRAMES["camera"] if name == "front" else f"{name}_camera_optical"
+    return ns + ("/image_raw/compressed" if compressed else "/image_raw"), ns + "/camera_info", frame
 
 
 @dataclass
@@ -68,6 +78,10 @@ class WorldConfig:
         :mod:`global_loc.synthetic.twin_rooms`; :meth:`twin_rooms` gives its room size).
     kidnap_at_lap: twin-rooms: the fraction of the kidnap run's first lap after which the robot
         is carried to the twin spot.
+    cameras: the robot's cameras, a rig: ``"front"`` (the default, on ``/camera/...``, frame
+        ``camera_optical``) and any of ``"back"``, ``"left"``, ``"right"`` (turned by 180, 90,
+        -90 degrees about the robot's z axis, on ``/<name>_camera/...``, frame
+        ``<name>_camera_optical``); all fire together, with the same stamps.
     """
 
     seed: int = 0
@@ -88,6 +102,7 @@ class WorldConfig:
     odom_yaw_drift_deg_per_m: float = 0.5
     layout: str = "room"
     kidnap_at_lap: float = 0.6
+    cameras: tuple[str, ...] = ("front",)
 
     @classmethod
     def twin_rooms(cls, **kwargs) -> "WorldConfig":
@@ -103,11 +118,24 @@ class WorldConfig:
 
     @property
     def base_from_camera(self) -> Pose:
-        """Extrinsics: the optical frame (z forward) on the robot, pitched down."""
+        """Extrinsics of the front camera: the optical frame (z forward) on the robot, pitched down."""
+        return self.base_from(self.cameras[0] if self.cameras else "front")
+
+    def base_from(self, name: str) -> Pose:
+        """Extrinsics of camera ``name`` (see ``cameras``): the front camera's mounting turned
+        about the robot's z axis.
+
+        Raises:
+            ValueError: an unknown camera name.
+        """
+        if name not in CAMERA_YAW_DEG:
+            raise ValueError(f"unknown camera {name!r}: one of {', '.join(CAMERA_YAW_DEG)}")
         R0 = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], np.float64)  # columns: cam axes in base
         p = np.radians(self.camera_pitch_deg)
         pitch = np.array([[np.cos(p), 0, np.sin(p)], [0, 1, 0], [-np.sin(p), 0, np.cos(p)]])
-        return Pose(pitch @ R0, [self.camera_forward, 0.0, self.camera_height])
+        y = np.radians(CAMERA_YAW_DEG[name])
+        yaw = np.array([[np.cos(y), -np.sin(y), 0], [np.sin(y), np.cos(y), 0], [0, 0, 1]])
+        return Pose(yaw @ pitch @ R0, yaw @ np.array([self.camera_forward, 0.0, self.camera_height]))
 
 
 # --- textures ---------------------------------------------------------------------------------
@@ -320,11 +348,17 @@ def degrade(image: np.ndarray, rng, t: float, strength: float = 1.0) -> np.ndarr
 # --- writing the runs -------------------------------------------------------------------------------
 @dataclass
 class RunInfo:
+    """One recorded run: its bag, the first camera's image topic, frames per camera, the
+    ground truth (TUM: the first camera's optical frame, and ``base_link``, in the map frame),
+    and for a rig every camera's image topic and ground truth (name -> TUM path)."""
+
     bag: Path
     image_topic: str
     frames: int
     ground_truth_tum: Path
     base_ground_truth_tum: Path
+    image_topics: list[str] = field(default_factory=list)
+    camera_ground_truth: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -338,9 +372,10 @@ class World:
     kidnap: RunInfo | None = None
 
 
-def _render_run(quads, config: WorldConfig, times_cam, map_from_base_cam, degrade_strength, rng, progress, desc):
+def _render_run(quads, config: WorldConfig, times_cam, map_from_base_cam, degrade_strength, rng, progress, desc,
+                base_from_cam: Pose | None = None):
     cam = config.camera
-    b_c = config.base_from_camera
+    b_c = config.base_from_camera if base_from_cam is None else base_from_cam
     images = []
     for k in tqdm(range(len(times_cam)), desc=desc, disable=not progress, unit="img"):
         cam_from_map = (map_from_base_cam[k] * b_c).inverse()
@@ -352,19 +387,22 @@ def _render_run(quads, config: WorldConfig, times_cam, map_from_base_cam, degrad
 
 
 def write_run(path: Path, fmt: str, compressed: bool, config: WorldConfig, t0_ns: int, times_odom,
-              map_from_base_odom, odom_from_base, cam_idx, cam_times, images, with_map_to_odom: bool,
+              map_from_base_odom, odom_from_base, cam_idx, cam_times, images: dict[str, list], with_map_to_odom: bool,
               frames: dict):
-    """Write one run as a bag: odometry samples at ``times_odom``, the image ``j`` right after
-    odometry sample ``cam_idx[j]`` with stamp ``cam_times[j]``. Returns the image topic."""
+    """Write one run as a bag: odometry samples at ``times_odom``; for each camera (``images``:
+    name -> its images, see :func:`camera_topics`) the image ``j`` right after odometry sample
+    ``cam_idx[j]`` with stamp ``cam_times[j]``, and its extrinsics on ``/tf_static``. Returns
+    the image topics, in the order of ``images``."""
     cam = config.camera
-    image_topic = COMPRESSED_TOPIC if compressed else IMAGE_TOPIC
     F = frames
+    names = list(images)
+    topics = {n: camera_topics(n, compressed) for n in names}
     with BagWriter(path, fmt) as bag:
         T = bag.types
         ns = lambda t: t0_ns + int(round(t * 1e9))  # noqa: E731
         bag.write("/tf_static", "tf2_msgs/msg/TFMessage", ns(0.0), conv.make_tf_message(
-            T, [conv.make_transform_stamped(T, F["base"], F["camera"], ns(0.0), config.base_from_camera)]))
-        img_iter = iter(zip(cam_idx, cam_times, images))
+            T, [conv.make_transform_stamped(T, F["base"], topics[n][2], ns(0.0), config.base_from(n)) for n in names]))
+        img_iter = iter(zip(cam_idx, cam_times, zip(*(images[n] for n in names))))
         nxt = next(img_iter, None)
         for k, t in enumerate(times_odom):
             stamp = ns(t)
@@ -376,16 +414,17 @@ def write_run(path: Path, fmt: str, compressed: bool, config: WorldConfig, t0_ns
             bag.write(GROUND_TRUTH_TOPIC, "nav_msgs/msg/Odometry", stamp,
                       conv.make_odometry(T, F["map"], F["base"], stamp, map_from_base_odom[k]))
             while nxt is not None and nxt[0] == k:
-                img, stamp = nxt[2], ns(nxt[1])
-                if compressed:
-                    msg = conv.make_compressed_image(T, img, F["camera"], stamp, "jpeg", 90)
-                    bag.write(image_topic, "sensor_msgs/msg/CompressedImage", stamp, msg)
-                else:
-                    bag.write(image_topic, "sensor_msgs/msg/Image", stamp, conv.make_image(T, img, F["camera"], stamp))
-                bag.write(CAMERA_INFO_TOPIC, "sensor_msgs/msg/CameraInfo", stamp,
-                          conv.make_camera_info(T, cam, F["camera"], stamp))
+                stamp = ns(nxt[1])
+                for n, img in zip(names, nxt[2]):
+                    image_topic, info_topic, frame = topics[n]
+                    if compressed:
+                        msg = conv.make_compressed_image(T, img, frame, stamp, "jpeg", 90)
+                        bag.write(image_topic, "sensor_msgs/msg/CompressedImage", stamp, msg)
+                    else:
+                        bag.write(image_topic, "sensor_msgs/msg/Image", stamp, conv.make_image(T, img, frame, stamp))
+                    bag.write(info_topic, "sensor_msgs/msg/CameraInfo", stamp, conv.make_camera_info(T, cam, frame, stamp))
                 nxt = next(img_iter, None)
-    return image_topic
+    return [topics[n][0] for n in names]
 
 
 def generate_world(out_dir: str | os.PathLike, config: WorldConfig | None = None, fmt: str = "mcap",
@@ -438,25 +477,33 @@ def generate_world(out_dir: str | os.PathLike, config: WorldConfig | None = None
         alpha = delay * config.odom_rate_hz
         cam_t = np.array([times[i] + delay for i in cam_idx])
         cam_gt = [gt[i].interpolate(gt[i + 1], alpha) for i in cam_idx]
-        images = _render_run(quads, config, cam_t, cam_gt, strength, rng, progress, f"rendering the {run} run")
-        gt_cam = [(t0_ns * 1e-9 + t, p * b_c) for t, p in zip(cam_t, cam_gt)]
+        first, *others = config.cameras
+        images = {first: _render_run(quads, config, cam_t, cam_gt, strength, rng, progress,
+                                     f"rendering the {run} run")}
+        for i, name in enumerate(others):  # each with its own noise: the first camera's images stay as they were
+            images[name] = _render_run(quads, config, cam_t, cam_gt, strength, np.random.default_rng(config.seed + 100 + i),
+                                       progress, f"rendering the {run} run ({name} camera)", config.base_from(name))
         gt_base = [(t0_ns * 1e-9 + t, p) for t, p in zip(cam_t, cam_gt)]
+        tum_base = out / f"{run}_ground_truth_base.tum"
+        write_tum(tum_base, gt_base)
+        tums = {}
+        for name in config.cameras:
+            tums[name] = out / (f"{run}_ground_truth_camera.tum" if name == first else
+                                f"{run}_ground_truth_{name}_camera.tum")
+            write_tum(tums[name], [(t, p * config.base_from(name)) for t, p in gt_base])
         for f, comp in formats:
             name = f"{run}_{f}{'_jpeg' if comp else ''}"
             path = out / (name + ".bag" if f == "ros1" else name)
-            topic = write_run(path, f, comp, config, t0_ns, times, gt, odom, cam_idx, cam_t, images,
-                              with_m2o, FRAMES)
-            tum = out / f"{run}_ground_truth_camera.tum"
-            tum_base = out / f"{run}_ground_truth_base.tum"
-            write_tum(tum, gt_cam)
-            write_tum(tum_base, gt_base)
-            runs.setdefault((f, comp), {})[run] = RunInfo(path, topic, len(cam_idx), tum, tum_base)
+            topics = write_run(path, f, comp, config, t0_ns, times, gt, odom, cam_idx, cam_t, images,
+                               with_m2o, FRAMES)
+            runs.setdefault((f, comp), {})[run] = RunInfo(path, topics[0], len(cam_idx), tums[first], tum_base,
+                                                          topics, tums)
         t0_ns += int((times[-1] + 60) * 1e9)
     worlds = {k: World(config, v["mapping"], v["query"], kidnap=v.get("kidnap")) for k, v in runs.items()}
     meta = {"config": asdict(config), "textures": str(texture_dir) if texture_dir else "procedural",
             "bags": {f"{k[0]}{'_jpeg' if k[1] else ''}": {
                 **{run: str(info.bag) for run, info in (("mapping", w.mapping), ("query", w.query),
                                                         ("kidnap", w.kidnap)) if info is not None},
-                "image_topic": w.query.image_topic} for k, w in worlds.items()}}
+                "image_topic": w.query.image_topic, "image_topics": w.query.image_topics} for k, w in worlds.items()}}
     (out / "world.json").write_text(json.dumps(meta, indent=1))
     return worlds

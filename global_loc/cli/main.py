@@ -454,9 +454,11 @@ def _cmd_localize(args) -> int:
             rig_topics = args.image_topic
             if args.bag is None:
                 raise InputError("several --image-topic make a rig: give --bag")
-            if args.out_bag is not None or args.camera_info_topic is not None or args.camera_frame or args.every != 1:
+            if (args.out_bag is not None or args.camera_info_topic is not None or args.camera_frame
+                    or args.every != 1 or args.cameras is not None or args.tracking == "on"):
                 raise InputError("a rig's bag (several --image-topic) takes no --out-bag, --camera-info-topic, "
-                                 "--camera-frame or --every yet")
+                                 "--camera-frame, --cameras, --every or --tracking on yet (each camera's "
+                                 "camera_info is read; every rig frame is a global query)")
         args.image_topic = args.image_topic[0]
     if kapture_set is not None:
         queries = kapture_set.cameras()

@@ -439,19 +439,11 @@ class Localizer:
         view = np.ascontiguousarray(np.rot90(image, turns)) if turns else image
         if features is None:
             features = self._extract(image, turns, timer)
-        with timer("global_descriptor"):
-            gdesc = self.global_model(view, features)
-        with timer("retrieval"):
-            _, idx = self.index.search(gdesc, lc.num_retrieved)
-            retrieved = [int(i) for i in idx[0] if i >= 0]
+        retrieved, places = self._places(view, features, timer)
         result.retrieved = [self.map.names[i] for i in retrieved]
         if len(features) < 4:
             result.reason = f"the query has {len(features)} local features"
             return result
-        places = []
-        if self.map.num_points3D:
-            with timer("clustering"):
-                places = covisibility_clusters(retrieved, self.map.covisibility(retrieved), lc.min_covisible_points)
         best, solved = None, []
         for place in places[: lc.max_places]:  # every place: the strongest wins, look-alikes are noticed
             # a place with fewer matches than this can neither win nor rival the strongest so far
@@ -581,6 +573,21 @@ class Localizer:
         cov = self.map.point_covariances(rows, lc.map_point_noise_px if lc.map_point_noise_px > 0 else None)
         return cov, self.map.point_noise_px, lc.weigh_map_points
 
+    def _places(self, view: np.ndarray, features: LocalFeatures, timer) -> tuple[list[int], list[list[int]]]:
+        """Retrieval and covisibility clustering: ``(retrieved keyframe rows, best first;
+        places)``, places empty when the map has no points or the query fewer than 4 features."""
+        lc = self.loc_conf
+        with timer("global_descriptor"):
+            gdesc = self.global_model(view, features)
+        with timer("retrieval"):
+            _, idx = self.index.search(gdesc, lc.num_retrieved)
+            retrieved = [int(i) for i in idx[0] if i >= 0]
+        places = []
+        if self.map.num_points3D and retrieved and len(features) >= 4:
+            with timer("clustering"):
+                places = covisibility_clusters(retrieved, self.map.covisibility(retrieved), lc.min_covisible_points)
+        return retrieved, places
+
     def _match_place(self, features: LocalFeatures, place: list[int], timer):
         """2D-3D matches of the query's features to the points observed in ``place``
         (:class:`~global_loc.matching.Matches`, ``db``: point rows)."""
@@ -610,20 +617,11 @@ class Localizer:
         """
         timer = _Timer()
         features = self._extract(image, 0, timer)
-        with timer("global_descriptor"):
-            gdesc = self.global_model(image, features)
-        with timer("retrieval"):
-            _, idx = self.index.search(gdesc, self.loc_conf.num_retrieved)
-            retrieved = [int(i) for i in idx[0] if i >= 0]
+        _, places = self._places(image, features, timer)
         out = []
-        if self.map.num_points3D and retrieved and len(features) >= 4:
-            with timer("clustering"):
-                places = covisibility_clusters(retrieved, self.map.covisibility(retrieved),
-                                               self.loc_conf.min_covisible_points)
-            for place in places[: self.loc_conf.max_places]:
-                m = self._match_place(features, place, timer)
-                out.append(([self.map.names[i] for i in place], features.keypoints[m.query],
-                            self.map.points_xyz[m.db]))
+        for place in places[: self.loc_conf.max_places]:
+            m = self._match_place(features, place, timer)
+            out.append(([self.map.names[i] for i in place], features.keypoints[m.query], self.map.points_xyz[m.db]))
         if timings is not None:
             for k, v in timer.times.items():
                 timings[k] = timings.get(k, 0.0) + v

@@ -566,12 +566,15 @@ def localize_bag_rig(
                     except ImageReadError:
                         image = None  # a broken image: that camera sits this frame out
                 images.append(image)
-                cameras.append(f.camera if f is not None else group[0].camera)
+                if f is None:  # no image from this camera in this frame: it sits out
+                    cameras.append(group[0].camera)
+                    extrinsics.append(Pose.identity())
+                    continue
+                cameras.append(f.camera)
                 try:
-                    extrinsics.append(reader.lookup(f.frame_id if f is not None else group[0].frame_id,
-                                                    base_frame, stamp_s))
+                    extrinsics.append(reader.lookup(f.frame_id, base_frame, stamp_s))
                 except GlobalLocError as e:
-                    raise InputError(f"no transform {base_frame} -> {f.frame_id if f else '?'} in the bag's tf "
+                    raise InputError(f"no transform {base_frame} -> {f.frame_id} in the bag's tf "
                                      f"({e}): a rig needs each camera's extrinsics on /tf_static") from None
             result = RigLocalizer(localizer, extrinsics).localize(images, cameras)
             out.append(RigFrame(group[0].stamp_ns, [f.name if f is not None else None for f in group], result))

@@ -25,7 +25,7 @@ from .errors import InputError
 from .geometry.camera import Camera
 from .geometry.rig import estimate_rig_absolute_pose
 from .geometry.transforms import Pose
-from .localizer import Localizer
+from .localizer import Localizer, _Timer
 from .types import LocalizationResult, Status
 
 
@@ -75,7 +75,8 @@ class RigLocalizer:
             raise InputError(f"a rig frame of this rig has {n} images and cameras, got {len(images)} and {len(cameras)}")
         loc, lc = self.localizer, self.localizer.loc_conf
         t0 = time.perf_counter()
-        timings: dict[str, float] = {}
+        timer = _Timer()
+        timings = timer.times
         cameras = [loc.camera_corrections.get(c, c) for c in cameras]
         kps, xyz, keyframes = [], [], []
         for image, camera in zip(images, cameras):
@@ -95,7 +96,7 @@ class RigLocalizer:
                                         reason=f"no camera of the rig has {max(4, lc.min_inliers)} 2D-3D matches "
                                                f"(matches per camera: {matches})")
         else:
-            with _timed(timings, "pnp"):
+            with timer("pnp"):
                 pnp = estimate_rig_absolute_pose(kps, xyz, cameras, self.cams_from_rig, lc.ransac_max_error_px,
                                                  lc.ransac_max_iterations, lc.ransac_seed, lc.covariance_scale)
             result = LocalizationResult(status=Status.NOT_LOCALIZED, keyframes=keyframes, rig=rig,
@@ -133,13 +134,3 @@ class RigLocalizer:
             result.inlier_points3D = result.inlier_keypoints = result.inlier_point_rows = None
         return result
 
-
-class _timed:
-    def __init__(self, timings: dict, stage: str):
-        self.timings, self.stage = timings, stage
-
-    def __enter__(self):
-        self.t = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.timings[self.stage] = self.timings.get(self.stage, 0.0) + time.perf_counter() - self.t

@@ -176,15 +176,22 @@ def _estimate_with_focal_length(keypoints, points3D, camera: Camera, est, covari
     pose = Pose.from_pycolmap(ret["cam_from_world"])
     inliers = np.asarray(ret["inlier_mask"], bool)
     res = camera.project(pose.transform(points3D[inliers])) - keypoints[inliers]
-    sigma2 = float(np.nansum(res**2) / max(2 * int(inliers.sum()) - 6, 1))
-    cov = ret.get("covariance")
-    if cov is not None:
-        # the pose block; Ceres' quaternion-manifold tangent is half the rotation angle: to rotation vectors
-        S = np.diag([2.0, 2.0, 2.0, 1.0, 1.0, 1.0])
-        cov = S @ np.asarray(cov, np.float64)[:6, :6] @ S * sigma2 * covariance_scale
-        if not np.all(np.isfinite(cov)):
-            cov = None
+    cov = colmap_pose_covariance(ret.get("covariance"), res, covariance_scale)
     return PnPResult(pose, inliers, cov, float(np.sqrt(np.nanmean(np.sum(res**2, axis=1)))), camera)
+
+
+def colmap_pose_covariance(covariance, residuals: np.ndarray, covariance_scale: float = 1.0) -> np.ndarray | None:
+    """A pose covariance pycolmap reports (for 1-pixel noise, over its quaternion manifold's
+    tangent, whose rotation part is half the rotation angle; a focal-length block after the pose
+    is dropped) in this module's convention: over ``[dtheta, dt]`` with rotation vectors, scaled
+    by the a-posteriori variance of unit weight of the inliers' ``residuals`` ((N, 2) pixels)
+    and by ``covariance_scale``. None when pycolmap gave none or it is not finite."""
+    if covariance is None:
+        return None
+    S = np.diag([2.0, 2.0, 2.0, 1.0, 1.0, 1.0])
+    sigma2 = float(np.nansum(residuals**2) / max(2 * len(residuals) - 6, 1))
+    cov = S @ np.asarray(covariance, np.float64)[:6, :6] @ S * sigma2 * covariance_scale
+    return cov if np.all(np.isfinite(cov)) else None
 
 
 def refine_with_point_uncertainty(

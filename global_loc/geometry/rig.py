@@ -20,6 +20,7 @@ import numpy as np
 import pycolmap
 
 from .camera import Camera
+from .pnp import colmap_pose_covariance
 from .transforms import Pose
 
 
@@ -103,18 +104,9 @@ def estimate_rig_absolute_pose(
         return None
     rig_from_world = Pose.from_pycolmap(ret["rig_from_world"])
     inliers = np.asarray(ret["inlier_mask"], bool)
-    res = []
-    for c, (cam, cam_from_rig) in enumerate(zip(cameras, cams_from_rig)):
-        m = inliers & (index == c)
-        if m.any():
-            kp = np.concatenate(kps)[m]
-            res.append(cam.project((cam_from_rig * rig_from_world).transform(X[m])) - kp)
-    res = np.concatenate(res) if res else np.zeros((0, 2))
-    sigma2 = float(np.nansum(res**2) / max(2 * int(inliers.sum()) - 6, 1))
-    cov = ret.get("covariance")
-    if cov is not None:
-        S = np.diag([2.0, 2.0, 2.0, 1.0, 1.0, 1.0])  # Ceres' half-angle tangent to rotation vectors
-        cov = S @ np.asarray(cov, np.float64) @ S * sigma2 * covariance_scale
-        if not np.all(np.isfinite(cov)):
-            cov = None
+    kp = np.concatenate(kps)
+    res = np.concatenate([cam.project((cam_from_rig * rig_from_world).transform(X[m])) - kp[m]
+                          for c, (cam, cam_from_rig) in enumerate(zip(cameras, cams_from_rig))
+                          for m in [inliers & (index == c)]])
+    cov = colmap_pose_covariance(ret.get("covariance"), res, covariance_scale)
     return RigPnPResult(rig_from_world, inliers, index, cov)

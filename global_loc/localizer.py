@@ -599,8 +599,8 @@ class Localizer:
                 groups=db_points, max_candidates=mt.max_candidates, threads=mt.threads,
             )
 
-    def place_matches(self, image: np.ndarray, camera: Camera,
-                      timings: dict[str, float] | None = None) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
+    def place_matches(self, image: np.ndarray, camera: Camera, timings: dict[str, float] | None = None,
+                      features: LocalFeatures | None = None) -> list[tuple[list[str], np.ndarray, np.ndarray]]:
         """The global query up to 2D-3D matching, for callers that solve the pose themselves
         (camera rigs, :class:`~global_loc.rig_localizer.RigLocalizer`): local features, global
         descriptor, top-k retrieval, covisibility clustering, and per place (up to
@@ -611,12 +611,14 @@ class Localizer:
                 are applied: pass the corrected camera).
             timings: where the stage times are added, seconds (``local_features``,
                 ``global_descriptor``, ``retrieval``, ``clustering``, ``matching``).
+            features: the image's local features, where already extracted.
         Returns:
             ``[(keyframe names, keypoints (K, 2) float32 pixels, points3D (K, 3) float64 world
             metres)]`` per place; empty when the map has no points or nothing was retrieved.
         """
         timer = _Timer()
-        features = self._extract(image, 0, timer)
+        if features is None:
+            features = self._extract(image, 0, timer)
         _, places = self._places(image, features, timer)
         out = []
         for place in places[: self.loc_conf.max_places]:

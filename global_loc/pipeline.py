@@ -534,19 +534,22 @@ def localize_bag_rig(
     base_frame: str = "base_link",
     slop_s: float = 0.01,
     progress: bool = False,
+    odom_frame: str = "odom",
 ) -> list[RigFrame]:
-    """Localize a bag's rig frames: the images of ``image_topics`` taken within ``slop_s`` of
-    each other, each camera's extrinsics ``cam_from_base`` from the bag's tf at the frame's
-    stamp, one pose of ``base_frame`` per rig frame (:class:`~global_loc.rig_localizer.RigLocalizer`:
-    the cameras' matches pooled, generalized PnP; the one camera that sees the map where only
-    one does). Global queries only (no tracking yet).
+    """Localize a bag's rig frames as the localizer node would with several cameras: the images
+    of ``image_topics`` taken within ``slop_s`` of each other, each camera's extrinsics
+    ``cam_from_base`` from the bag's tf, one pose of ``base_frame`` per rig frame
+    (:class:`~global_loc.ros.rig_handler.RigFrameHandler`: the cameras' matches pooled,
+    generalized PnP, the one camera that sees the map where only one does; tracked between
+    global queries when the localizer's ``tracking.enabled``, with the odometry
+    ``odom_frame -> base_frame`` from the bag's tf).
 
     Raises:
         InputError: fewer than two topics, or a topic twice.
     """
     from contextlib import ExitStack
 
-    from .rig_localizer import RigLocalizer
+    from .ros.rig_handler import RigFrameHandler
 
     topics = list(image_topics)
     if len(topics) < 2 or len(set(topics)) != len(topics):
@@ -554,11 +557,13 @@ def localize_bag_rig(
     out: list[RigFrame] = []
     with ExitStack() as stack:
         readers = [stack.enter_context(BagReader(bag, t, map_frame=localizer.map.frame_id)) for t in topics]
+        frames = FrameConfig(map_frame=localizer.map.frame_id, odom_frame=odom_frame, base_frame=base_frame)
+        handler = RigFrameHandler(localizer, frames, readers[0].lookup, topics)
         bar = tqdm(total=readers[0].num_frames, desc="localizing rig frames", disable=not progress, unit="frame")
         for group in rig_frames(readers, int(slop_s * 1e9)):
-            stamp_s = group[0].stamp_ns * 1e-9
-            images, cameras, extrinsics = [], [], []
-            for reader, f in zip(readers, group):
+            t = time.perf_counter()
+            images, cameras, camera_frames = [], [], []
+            for f in group:
                 image = None
                 if f is not None:
                     try:
@@ -566,18 +571,14 @@ def localize_bag_rig(
                     except ImageReadError:
                         image = None  # a broken image: that camera sits this frame out
                 images.append(image)
-                if f is None:  # no image from this camera in this frame: it sits out
-                    cameras.append(group[0].camera)
-                    extrinsics.append(Pose.identity())
-                    continue
-                cameras.append(f.camera)
-                try:
-                    extrinsics.append(reader.lookup(f.frame_id, base_frame, stamp_s))
-                except GlobalLocError as e:
-                    raise InputError(f"no transform {base_frame} -> {f.frame_id} in the bag's tf "
-                                     f"({e}): a rig needs each camera's extrinsics on /tf_static") from None
-            result = RigLocalizer(localizer, extrinsics).localize(images, cameras)
-            out.append(RigFrame(group[0].stamp_ns, [f.name if f is not None else None for f in group], result))
+                # no image from this camera in this frame: it sits out (placeholders)
+                cameras.append((f or group[0]).camera)
+                camera_frames.append((f or group[0]).frame_id)
+            pub = handler.handle_rig(images, cameras, group[0].stamp_ns, camera_frames, time.perf_counter() - t)
+            missing = handler.diagnostics.problems.get("tf_rig_camera")
+            if missing is not None:  # a bag's tf does not change: no later frame would have it
+                raise InputError(f"{missing.message} (in the bag's tf)")
+            out.append(RigFrame(group[0].stamp_ns, [f.name if f is not None else None for f in group], pub.result))
             bar.update(1)
         bar.close()
     return out

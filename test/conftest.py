@@ -109,6 +109,26 @@ def robot_world(data_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def two_camera_world(data_dir, tmp_path_factory):
+    """The robot world with a front and a back camera (320x240, short runs), indexed from both
+    topics with ``global-loc index``."""
+    from global_loc.cli.main import main
+    from global_loc.synthetic.world import WorldConfig, generate_world
+
+    out = tmp_path_factory.mktemp("two_cameras")
+    config = WorldConfig(image_size=(320, 240), focal=210.0, speed=1.0, query_duration_s=8.0,
+                         query_camera_rate_hz=5.0, cameras=("front", "back"))
+    world = generate_world(out, config, texture_dir=data_dir)[("mcap", False)]
+    assert world.query.image_topics == ["/camera/image_raw", "/back_camera/image_raw"]
+    path = out / "rig.glmap"
+    args = ["-q", "index", "--bag", str(world.mapping.bag), "--out", str(path)]
+    for topic in world.mapping.image_topics:
+        args += ["--image-topic", topic]
+    assert main(args) == 0
+    return world, path
+
+
+@pytest.fixture(scope="session")
 def weights_dir():
     return _require(WEIGHTS)
 

@@ -1,6 +1,8 @@
 """Camera rigs: several cameras, one pose (generalized PnP), and the fallback to one camera."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
@@ -130,26 +132,6 @@ def _rotated(a_from_b: Pose, cov):
     return R @ cov @ R.T
 
 
-@pytest.fixture(scope="module")
-def two_camera_world(data_dir, tmp_path_factory):
-    """The robot world with a front and a back camera (320x240, short runs), indexed from both
-    topics with ``global-loc index``."""
-    from global_loc.cli.main import main
-    from global_loc.synthetic.world import WorldConfig, generate_world
-
-    out = tmp_path_factory.mktemp("two_cameras")
-    config = WorldConfig(image_size=(320, 240), focal=210.0, speed=1.0, query_duration_s=8.0,
-                         query_camera_rate_hz=5.0, cameras=("front", "back"))
-    world = generate_world(out, config, texture_dir=data_dir)[("mcap", False)]
-    assert world.query.image_topics == ["/camera/image_raw", "/back_camera/image_raw"]
-    path = out / "rig.glmap"
-    args = ["-q", "index", "--bag", str(world.mapping.bag), "--out", str(path)]
-    for topic in world.mapping.image_topics:
-        args += ["--image-topic", topic]
-    assert main(args) == 0
-    return world, path
-
-
 @pytest.mark.slow
 def test_the_two_camera_robot_localizes_as_a_rig_better_than_either_camera(two_camera_world, tmp_path, capsys):
     from global_loc.cli.main import main
@@ -164,20 +146,28 @@ def test_the_two_camera_robot_localizes_as_a_rig_better_than_either_camera(two_c
     m = read_map(path)
     assert {n.split("_1")[0] for n in m.names} == {"camera_image_raw", "back_camera_image_raw"}
     gt = {round(t, 3): p for t, p in read_tum(world.query.base_ground_truth_tum)}
-    out = tmp_path / "rig.tum"
-    args = ["-q", "localize", "--map", str(path), "--bag", str(world.query.bag), "--out", str(out)]
-    for topic in world.query.image_topics:
-        args += ["--image-topic", topic]
-    assert main(args) == 0
-    assert "from all cameras' matches" in capsys.readouterr().out
-    rig = {round(t, 3): p for t, p in read_tum(out)}
-    assert len(rig) == world.query.frames
 
     def errors(poses):
         return np.array([pose_error(p.inverse(), gt[t].inverse()) for t, p in poses.items()])
 
-    e_rig = errors(rig)
-    assert np.all(e_rig[:, 0] < 0.25) and np.all(e_rig[:, 1] < 2.0)
+    for tracking in ("off", "on"):  # global queries only, then tracked between them
+        out = tmp_path / f"rig_{tracking}.tum"
+        args = ["-q", "localize", "--map", str(path), "--bag", str(world.query.bag), "--out", str(out),
+                "--tracking", tracking]
+        for topic in world.query.image_topics:
+            args += ["--image-topic", topic]
+        assert main(args) == 0
+        said = capsys.readouterr().out
+        assert "from all cameras' matches" in said
+        rig = {round(t, 3): p for t, p in read_tum(out)}
+        assert len(rig) == world.query.frames
+        e_rig = errors(rig)
+        assert np.all(e_rig[:, 0] < 0.25) and np.all(e_rig[:, 1] < 2.0), (tracking, e_rig.max(axis=0))
+        tracked = int(re.search(r"(\d+) tracked against the local map", said).group(1))
+        assert (tracked == 0) if tracking == "off" else (tracked >= world.query.frames // 2), said
+        if tracking == "off":
+            e_global = e_rig
+    e_rig = e_global
     conf = Localizer(m).conf
     conf.tracking.enabled = False
     for topic in world.query.image_topics:
@@ -194,3 +184,62 @@ def test_the_two_camera_robot_localizes_as_a_rig_better_than_either_camera(two_c
     assert r.success and r.rig["fallback"] == 1, r.reason
     dt, dr = pose_error(r.cam_from_world, gt[round(f.stamp_ns * 1e-9, 3)].inverse())
     assert dt < 0.25 and dr < 2.0
+
+
+@pytest.mark.slow
+def test_a_temple_rig_is_tracked_from_its_prior_and_drops_a_wrong_one(temple_rig):
+    """Tracking a rig: each camera matched against the local map of its own predicted pose, the
+    matches pooled; the pose is solved from them (never the prior) and within the tracking gate.
+    A prior 1 m off (a kidnap): tracking fails, the global query answers and rejects the prior."""
+    from global_loc.tracking import PosePrior
+
+    rig, images, cams, truth, _ = temple_rig
+    nudged = Pose.from_qt([1.0, 0.0, 0.0, 0.0], [0.002, -0.001, 0.001]) * truth
+    r = rig.localize(images, cams, prior=PosePrior(nudged, "odometry", 0.1))
+    assert r.success and r.mode == "rig_tracking" and r.tracking == "localized", r.reason
+    assert min(r.rig["inliers_per_camera"]) >= 30, r.rig
+    dt, dr = pose_error(r.cam_from_world, truth)
+    assert dt < 0.01 and dr < 1.0 and pose_error(r.cam_from_world, nudged)[0] > 1e-4
+    assert r.timings["local_map"] > 0 and "global_descriptor" not in r.timings
+    far = Pose.from_qt([1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0]) * truth
+    k = rig.localize(images, cams, prior=PosePrior(far, "odometry", 0.1))
+    assert k.success and k.mode == "rig" and k.prior_rejected and k.tracking != "localized", (k.mode, k.reason)
+    assert pose_error(k.cam_from_world, truth)[0] < 0.01
+    # the global query first (the periodic check): a right prior is kept
+    g = rig.localize(images, cams, prior=PosePrior(nudged, "odometry", 0.1), global_first=True)
+    assert g.success and g.mode == "rig" and not g.prior_rejected
+
+
+@pytest.mark.slow
+def test_the_rig_handler_names_a_blind_camera_and_one_without_extrinsics(two_camera_world):
+    """The node's rig logic without ROS: a covered front camera for 25 frames, the rig localized by the
+    back camera alone and the front camera's status warning that it sees nothing; then a camera
+    frame with no base_link transform: that camera sits out, the problem names it, the other
+    camera localizes."""
+    from global_loc.io.bags import BagReader
+    from global_loc.localizer import Localizer
+    from global_loc.map.storage import read_map
+    from global_loc.ros.frame_handler import FrameConfig
+    from global_loc.ros.rig_handler import BLIND_FRAMES, RigFrameHandler
+
+    world, path = two_camera_world
+    m = read_map(path)
+    front, back = (BagReader(world.query.bag, t, map_frame=m.frame_id) for t in world.query.image_topics)
+    with front, back:
+        handler = RigFrameHandler(Localizer(m), FrameConfig(map_frame=m.frame_id), front.lookup, ["/front", "/back"])
+        pairs = list(zip(front.frames(), back.frames()))[:BLIND_FRAMES + 5]
+        for f, b in pairs:
+            covered = np.zeros_like(f.image())
+            pub = handler.handle_rig([covered, b.image()], [f.camera, b.camera], f.stamp_ns, [f.frame_id, b.frame_id])
+            assert pub.pose is not None and pub.result.rig["matches_per_camera"][0] == 0, pub.result.reason
+        blind, seeing = handler.cameras
+        assert blind.problem() is not None and "matched no map point" in blind.problem()[1]
+        assert seeing.problem() is None and seeing.values()["inliers_median"] > 20
+        assert blind.values()["frames"] == len(pairs) and seeing.answered_alone >= 1
+        f, b = pairs[-1]
+        pub = handler.handle_rig([f.image(), b.image()], [f.camera, b.camera], f.stamp_ns,
+                                 ["no_such_frame", b.frame_id])
+        problem = handler.diagnostics.problems["tf_rig_camera"].message
+        assert "base_link -> no_such_frame" in problem and "sit out" in problem
+        assert pub.pose is not None and pub.result.rig["matches_per_camera"][0] == 0
+        assert blind.missing == 1

@@ -455,10 +455,10 @@ def _cmd_localize(args) -> int:
             if args.bag is None:
                 raise InputError("several --image-topic make a rig: give --bag")
             if (args.out_bag is not None or args.camera_info_topic is not None or args.camera_frame
-                    or args.every != 1 or args.cameras is not None or args.tracking == "on"):
+                    or args.every != 1 or args.cameras is not None):
                 raise InputError("a rig's bag (several --image-topic) takes no --out-bag, --camera-info-topic, "
-                                 "--camera-frame, --cameras, --every or --tracking on yet (each camera's "
-                                 "camera_info is read; every rig frame is a global query)")
+                                 "--camera-frame, --cameras or --every yet (each camera's camera_info and "
+                                 "frame are read from its own topics)")
         args.image_topic = args.image_topic[0]
     if kapture_set is not None:
         queries = kapture_set.cameras()
@@ -602,7 +602,8 @@ def _localize_rig_bag(args, localizer, topics: list[str]) -> int:
     from ..io.text import write_tum
     from ..pipeline import localize_bag_rig, log_path_for
 
-    frames = localize_bag_rig(localizer, args.bag, topics, args.base_frame, progress=not args.quiet)
+    frames = localize_bag_rig(localizer, args.bag, topics, args.base_frame, progress=not args.quiet,
+                              odom_frame=args.odom_frame)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_tum(args.out, [(f.stamp_ns * 1e-9, f.map_from_base) for f in frames if f.map_from_base is not None])
     log = log_path_for(args.out)
@@ -612,15 +613,17 @@ def _localize_rig_bag(args, localizer, topics: list[str]) -> int:
                                             "images": f.names, **f.result.to_log()} for f in frames]}, indent=1))
     ok = [f for f in frames if f.result.success]
     fallback = [f.result.rig.get("fallback") for f in ok]
+    tracked = sum(1 for f in ok if f.result.mode == "rig_tracking")
     print(f"localized {len(ok)} of {len(frames)} rig frames ({len(topics)} cameras; "
-          f"{sum(1 for c in fallback if c is None)} from all cameras' matches, "
-          f"{sum(1 for c in fallback if c is not None)} from one camera alone) -> {args.out} (log: {log})")
+          f"{sum(1 for c in fallback if c is None) - tracked} from all cameras' matches, "
+          f"{sum(1 for c in fallback if c is not None)} from one camera alone, {tracked} tracked against the "
+          f"local map) -> {args.out} (log: {log})")
     if ok:
         per_camera = np.median([f.result.rig["inliers_per_camera"] for f in ok], axis=0)
         print("  inliers per camera (median): " + ", ".join(f"{t} {v:.0f}" for t, v in zip(topics, per_camera)))
         print(format_timing_table(timing_table([f.result.timings for f in frames],
                                                ["local_features", "global_descriptor", "retrieval", "clustering",
-                                                "matching", "pnp", "total"])))
+                                                "local_map", "matching", "pnp", "total"])))
     return 0
 
 

@@ -141,19 +141,31 @@ class FrameHandler:
             decode_s: time already spent decoding the image, for the timings.
             features: precomputed local features of the image (skips extraction).
         """
-        f = self.frames
-        cam_frame = f.camera_frame or camera_frame
+        cam_frame = self.frames.camera_frame or camera_frame
         stamp_s = stamp_ns * 1e-9
         prior, global_first, odom_from_cam = self._prior(stamp_s, cam_frame)
         result = self.localizer.localize(image, camera, features=features, timings={"decode": decode_s},
                                          prior=prior, global_first=global_first)
-        if prior is None or global_first or result.mode == "global":  # a global query ran
+        self._track_state(stamp_s, prior, global_first, result, odom_from_cam)
+        return self._publication(result, stamp_ns, cam_frame, odom_from_cam)
+
+    def _track_state(self, stamp_s: float, prior, global_first: bool, result: LocalizationResult,
+                     odom_from_cam: Pose | None) -> None:
+        """The motion model and the global query's period after a frame."""
+        if prior is None or global_first or result.mode in ("global", "rig"):  # a global query ran
             self._last_global_s = stamp_s
         if result.prior_rejected:  # the map says the track was wrong (a kidnap, the twin place)
             self.motion.reset()
             self.diagnostics.count("track_rejected")
         if result.success:
             self.motion.update(stamp_s, result.cam_from_world, odom_from_cam)
+
+    def _publication(self, result: LocalizationResult, stamp_ns: int, cam_frame: str,
+                     odom_from_cam: Pose | None) -> Publication:
+        """The REP-105 outputs of a result whose ``cam_from_world`` is ``cam_frame``'s pose
+        (the base frame's for a rig), counted in the diagnostics."""
+        f = self.frames
+        stamp_s = stamp_ns * 1e-9
         pub = Publication(stamp_ns, result, f.map_frame, pose_frame=f.base_frame)
         if result.success:
             pub.map_from_cam = result.cam_from_world.inverse()

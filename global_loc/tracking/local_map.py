@@ -83,15 +83,33 @@ class LocalMapTracker:
             ``LOCALIZED`` with a pose solved from its own inliers, or ``NOT_LOCALIZED`` with
             the reason. Never the prior itself.
         """
+        res, query_rows, point_rows = self.correspondences(features, camera, prior, timer)
+        if res.reason:
+            return res
+        return solve_tracked_pose(res, features.keypoints[query_rows], self.map.points_xyz[point_rows], camera,
+                                  prior, self.conf, self.loc_conf, "tracking", timer, point_rows=point_rows,
+                                  point_uncertainty=self.point_uncertainty)
+
+    def correspondences(self, features: LocalFeatures, camera: Camera, prior: PosePrior,
+                        timer=None) -> tuple[LocalizationResult, np.ndarray, np.ndarray]:
+        """Steps 1-3: the 2D-3D matches of a frame against the local map of ``prior``, for
+        callers that solve the pose themselves (a camera rig pools its cameras' matches).
+
+        Returns:
+            ``(result, query rows (M,) int64, point rows (M,) int64)``: ``result`` has
+            ``mode="tracking"``, ``keyframes`` and ``num_matches``, and a ``reason`` when there
+            are too few matches for a pose (fewer than ``max(4, min_inliers)``).
+        """
         timer = timer or noop_timer
         lc, tc = self.loc_conf, self.conf
         res = LocalizationResult(status=Status.NOT_LOCALIZED, mode="tracking")
+        none = np.zeros(0, np.int64)
         with timer("local_map"):
             rows = self.local_keyframes(prior.cam_from_world)
             res.keyframes = [self.map.names[i] for i in rows]
             if not rows:
                 res.reason = "tracking: no keyframe near the prior"
-                return res
+                return res, none, none
             desc, pidx = self.map.gather_observations(rows)
             points, inv = np.unique(pidx, return_inverse=True)
             uv = camera.project(prior.cam_from_world.transform(self.map.points_xyz[points]))
@@ -101,18 +119,14 @@ class LocalMapTracker:
         if visible.sum() < lc.min_inliers or len(features) < 4:
             res.reason = (f"tracking: {int(visible.sum())} map points in view of the prior, "
                           f"{len(features)} query keypoints")
-            return res
+            return res, none, none
         with timer("matching"):
             q_idx, p_idx = self._match(features, desc, inv, visible, uv,
                                        tc.window_px_odometry if prior.from_odometry else tc.window_px_motion_model)
         res.num_matches = len(q_idx)
         if len(q_idx) < max(4, lc.min_inliers):
             res.reason = f"tracking: {len(q_idx)} 2D-3D matches < min_inliers {lc.min_inliers}"
-            return res
-        rows = points[p_idx]
-        return solve_tracked_pose(res, features.keypoints[q_idx], self.map.points_xyz[rows], camera, prior,
-                                  tc, lc, "tracking", timer, point_rows=rows,
-                                  point_uncertainty=self.point_uncertainty)
+        return res, q_idx, points[p_idx]
 
     def _match(self, features: LocalFeatures, desc: np.ndarray, inv: np.ndarray, visible: np.ndarray,
                uv: np.ndarray, window_px: float) -> tuple[np.ndarray, np.ndarray]:

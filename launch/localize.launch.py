@@ -5,7 +5,9 @@
 Arguments:
     map: the map file (global-loc index ...).
     params_file: node parameters (default: the package's config/localizer.yaml).
-    camera: namespace of the camera topics: <camera>/image_raw and <camera>/camera_info.
+    camera: namespace of the camera topics: <camera>/image_raw and <camera>/camera_info; a camera
+        rig: several namespaces, comma-separated (camera:=/front,/back): one pose of base_link per
+        rig frame from all of them (the node's parameter cameras; rig_sync_slop in params_file).
     use_sim_time: use /clock (e.g. when playing a bag).
     autostart: configure and activate the node at start (else drive it with
         `ros2 lifecycle set /localizer configure`, then `activate`).
@@ -23,7 +25,7 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
@@ -39,28 +41,31 @@ def generate_launch_description():
         profile, "'"])
     use_profile = IfCondition(PythonExpression(["'", profile, "' != ''"]))
 
-    node = Node(
-        package="global_loc",
-        executable="localizer_node",
-        name="localizer",
-        output="screen",
-        parameters=[LaunchConfiguration("params_file"), {
+    def localizer(context):
+        """The node: one camera's topics remapped, or a rig's namespaces as its parameter."""
+        names = [n.strip() for n in camera.perform(context).split(",") if n.strip()]
+        params = {
             "map_path": LaunchConfiguration("map"),
             "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
             "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool),
-        }],
-        remappings=[
-            ("image", [camera, "/image_raw"]),
-            ("image/compressed", [camera, "/image_raw/compressed"]),
-            ("camera_info", [camera, "/camera_info"]),
-        ],
-    )
+        }
+        remappings = []
+        if len(names) > 1:
+            params["cameras"] = names
+        else:
+            ns = names[0] if names else "/camera"
+            remappings = [("image", ns + "/image_raw"), ("image/compressed", ns + "/image_raw/compressed"),
+                          ("camera_info", ns + "/camera_info")]
+        return [Node(package="global_loc", executable="localizer_node", name="localizer", output="screen",
+                     parameters=[LaunchConfiguration("params_file"), params], remappings=remappings)]
+
     return LaunchDescription([
         DeclareLaunchArgument("map", description="map file to localize against"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "localizer.yaml"),
                               description="parameters of the localizer node"),
         DeclareLaunchArgument("camera", default_value="/camera",
-                              description="namespace of <camera>/image_raw and <camera>/camera_info"),
+                              description="namespace of <camera>/image_raw and <camera>/camera_info; "
+                                          "several, comma-separated, for a camera rig"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock"),
         DeclareLaunchArgument("autostart", default_value="true",
                               description="configure and activate the lifecycle node at start"),
@@ -69,5 +74,5 @@ def generate_launch_description():
         # Fast DDS 3 reads the first name, Fast DDS 2 (Humble, Jazzy) the second
         SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile_path, condition=use_profile),
         SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", profile_path, condition=use_profile),
-        node,
+        OpaqueFunction(function=localizer),
     ])

@@ -115,7 +115,11 @@ def test_launch_files_agree_with_setup_and_config(launch, executable, config, ki
     assert kw(node, "executable").value == executable and executable in entry_points()
     assert {"map", "params_file", "camera", "use_sim_time"} <= set(args)
     assert config in path.read_text() and (ROOT / "config" / config).exists()
-    remapped = {e.elts[0].value for e in kw(node, "remappings").elts}
+    remap = kw(node, "remappings")
+    if isinstance(remap, ast.Name):  # made in the launch function: the non-empty list assigned to it
+        remap = next(n.value for n in ast.walk(tree) if isinstance(n, ast.Assign) and isinstance(n.value, ast.List)
+                     and n.value.elts and any(getattr(x, "id", "") == remap.id for x in n.targets))
+    remapped = {e.elts[0].value for e in remap.elts}
     assert {"image", "camera_info", "image/compressed"} <= remapped
     data_files = ast.unparse(_setup_kwargs()["data_files"])
     assert "launch/*.launch.py" in data_files and "config/*.yaml" in data_files

@@ -114,6 +114,48 @@ def test_localize_launch_on_the_robot_world(colcon_env, robot_world, robot_world
     assert level == "OK" and int(values["localized"]) >= report.poses - 1, status
 
 
+# --- a camera rig ------------------------------------------------------------------------------------
+def test_localize_launch_with_two_cameras(colcon_env, two_camera_world, recorder, capsys):
+    """``ros2 launch global_loc localize.launch.py camera:=/camera,/back_camera``: the node
+    synchronises both cameras' frames and publishes one base_link pose per rig frame, right
+    against ground truth; /diagnostics has a status per camera; when only one camera publishes,
+    its status says that no rig frame forms; Ctrl-C exits cleanly."""
+    from global_loc.ros.live import evaluate_live
+    from global_loc.ros.workspace import ros2_launch
+
+    world, path = two_camera_world
+    args = {"map": str(path), "camera": "/camera,/back_camera", "use_sim_time": "true"}
+    with ros2_launch(colcon_env, "localize.launch.py", args) as launch:
+        launch.wait_for(r"active: localizing", 120)
+        assert "a rig of 2 cameras" in launch.output
+        played = replay(colcon_env, world.query.bag, "--wait-for", "/camera/image_raw:2", "/camera/camera_info",
+                        "/back_camera/image_raw", "/back_camera/camera_info")
+        time.sleep(1.5)  # the last frame's pose
+        recording = recorder.snapshot()
+        front = wait_until(lambda: recorder.last_status("localizer: camera /camera"), 10, "the front camera's status")
+        back = wait_until(lambda: recorder.last_status("localizer: camera /back_camera"), 10, "the back camera's status")
+        # the back camera stops: the front camera's frames wait for a partner that never comes
+        image, info = _frame(world, 5)
+        cam = CameraPublisher(recorder)
+        cam.wait_matched()
+        _send_for(cam, 5.0, image=image, info=info)
+        alone = _status_with(recorder, "localizer: camera /camera", "no rig frame forms")
+        rc = launch.stop()
+    assert_clean_exit(launch, rc)
+    assert f"/back_camera/image_raw: {world.query.frames}" in played
+    report = evaluate_live(recording, read_tum(world.query.base_ground_truth_tum), [BOUNDS])
+    with capsys.disabled():
+        print(f"\nlocalize.launch.py camera:=/camera,/back_camera, two-camera world at 5 Hz:\n{report.format()}\n"
+              f"  {front}\n  {back}")
+    assert report.frames == world.query.frames
+    assert report.poses >= 0.5 * report.frames
+    assert report.recall[0] * report.frames >= report.poses - 1  # every pose right
+    for level, message, values in (front, back):
+        assert level == "OK" and int(values["frames"]) >= report.poses - 1, (level, message, values)
+        assert float(values["inliers_median"]) >= 20, values
+    assert alone[0] == "ERROR" and "/back_camera" in alone[1], alone
+
+
 # --- Ctrl-C ------------------------------------------------------------------------------------------
 def test_ctrl_c_finishes_the_localizer_cleanly_every_time(colcon_env, mini_world, mini_world_map):
     """Ctrl-C in a terminal signals launch and the node at once, then launch forwards another

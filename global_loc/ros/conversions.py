@@ -379,19 +379,24 @@ def make_compressed_image(types: TypeFactory, image: np.ndarray, frame_id: str, 
 
 
 def make_diagnostic_array(types: TypeFactory, stamp, name: str, hardware_id: str, level: str,
-                          message: str, values: dict):
-    """``diagnostic_msgs/DiagnosticArray`` with one status.
+                          message: str, values: dict, more=()):
+    """``diagnostic_msgs/DiagnosticArray`` with one status, and optionally more.
 
     Args:
         level: ``OK``, ``WARN``, ``ERROR`` or ``STALE``.
         values: key -> value, written as strings.
+        more: further statuses, each ``(name, level, message, values)`` (e.g. one per camera of
+            a rig), same hardware id.
     """
     status_cls = types("diagnostic_msgs/msg/DiagnosticStatus")
-    lvl = getattr(status_cls, level, None)
-    if lvl is None:  # message classes without the constants
-        lvl = {"OK": 0, "WARN": 1, "ERROR": 2, "STALE": 3}[level]
-    kv = [new(types, "diagnostic_msgs/msg/KeyValue", key=str(k), value=str(v)) for k, v in values.items()]
-    status = new(types, "diagnostic_msgs/msg/DiagnosticStatus", level=lvl, name=name, message=message,
-                 hardware_id=hardware_id, values=kv)
+
+    def status(name, level, message, values):
+        lvl = getattr(status_cls, level, None)
+        if lvl is None:  # message classes without the constants
+            lvl = {"OK": 0, "WARN": 1, "ERROR": 2, "STALE": 3}[level]
+        kv = [new(types, "diagnostic_msgs/msg/KeyValue", key=str(k), value=str(v)) for k, v in values.items()]
+        return new(types, "diagnostic_msgs/msg/DiagnosticStatus", level=lvl, name=name, message=message,
+                   hardware_id=hardware_id, values=kv)
+
     return new(types, "diagnostic_msgs/msg/DiagnosticArray", header=make_header(types, "", stamp),
-               status=[status])
+               status=[status(name, level, message, values)] + [status(*m) for m in more])

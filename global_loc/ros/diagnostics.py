@@ -231,10 +231,15 @@ class StreamMonitor:
         image_topic, info_topic: the resolved topic names, for the messages.
         timeout: seconds without a message before it counts as missing.
         clock: a function returning seconds (``time.monotonic`` by default).
+        pair_hint: what to do when images and camera_info arrive but never pair (the default
+            names ``sync_slop``; a rig's cameras name ``rig_sync_slop`` and the other cameras).
     """
 
-    def __init__(self, image_topic: str, info_topic: str, timeout: float = 3.0, clock=time.monotonic):
+    def __init__(self, image_topic: str, info_topic: str, timeout: float = 3.0, clock=time.monotonic,
+                 pair_hint: str = "never with stamps within sync_slop: stamp both with the exposure time, or "
+                                  "raise sync_slop"):
         self.image_topic, self.info_topic = image_topic, info_topic
+        self.pair_hint = pair_hint
         self.timeout = timeout
         self.clock = clock
         self.counts = collections.Counter()
@@ -275,6 +280,5 @@ class StreamMonitor:
                     "camera_info to the topic that carries it")
         if "info" in self._first and self._missing("pair", max(first_image, self._first["info"]), now):
             return (f"images on {self.image_topic} and camera_info on {self.info_topic} arrive, but "
-                    "never with stamps within sync_slop: stamp both with the exposure time, or raise "
-                    "sync_slop")
+                    f"{self.pair_hint}")
         return None

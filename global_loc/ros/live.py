@@ -374,13 +374,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=None, metavar="S", help="loop the bag for S seconds")
     p.add_argument("--plot", type=Path, default=None, help="trajectory plot (PNG)")
     p.add_argument("--echo", action="store_true", help="print the launch output")
+    p.add_argument("--camera", default=None, help="the launch file's camera argument (default /camera); several "
+                   "namespaces, comma-separated, for a camera rig (e.g. /camera,/back_camera)")
     args = p.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     rclpy.init()
     try:
         gt = read_tum(args.gt)
         report, resources, rec = run_live(args.map, args.bag, gt, args.workspace, args.rate, args.duration,
-                                          echo=args.echo)
+                                          echo=args.echo,
+                                          launch_args={"camera": args.camera} if args.camera else None)
     except GlobalLocError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -394,6 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     if last is not None:  # the node's own count, as /diagnostics last said it
         keys = ("frames", "localized", "ambiguous", "ambiguous_chosen_by_prior", "track_rejected")
         print("  /diagnostics (last): " + ", ".join(f"{k} {last[k]}" for k in keys if k in last))
+    cameras = {}
+    for _, name, level, message, values in rec.diagnostics:
+        if ": camera " in name:
+            cameras[name] = (level, message, values)
+    for name, (level, message, values) in cameras.items():  # a rig: each camera's last status
+        print(f"  {name}: {level} {message}; " + ", ".join(f"{k} {v}" for k, v in values.items()))
     print(f"  Ctrl-C: {'clean exit' if resources['clean_exit'] else 'NOT CLEAN, exit status %s' % resources['exit_status']}")
     if args.plot is not None and not args.duration:
         est = [(s * 1e-9, p) for s, _, p, _ in rec.poses]

@@ -3,7 +3,9 @@
 Lifecycle (ros2/demos ``lifecycle_py``): the map and the models load in ``on_configure``;
 ``on_activate`` starts the worker. With ``autostart`` the node takes both transitions itself
 at start (the launch file's default), otherwise ``ros2 lifecycle set /localizer configure``.
-Camera frames (``image`` + ``camera_info``, approximate time sync, QoS from ``image_qos``) go
+Camera frames (``image`` + ``camera_info``, approximate time sync, QoS from ``image_qos``; for a
+camera rig, parameter ``cameras``, the images and camera_infos of all its cameras within
+``rig_sync_slop``, one rig frame, :class:`~global_loc.ros.rig_handler.RigFrameHandler`) go
 into a drop-oldest queue that a worker thread empties, so that
 subscription callbacks never wait for a localization (the pattern of image_pipeline's
 ``camera_calibration``); a frame older than ``max_frame_age`` when the worker takes it is
@@ -11,7 +13,7 @@ dropped, so no stale pose goes out.
 
 Publishes ``~/pose`` (``geometry_msgs/PoseWithCovarianceStamped`` of ``base_frame`` in the map
 frame), ``map -> odom`` on tf (REP-105; ``map -> base_link`` when ``odom_frame`` is empty) and
-``/diagnostics``. ``~/localize`` (``std_srvs/Trigger``) localizes the latest frame at once.
+``/diagnostics`` (with a rig, one status per camera besides the node's). ``~/localize`` (``std_srvs/Trigger``) localizes the latest frame at once.
 Parameters: :data:`global_loc.ros.params.LOCALIZER_PARAMS`.
 
 ``/diagnostics`` is published in every lifecycle state and names each problem: a configuration
@@ -37,13 +39,16 @@ from tf2_ros import Buffer, TransformBroadcaster, TransformListener
 from ..config import PipelineConf
 from ..errors import GlobalLocError
 from ..localizer import Localizer, conf_for_map
+from ..rig_localizer import check_image_size
 from ..map.storage import read_map
 from ..types import LocalizationResult, Status
 from . import conversions as conv
 from .diagnostics import Diagnostics, StreamMonitor, clock_problem, diagnostic_level
 from .frame_handler import FrameConfig, FrameHandler, Publication
-from .node_utils import declare, read_params, problem_log, spin, steady_timer, subscribe_camera, tf_lookup
+from .node_utils import (declare, problem_log, read_params, spin, steady_timer, subscribe_camera, subscribe_rig,
+                         tf_lookup)
 from .params import LOCALIZER_PARAMS, preset_settings
+from .rig_handler import RigFrameHandler
 from .worker import DropOldestWorker
 
 
@@ -55,7 +60,7 @@ class LocalizerNode(Node):
         self.params: dict = {}
         self.handler: FrameHandler | None = None
         self.diagnostics = Diagnostics(log=problem_log(self))
-        self.monitor: StreamMonitor | None = None
+        self.monitors: list[StreamMonitor] = []
         self._worker: DropOldestWorker | None = None
         self._busy = threading.Lock()  # the worker and ~/localize share the localizer
         self._last_time = 0.0
@@ -90,19 +95,26 @@ class LocalizerNode(Node):
                              publish_tf=p["publish_tf"])
         self.tf_buffer = Buffer()
         self.tf_listener = TransformListener(self.tf_buffer, self)
-        self.handler = FrameHandler(localizer, frames, tf_lookup(self.tf_buffer, p["tf_timeout"]),
-                                    self.diagnostics)
+        lookup = tf_lookup(self.tf_buffer, p["tf_timeout"])
+        report = lambda m: self._problem("qos", "ERROR", m)  # noqa: E731
+        if p["cameras"]:
+            self.handler = RigFrameHandler(localizer, frames, lookup, p["cameras"], self.diagnostics)
+            self._subs, self._sync, self.monitors = subscribe_rig(self, p, self._on_frame, report)
+        else:
+            self.handler = FrameHandler(localizer, frames, lookup, self.diagnostics)
+            self._subs, self._sync, monitor = subscribe_camera(self, p, self._on_frame, report)
+            self.monitors = [monitor]
         self.pose_pub = self.create_lifecycle_publisher(PoseWithCovarianceStamped, "~/pose", 10)
         self.tf_broadcaster = TransformBroadcaster(self)
         self._worker = DropOldestWorker(self._work, p["queue_size"])
-        self._subs, self._sync, self.monitor = subscribe_camera(
-            self, p, self._on_frame, lambda m: self._problem("qos", "ERROR", m))
         self._service = self.create_service(Trigger, "~/localize", self._on_localize,
                                             callback_group=MutuallyExclusiveCallbackGroup())
         self._state = "inactive"
         c = localizer.conf
-        self.get_logger().info(f"configured: {map_index.summary()}; camera topics {self.monitor.image_topic}, "
-                               f"{self.monitor.info_topic} ({p['image_qos']}); preset '{c.name}': "
+        topics = ", ".join(f"{m.image_topic}, {m.info_topic}" for m in self.monitors)
+        rig = f"a rig of {len(self.monitors)} cameras (rig_sync_slop {p['rig_sync_slop']:g} s), " if p["cameras"] else ""
+        self.get_logger().info(f"configured: {map_index.summary()}; {rig}camera topics {topics} "
+                               f"({p['image_qos']}); preset '{c.name}': "
                                f"min_inliers {c.localization.min_inliers}, min_inlier_ratio "
                                f"{c.localization.min_inlier_ratio:g}, num_retrieved {c.localization.num_retrieved}, "
                                f"tracking {str(c.tracking.enabled).lower()}, refine {c.refinement.method}")
@@ -127,7 +139,8 @@ class LocalizerNode(Node):
         self._subs = []
         self.destroy_service(self._service)
         self.destroy_lifecycle_publisher(self.pose_pub)
-        self.handler = self.monitor = None
+        self.handler = None
+        self.monitors = []
         self.diagnostics = Diagnostics(log=problem_log(self))
         self._state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
@@ -170,10 +183,11 @@ class LocalizerNode(Node):
         return self.get_clock().now().nanoseconds
 
     # --- data flow -------------------------------------------------------------------------------
-    def _on_frame(self, image_msg, info_msg) -> None:
-        """Synchroniser callback: only queues (drop-oldest) and returns."""
+    def _on_frame(self, *msgs) -> None:
+        """Synchroniser callback (image, camera_info; per camera of a rig): only queues
+        (drop-oldest) and returns."""
         self.diagnostics.clear_problem("qos")
-        self._worker.put((image_msg, info_msg))
+        self._worker.put(msgs)
 
     def _work(self, frame) -> None:
         rate = self.params["rate_hz"]
@@ -198,9 +212,17 @@ class LocalizerNode(Node):
                                             f"{type(e).__name__}: {e}"):
                 self.get_logger().error(traceback.format_exc())
 
-    def _process(self, image_msg, info_msg) -> Publication | None:
+    def _process(self, *msgs) -> Publication | None:
         with self._busy:
-            return self._process_locked(image_msg, info_msg)
+            if isinstance(self.handler, RigFrameHandler):
+                return self._process_rig(msgs)
+            return self._process_locked(*msgs)
+
+    def _input_error(self, stamp_ns: int, e: GlobalLocError, what: str = "frame") -> str:
+        message = f"{what} at {stamp_ns * 1e-9:.3f} s not processed: {e}"
+        self.diagnostics.count("input_errors")
+        self._problem("input", "ERROR", message)
+        return message
 
     def _process_locked(self, image_msg, info_msg) -> Publication | None:
         t = time.perf_counter()
@@ -211,12 +233,48 @@ class LocalizerNode(Node):
             pub = self.handler.handle(image, camera, stamp_ns, image_msg.header.frame_id,
                                       time.perf_counter() - t)
         except GlobalLocError as e:
-            message = f"frame at {stamp_ns * 1e-9:.3f} s not processed: {e}"
+            message = self._input_error(stamp_ns, e)
             self.diagnostics.update(Publication(stamp_ns, LocalizationResult(status=Status.FAILED, reason=message)))
-            self.diagnostics.count("input_errors")
-            self._problem("input", "ERROR", message)
             return None
         self.diagnostics.clear_problem("input")
+        return self._send(pub, stamp_ns)
+
+    def _process_rig(self, msgs) -> Publication | None:
+        """A rig frame: per camera its image and camera_info; a camera whose image or
+        camera_info cannot be used sits the frame out (the problem says which)."""
+        t = time.perf_counter()
+        stamp_ns = conv.stamp_to_ns(msgs[0].header.stamp)
+        images, cameras, frames, bad = [], [], [], False
+        for name, image_msg, info_msg in zip(self.params["cameras"], msgs[0::2], msgs[1::2]):
+            image = camera = None
+            try:
+                camera = conv.camera_from_camera_info(info_msg)
+                image = conv.image_from_msg(image_msg)
+                check_image_size(image, camera)
+            except GlobalLocError as e:
+                image, bad = None, True
+                self._input_error(stamp_ns, e, f"camera {name}: image")
+            images.append(image)
+            cameras.append(camera)
+            frames.append(image_msg.header.frame_id)
+        if all(i is None for i in images):
+            self.diagnostics.update(Publication(stamp_ns, LocalizationResult(
+                status=Status.FAILED, reason="no image of the rig frame could be used")))
+            return None
+        if not bad:
+            self.diagnostics.clear_problem("input")
+        fill = next(c for c, i in zip(cameras, images) if i is not None)
+        cameras = [c if c is not None else fill for c in cameras]  # placeholders for cameras that sit out
+        try:
+            pub = self.handler.handle_rig(images, cameras, stamp_ns, frames, time.perf_counter() - t)
+        except GlobalLocError as e:
+            message = self._input_error(stamp_ns, e, "rig frame")
+            self.diagnostics.update(Publication(stamp_ns, LocalizationResult(status=Status.FAILED, reason=message)))
+            return None
+        return self._send(pub, stamp_ns)
+
+    def _send(self, pub: Publication, stamp_ns: int) -> Publication:
+        """Publish a frame's pose and transform."""
         if pub.pose is not None:
             self.pose_pub.publish(conv.make_pose_with_covariance_stamped(
                 conv.rclpy_types, pub.map_frame, stamp_ns, pub.pose, pub.covariance))
@@ -246,22 +304,29 @@ class LocalizerNode(Node):
         return response
 
     def _publish_diagnostics(self) -> None:
-        if self.monitor is not None:
-            problem = self.monitor.problem()
+        more = []
+        for k, monitor in enumerate(self.monitors):
+            key = "camera" if k == 0 else f"camera{k}"
+            problem = monitor.problem()
             if problem:
-                self._problem("camera", "ERROR", problem)
+                self._problem(key, "ERROR", problem)
             else:
-                self.diagnostics.clear_problem("camera")
+                self.diagnostics.clear_problem(key)
+            if isinstance(self.handler, RigFrameHandler):
+                health = self.handler.cameras[k]
+                level, text = ("ERROR", problem) if problem else (health.problem() or ("OK", "contributing"))
+                more.append((f"{self.get_name()}: camera {health.name}", level, text,
+                             {**health.values(), **{f"received_{c}": v for c, v in monitor.counts.items()}}))
         level, message = diagnostic_level(self.diagnostics)
         if self._state == "unconfigured" and level != "ERROR":
             level, message = "STALE", "unconfigured: configure the node (the launch file does, with autostart)"
         values = {"state": self._state, **self.diagnostics.summary()}
         if self._worker is not None:
             values["dropped_queue"] = self._worker.dropped
-        if self.monitor is not None:
-            values.update({f"received_{k}": v for k, v in self.monitor.counts.items()})
+        if len(self.monitors) == 1:
+            values.update({f"received_{k}": v for k, v in self.monitors[0].counts.items()})
         msg = conv.make_diagnostic_array(conv.rclpy_types, self._now_ns(), f"{self.get_name()}: localization",
-                                         "global_loc", level, message, values)
+                                         "global_loc", level, message, values, more)
         self.diag_pub.publish(msg)
 
 

@@ -123,16 +123,8 @@ def subscribe_camera(node, params: dict, on_pair, report):
     monitor = StreamMonitor(subs[0].sub.topic_name, subs[1].sub.topic_name)
     made: list = []  # the synchroniser, made after these callbacks so that they run before its own
 
-    def saw(what: str, msg) -> None:
-        monitor.saw("image" if what == "image" else "info")
-        dropped = forget_newer(made[0], conv.stamp_to_ns(msg.header.stamp))
-        if dropped:
-            node.get_logger().warning(
-                f"camera stamps went back by more than {STAMP_JUMP_BACK_S:g} s on {what} (a driver restart or a "
-                f"clock reset): the {dropped} newer message(s) waiting for their pair were dropped")
-
-    subs[0].registerCallback(lambda m: saw("image", m))
-    subs[1].registerCallback(lambda m: saw("camera_info", m))
+    subs[0].registerCallback(lambda m: _saw(node, made, monitor, "image", m))
+    subs[1].registerCallback(lambda m: _saw(node, made, monitor, "info", m))
     sync = ApproximateTimeSynchronizer(subs, queue_size=10, slop=params["sync_slop"])
     made.append(sync)
 
@@ -142,6 +134,60 @@ def subscribe_camera(node, params: dict, on_pair, report):
 
     sync.registerCallback(pair)
     return subs, sync, monitor
+
+
+def subscribe_rig(node, params: dict, on_frame, report):
+    """The camera inputs of a rig: per namespace ``ns`` of ``params["cameras"]``,
+    ``<ns>/image_raw`` (or ``<ns>/image_raw/compressed``) and ``<ns>/camera_info``, all in one
+    approximate time synchroniser (``params["rig_sync_slop"]``: every camera's image and
+    camera_info within it) that calls ``on_frame(image_1, info_1, image_2, info_2, ...)``, and
+    one :class:`~global_loc.ros.diagnostics.StreamMonitor` per camera (``pair``: a rig frame
+    that holds it).
+
+    Returns:
+        ``(subscribers, synchroniser, monitors)``; keep them referenced.
+    """
+    compressed = params["image_transport"] == "compressed"
+    qos = image_qos(params["image_qos"])
+    events = qos_event_callbacks(report)
+    subs, monitors = [], []
+    made: list = []
+    names = params["cameras"]
+    for ns in names:
+        base = ns.rstrip("/")
+        image = Subscriber(node, CompressedImage if compressed else Image,
+                           f"{base}/image_raw/compressed" if compressed else f"{base}/image_raw",
+                           qos_profile=qos, event_callbacks=events)
+        info = Subscriber(node, CameraInfo, f"{base}/camera_info", qos_profile=qos, event_callbacks=events)
+        others = ", ".join(n for n in names if n != ns)
+        monitor = StreamMonitor(image.sub.topic_name, info.sub.topic_name, pair_hint=(
+            f"no rig frame forms: the images of {others} do not arrive within rig_sync_slop "
+            f"({params['rig_sync_slop']:g} s) of these (are all cameras publishing? triggered together?)"))
+        for sub, what in ((image, "image"), (info, "info")):
+            sub.registerCallback(lambda m, mon=monitor, w=what: _saw(node, made, mon, w, m))
+        subs += [image, info]
+        monitors.append(monitor)
+    sync = ApproximateTimeSynchronizer(subs, queue_size=10, slop=params["rig_sync_slop"])
+    made.append(sync)
+
+    def frame(*msgs):
+        for m in monitors:
+            m.saw("pair")
+        on_frame(*msgs)
+
+    sync.registerCallback(frame)
+    return subs, sync, monitors
+
+
+def _saw(node, made: list, monitor, what: str, msg) -> None:
+    """Count a message; drop the synchroniser's newer ones when the camera's clock went back."""
+    monitor.saw(what)
+    dropped = forget_newer(made[0], conv.stamp_to_ns(msg.header.stamp))
+    if dropped:
+        topic = monitor.image_topic if what == "image" else monitor.info_topic
+        node.get_logger().warning(
+            f"camera stamps went back by more than {STAMP_JUMP_BACK_S:g} s on {topic} (a driver restart or a "
+            f"clock reset): the {dropped} newer message(s) waiting for their pair were dropped")
 
 
 #: a camera message stamped this much before the newest one waiting in the synchroniser means

@@ -72,6 +72,14 @@ LOCALIZER_PARAMS: list[ParamSpec] = [
     ParamSpec("preset", "str", "", "named preset or YAML file; empty: the preset recorded in the map",
               read_only=True),
     *_COMMON,
+    ParamSpec("cameras", "list[str]", [], "a camera rig: the namespaces of its cameras (each with "
+              "<ns>/image_raw and <ns>/camera_info, e.g. ['/front', '/back']); their frames are synchronised "
+              "(rig_sync_slop) and one base_frame pose is solved from all of them (each camera's extrinsics "
+              "base_frame -> camera from /tf_static); empty: one camera on 'image' and 'camera_info'",
+              read_only=True),
+    ParamSpec("rig_sync_slop", "float", 0.01, "with cameras: images of the cameras within this much of "
+              "each other make one rig frame (cameras not triggered together: at most half a frame "
+              "period; the pose assumes one instant), seconds", range=(0.0, 1.0), read_only=True),
     ParamSpec("queue_size", "int", 3, "frames waiting for the worker, oldest first; the oldest is dropped "
               "when full. 3: the frames that arrive during a global query are tracked after it (by optical "
               "flow, a few ms each) instead of dropped; "

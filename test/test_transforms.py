@@ -259,3 +259,36 @@ def test_one_refinement_gives_colmaps_pose_and_covariance():
     from global_loc.evaluation import mahalanobis_distance
 
     assert mahalanobis_distance(ours.cam_from_world, colmap, ours.covariance) < 0.01
+
+
+def test_a_pose_resting_on_one_wrong_match_owns_its_error():
+    """Fifteen inliers on a wall 10 m away and one wrong match 1.3 m away that alone fixes the
+    translation along the view (the twin-rooms frame that was 0.38 m off): RANSAC keeps the wrong
+    match, it fits the pose it pulls, and COLMAP's covariance puts the truth tens of standard
+    deviations away. The covariance without the point of largest leverage owns the error (under
+    4 sigma); a pose on well spread points keeps COLMAP's covariance."""
+    from global_loc.evaluation import mahalanobis_distance
+    from global_loc.geometry.camera import Camera
+    from global_loc.geometry.pnp import estimate_absolute_pose, leave_one_out_covariance, robust_pose_covariance
+
+    rng = np.random.default_rng(5)
+    cam = Camera("PINHOLE", 320, 240, [210, 210, 160, 120])
+    truth = Pose.from_qt([1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
+    far = np.c_[rng.uniform(-4, 4, (15, 1)), rng.uniform(-1.5, 1.5, (15, 1)), np.full((15, 1), 10.0)]
+    near = np.array([[0.3, 0.2, 1.3]])
+    xc = np.r_[far, near]
+    uv = cam.project(xc) + rng.normal(scale=0.3, size=(16, 2))
+    uv[15] += [45.0, 40.0]  # the wrong match: 60 px from its point's true projection
+    r = estimate_absolute_pose(uv, truth.inverse().transform(xc), cam, 8.0, seed=0)
+    assert r.inliers.all()  # the wrong match fits the pose it pulls
+    dt, _ = pose_error(r.cam_from_world, truth)
+    assert dt > 0.1, dt
+    inl_kp, inl_x = uv[r.inliers], truth.inverse().transform(xc)[r.inliers]
+    res = cam.project(r.cam_from_world.transform(inl_x)) - inl_kp
+    sigma2 = np.sum(res**2) / (2 * len(res) - 6)
+    trusting = robust_pose_covariance(cam, r.cam_from_world, inl_kp, inl_x) * sigma2
+    assert mahalanobis_distance(r.cam_from_world, truth, trusting) > 10
+    assert mahalanobis_distance(r.cam_from_world, truth, r.covariance) < 4
+    # spread points: no point carries a degree of freedom
+    xs = np.c_[rng.uniform(-2, 2, (100, 2)), rng.uniform(3, 9, 100)]
+    assert leave_one_out_covariance(cam, truth, cam.project(xs), truth.inverse().transform(xs)) is None

@@ -196,30 +196,102 @@ class RigLocalizer:
         return self._solve(kps, xyz, cameras, tc.ransac_max_iterations,
                            max(lc.min_inlier_ratio, tc.min_inlier_ratio), prior, rig, result, timer)
 
+    def _camera_places(self, image, features, camera, timer):
+        """One camera's places and their 2D-3D matches, strongest first: ``(chosen, contenders,
+        ambiguity)``. ``chosen`` is ``(keyframe names, keypoints, points3D)`` of its place, or
+        None when the camera sees places that look alike: two places fit with poses that
+        disagree (:meth:`~global_loc.localizer.Localizer._choose`, the single-camera rule); then
+        ``contenders`` holds ``(names, keypoints, points3D, cam_from_world)`` of each place that
+        fits, and ``ambiguity`` what the single-camera decision said."""
+        loc, lc = self.localizer, self.localizer.loc_conf
+        _, places = loc._places(image, features, timer)
+        per = []
+        for place in places[: lc.max_places]:
+            m = loc._match_place(features, place, timer)
+            per.append(([loc.map.names[i] for i in place], features.keypoints[m.query], loc.map.points_xyz[m.db],
+                        place))
+        per.sort(key=lambda p: -len(p[1]))
+        if not per:
+            return None, [], {}
+        need = max(4, lc.min_inliers)
+        rival = (lc.ambiguity_min_ratio > 0 and len(per) > 1 and len(per[1][1]) >= need
+                 and len(per[1][1]) >= lc.ambiguity_min_ratio * len(per[0][1]))
+        if not rival:
+            return per[0][:3], [], {}
+        solved = [(p, r) for p in per if len(p[1]) >= need
+                  for r in [loc._localize_place(features, camera, p[3], timer)] if r.success]
+        if len(solved) < 2:
+            return (solved[0][0] if solved else per[0])[:3], [], {}
+        decision = loc._choose([r for _, r in solved], None)
+        if decision.success:
+            return next(p for p, r in solved if r is decision)[:3], [], {}
+        return None, [(p[0], p[1], p[2], r.cam_from_world) for p, r in solved], decision.ambiguity
+
     def _global(self, images, features, cameras, timer) -> LocalizationResult:
-        """The global query of each camera up to its matches; the strongest place's pooled."""
+        """The global query of each camera up to its matches, pooled over the cameras.
+
+        A camera that sees places that look alike (two fit with poses that disagree) does not
+        vote: the others' pose is solved first, then that camera's one place whose pose agrees
+        with it (within the tracking gate, in the rig's frame) joins; when no other camera
+        sees the map unambiguously, the rig frame is not localized ("ambiguous")."""
         loc, lc, n = self.localizer, self.localizer.loc_conf, len(self.cams_from_rig)
-        kps, xyz, keyframes = [], [], []
-        for f, image, camera in zip(features, images, cameras):
-            places = [] if f is None else loc.place_matches(image, camera, timer.times, features=f)
-            top = max(places, key=lambda p: len(p[1]), default=None)
-            kps.append(top[1] if top is not None else np.zeros((0, 2), np.float32))
-            xyz.append(top[2] if top is not None else np.zeros((0, 3)))
-            keyframes += top[0] if top is not None else []
-        matches = [len(k) for k in kps]
+        none2, none3 = np.zeros((0, 2), np.float32), np.zeros((0, 3))
+        kps, xyz, keyframes = [none2] * n, [none3] * n, []
+        contenders, ambiguity = {}, {}
+        for k, (f, image, camera) in enumerate(zip(features, images, cameras)):
+            if f is None:
+                continue
+            chosen, rivals, said = self._camera_places(image, f, camera, timer)
+            if chosen is not None:
+                keyframes += chosen[0]
+                kps[k], xyz[k] = chosen[1], chosen[2]
+            elif rivals:
+                contenders[k], ambiguity[k] = rivals, said
+        matches = [len(x) for x in kps]
         seeing = [c for c in range(n) if matches[c] >= max(4, lc.min_inliers)]
         rig = {"cameras": n, "matches_per_camera": matches, "inliers_per_camera": [0] * n, "fallback": None}
+        if ambiguity:
+            rig["ambiguous_cameras"] = sorted(ambiguity)
+        if not seeing:
+            result = LocalizationResult(status=Status.NOT_LOCALIZED, keyframes=keyframes, rig=rig, mode="rig")
+            if ambiguity:
+                k = min(ambiguity)
+                result.ambiguity = ambiguity[k]
+                result.reason = (f"ambiguous: every camera that sees the map sees places that look alike "
+                                 f"(camera {k}: {ambiguity[k].get('places', [[], []])[0][:1]} and "
+                                 f"{ambiguity[k].get('places', [[], []])[1][:1]} both fit)")
+            else:
+                result.reason = (f"no camera of the rig has {max(4, lc.min_inliers)} 2D-3D matches "
+                                 f"(matches per camera: {matches})")
+            return result
         if len(seeing) == 1:  # one camera sees the map: its own query, carried to the rig
             result = self._single(seeing[0], images, cameras, features)
             result.rig = {**rig, **result.rig}
+        else:
+            result = LocalizationResult(status=Status.NOT_LOCALIZED, keyframes=keyframes, rig=rig, mode="rig")
+            result = self._solve(kps, xyz, cameras, lc.ransac_max_iterations, lc.min_inlier_ratio, None, rig,
+                                 result, timer)
+        if not (result.success and contenders):
             return result
-        result = LocalizationResult(status=Status.NOT_LOCALIZED, keyframes=keyframes, rig=rig, mode="rig")
-        if not seeing:
-            result.reason = (f"no camera of the rig has {max(4, lc.min_inliers)} 2D-3D matches "
-                             f"(matches per camera: {matches})")
+        # the look-alike cameras: the place that agrees with the others' pose joins
+        tc = loc.conf.tracking
+        joined = []
+        for k, rivals in contenders.items():
+            rig_from_cam = self.cams_from_rig[k].inverse()
+            agree = [r for r in rivals if all(
+                e <= g for e, g in zip(pose_error(rig_from_cam * r[3], result.cam_from_world),
+                                       (tc.max_prior_deviation_m, tc.max_prior_deviation_deg)))]
+            if len(agree) == 1:
+                keyframes += agree[0][0]
+                kps[k], xyz[k] = agree[0][1], agree[0][2]
+                joined.append(k)
+        if not joined:
             return result
-        return self._solve(kps, xyz, cameras, lc.ransac_max_iterations, lc.min_inlier_ratio, None, rig, result,
-                           timer)
+        rig = {**rig, "matches_per_camera": [len(x) for x in kps], "fallback": None, "settled_by_rig": joined}
+        pooled = LocalizationResult(status=Status.NOT_LOCALIZED, keyframes=keyframes, rig=rig, mode="rig")
+        pooled = self._solve(kps, xyz, cameras, lc.ransac_max_iterations, lc.min_inlier_ratio, None, rig, pooled,
+                             timer)
+        return pooled if pooled.success else result
 
     def _single(self, c: int, images, cameras, features) -> LocalizationResult:
         result = self.localizer.localize(images[c], cameras[c], features=features[c])

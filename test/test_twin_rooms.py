@@ -144,3 +144,40 @@ def test_a_robot_kidnapped_to_the_twin_room_is_found_again(twin_rooms):
     late_in_a = [r for r in rows if r[0] > first_b and r[2] and not r[5]]
     assert not late_in_a, late_in_a[:3]
     _tracked_ok([r for r in rows if r[0] >= first_b or r[0] < kidnap])
+
+
+@pytest.mark.slow
+def test_a_rig_never_publishes_the_twin_room(data_dir, tmp_path_factory, capsys):
+    """The twin rooms seen by a front and a back camera: a camera that sees places that look
+    alike does not vote; its place that agrees with the other cameras' pose joins, and a rig frame
+    in which every camera sees look-alikes is not localized. No pose in the wrong room, global
+    queries and tracking; without the check (ambiguity_min_ratio 0) the twin room is published."""
+    from global_loc.pipeline import localize_bag_rig
+
+    out = tmp_path_factory.mktemp("twin_rig")
+    world = generate_world(out, WorldConfig.twin_rooms(**SMALL, cameras=("front", "back")),
+                           texture_dir=data_dir)[("mcap", False)]
+    topics = world.query.image_topics
+    m = index_bag(world.mapping.bag, topics, load_preset("sift"))
+    truth = {round(t, 3): p for t, p in read_tum(world.query.base_ground_truth_tum)}
+    L = world.config.room[0]
+    counts = {}
+    for check in (True, False):
+        for tracking in ((False, True) if check else (False,)):
+            conf = load_preset("sift", [] if check else ["localization.ambiguity_min_ratio=0"])
+            conf.tracking.enabled = tracking
+            frames = localize_bag_rig(Localizer(m, conf), world.query.bag, topics)
+            published = [(f, truth[round(f.stamp_ns * 1e-9, 3)]) for f in frames if f.map_from_base is not None]
+            wrong_room = [f.stamp_ns for f, g in published if (f.map_from_base.t[0] > L) != (g.t[0] > L)]
+            off = [f.stamp_ns for f, g in published
+                   if any(e > b for e, b in zip(pose_error(f.map_from_base.inverse(), g.inverse()), (0.25, 5.0)))]
+            counts[(check, tracking)] = (len(frames), len(published), len(wrong_room), len(off))
+    with capsys.disabled():
+        print("\ntwin rooms, front + back cameras (frames, published, wrong room, beyond (0.25 m, 5 deg)): "
+              + "; ".join(f"{'check' if c else 'no check'}, {'tracking' if t else 'global'}: {v}"
+                          for (c, t), v in counts.items()))
+    for tracking in (False, True):
+        n, published, wrong_room, off = counts[(True, tracking)]
+        assert wrong_room == 0 and off == 0, counts
+        assert published >= (0.9 if tracking else 0.5) * n, counts
+    assert counts[(False, False)][2] >= 3, counts  # what the check keeps out

@@ -117,11 +117,10 @@ def estimate_absolute_pose(
     res = camera.project(pose.transform(X)) - kp
     # a-posteriori variance of unit weight times COLMAP's covariance for 1-pixel noise
     sigma2 = float(np.nansum(res**2) / max(2 * len(X) - 6, 1))
-    cov = robust_pose_covariance(camera, pose, kp, X)
+    # a pose resting on one point is known only as well as without it
+    cov, _ = _covariance_without_dominant_point(_pose_information(camera, pose, kp, X))
     if cov is not None:
-        # a pose resting on one point is known only as well as without it
-        loo = leave_one_out_covariance(camera, pose, kp, X)
-        cov = (loo if loo is not None else cov) * sigma2
+        cov = cov * sigma2
         if C is not None:
             from_points = map_point_pose_covariance(camera, pose, X, C)
             cov = cov + from_points if from_points is not None else cov
@@ -192,18 +191,26 @@ def leave_one_out_covariance(camera: Camera, cam_from_world: Pose, keypoints: np
     least squares' hat matrix (Hoaglin and Welsch, "The hat matrix in regression and ANOVA",
     1978); the covariance without that point is what the pose is known to be if it is wrong.
     """
-    info = _pose_information(camera, cam_from_world, keypoints, points3D)
+    cov, dropped = _covariance_without_dominant_point(
+        _pose_information(camera, cam_from_world, keypoints, points3D), max_leverage)
+    return cov if dropped else None
+
+
+def _covariance_without_dominant_point(info, max_leverage: float = MAX_LEVERAGE):
+    """``(H^-1, False)`` of :func:`_pose_information`'s ``info``, or, when one point's
+    leverage exceeds ``max_leverage``, ``(the inverse without that point, True)``; the
+    covariance is None when singular or ``info`` is None."""
     if info is None:
-        return None
+        return None, False
     J, w, H = info
     cov = _inverse(H)
     if cov is None:
-        return None
+        return None, False
     leverage = w * np.einsum("nai,ij,naj->n", J, cov, J)
     k = int(np.argmax(leverage))
     if leverage[k] <= max_leverage:
-        return None
-    return _inverse(H - w[k] * J[k].T @ J[k])
+        return cov, False
+    return _inverse(H - w[k] * J[k].T @ J[k]), True
 
 
 def _estimate_with_focal_length(keypoints, points3D, camera: Camera, est, covariance_scale: float):

@@ -38,9 +38,11 @@ def test_the_rooms_are_twins_but_for_the_wall_facing_the_doorway():
 
 @pytest.fixture(scope="module")
 def twin_rooms(data_dir, tmp_path_factory):
-    """The twin-rooms world at 320x240 with its map (the default preset)."""
+    """The twin-rooms world at 320x240 with a front and a back camera (the front camera's images
+    are those of a one-camera world), and the map of the front camera (the default preset)."""
     out = tmp_path_factory.mktemp("twin_rooms")
-    world = generate_world(out, WorldConfig.twin_rooms(**SMALL), texture_dir=data_dir)[("mcap", False)]
+    world = generate_world(out, WorldConfig.twin_rooms(**SMALL, cameras=("front", "back")),
+                           texture_dir=data_dir)[("mcap", False)]
     m = index_bag(world.mapping.bag, world.mapping.image_topic, load_preset("sift"))
     return world, m
 
@@ -147,16 +149,14 @@ def test_a_robot_kidnapped_to_the_twin_room_is_found_again(twin_rooms):
 
 
 @pytest.mark.slow
-def test_a_rig_never_publishes_the_twin_room(data_dir, tmp_path_factory, capsys):
+def test_a_rig_never_publishes_the_twin_room(twin_rooms, capsys):
     """The twin rooms seen by a front and a back camera: a camera that sees places that look
     alike does not vote; its place that agrees with the other cameras' pose joins, and a rig frame
     in which every camera sees look-alikes is not localized. No pose in the wrong room, global
     queries and tracking; without the check (ambiguity_min_ratio 0) the twin room is published."""
     from global_loc.pipeline import localize_bag_rig
 
-    out = tmp_path_factory.mktemp("twin_rig")
-    world = generate_world(out, WorldConfig.twin_rooms(**SMALL, cameras=("front", "back")),
-                           texture_dir=data_dir)[("mcap", False)]
+    world, _ = twin_rooms
     topics = world.query.image_topics
     m = index_bag(world.mapping.bag, topics, load_preset("sift"))
     truth = {round(t, 3): p for t, p in read_tum(world.query.base_ground_truth_tum)}

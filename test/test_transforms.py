@@ -228,7 +228,8 @@ def test_weighing_uncertain_map_points_makes_poses_more_accurate():
 
 def test_one_refinement_gives_colmaps_pose_and_covariance():
     """Without point covariances, RANSAC's pose refined once here is COLMAP's refined pose (to
-    a hundredth of its standard deviation), and
+    a twentieth of its standard deviation: the refinement stops at a step under a tenth,
+    ``pnp.CONVERGED_STEP``), and
     ``robust_pose_covariance`` is the covariance pycolmap reports for it (rotation converted
     from its half-angle tangent), on a problem with 20 % outliers."""
     import pycolmap
@@ -258,7 +259,7 @@ def test_one_refinement_gives_colmaps_pose_and_covariance():
     # the same optimum, to the optimisers' tolerances: far below one standard deviation
     from global_loc.evaluation import mahalanobis_distance
 
-    assert mahalanobis_distance(ours.cam_from_world, colmap, ours.covariance) < 0.01
+    assert mahalanobis_distance(ours.cam_from_world, colmap, ours.covariance) < 0.05
 
 
 def test_a_pose_resting_on_one_wrong_match_owns_its_error():

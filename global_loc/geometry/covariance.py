@@ -76,11 +76,15 @@ def pose_jacobians(camera, cam_from_world: Pose, points3D: np.ndarray):
     X = np.asarray(points3D, np.float64).reshape(-1, 3)
     RX = X @ cam_from_world.R.T
     Jp = camera.projection_jacobian(RX + cam_from_world.t)  # (N, 2, 3) d pixel / d camera point
-    z = np.zeros(len(X))
-    minus_skew = -np.stack([np.stack([z, -RX[:, 2], RX[:, 1]], 1),
-                            np.stack([RX[:, 2], z, -RX[:, 0]], 1),
-                            np.stack([-RX[:, 1], RX[:, 0], z], 1)], 1)
-    return np.concatenate([Jp @ minus_skew, Jp], axis=2), Jp @ cam_from_world.R
+    J = np.empty((len(X), 2, 6))
+    J[:, :, 3:] = Jp
+    # d pixel / d theta = Jp (-[RX]x): row by row the cross product RX x (row of Jp)
+    v0, v1, v2 = RX[:, 0, None], RX[:, 1, None], RX[:, 2, None]
+    u0, u1, u2 = Jp[:, :, 0], Jp[:, :, 1], Jp[:, :, 2]
+    J[:, :, 0] = v1 * u2 - v2 * u1
+    J[:, :, 1] = v2 * u0 - v0 * u2
+    J[:, :, 2] = v0 * u1 - v1 * u0
+    return J, Jp @ cam_from_world.R
 
 
 def triangulation_covariances(
@@ -147,7 +151,7 @@ def triangulation_covariances(
 
 
 def map_point_pose_covariance(camera, cam_from_world: Pose, points3D: np.ndarray,
-                              point_covariances: np.ndarray) -> np.ndarray | None:
+                              point_covariances: np.ndarray, jacobians=None) -> np.ndarray | None:
     """The share of a PnP pose's covariance that comes from errors of the map's points.
 
     PnP's least squares take the 3D points as exact; a point off by ``dX`` moves its projection
@@ -164,24 +168,26 @@ def map_point_pose_covariance(camera, cam_from_world: Pose, points3D: np.ndarray
         points3D: (N, 3) the inliers' points, metres, world frame.
         point_covariances: (N, 3, 3) their covariances, m^2
             (:func:`triangulation_covariances`); non-finite ones are left out.
+        jacobians: :func:`pose_jacobians` of these points at this pose, where already computed.
     Returns:
         (6, 6) float64 over ``[dtheta, dt]`` (the PnP convention), or None when the points do
         not determine the pose.
     """
-    J, A = pose_jacobians(camera, cam_from_world, points3D)
+    J, A = pose_jacobians(camera, cam_from_world, points3D) if jacobians is None else jacobians
     C = np.asarray(point_covariances, np.float64).reshape(-1, 3, 3)
     ok = np.all(np.isfinite(J), axis=(1, 2)) & np.all(np.isfinite(A), axis=(1, 2))
     if ok.sum() < 3:
         return None
-    H = np.einsum("nai,naj->ij", J[ok], J[ok])
+    J2 = J[ok].reshape(-1, 6)
+    H = J2.T @ J2
     try:
         Hi = np.linalg.inv(H)
     except np.linalg.LinAlgError:
         return None
     ok &= np.all(np.isfinite(C), axis=(1, 2))
     J, A, C = J[ok], A[ok], C[ok]
-    S = np.einsum("nai,nij,nbj->nab", A, C, A)  # (N, 2, 2) the points' errors in the image
-    M = np.einsum("nai,nab,nbj->ij", J, S, J)
+    S = (A @ C) @ A.transpose(0, 2, 1)  # (N, 2, 2) the points' errors in the image
+    M = J.reshape(-1, 6).T @ (S @ J).reshape(-1, 6)
     out = Hi @ M @ Hi
     return 0.5 * (out + out.T) if np.all(np.isfinite(out)) else None
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pycolmap
-from scipy.spatial.transform import Rotation
 
 from .camera import Camera
 from .covariance import map_point_pose_covariance, pose_jacobians, world_from_cam_covariance
@@ -118,11 +117,12 @@ def estimate_absolute_pose(
     # a-posteriori variance of unit weight times COLMAP's covariance for 1-pixel noise
     sigma2 = float(np.nansum(res**2) / max(2 * len(X) - 6, 1))
     # a pose resting on one point is known only as well as without it
-    cov, _ = _covariance_without_dominant_point(_pose_information(camera, pose, kp, X))
+    jacobians = pose_jacobians(camera, pose, X)
+    cov, _ = _covariance_without_dominant_point(_pose_information(camera, pose, kp, X, jacobians[0], res))
     if cov is not None:
         cov = cov * sigma2
         if C is not None:
-            from_points = map_point_pose_covariance(camera, pose, X, C)
+            from_points = map_point_pose_covariance(camera, pose, X, C, jacobians)
             cov = cov + from_points if from_points is not None else cov
     if cov is not None:
         cov = cov * covariance_scale
@@ -150,12 +150,15 @@ def robust_pose_covariance(camera: Camera, cam_from_world: Pose, keypoints: np.n
     return None if info is None else _inverse(info[2])
 
 
-def _pose_information(camera: Camera, cam_from_world: Pose, keypoints, points3D):
+def _pose_information(camera: Camera, cam_from_world: Pose, keypoints, points3D, J=None, r=None):
     """``(J (N, 2, 6), w (N,), H (6, 6))`` of :func:`robust_pose_covariance` over the finite
-    points, or None with fewer than 3."""
+    points, or None with fewer than 3; ``J`` (the pose Jacobians) and ``r`` (the residuals,
+    pixels) where already computed at this pose."""
     X = np.asarray(points3D, np.float64).reshape(-1, 3)
-    J, _ = pose_jacobians(camera, cam_from_world, X)
-    r = camera.project(cam_from_world.transform(X)) - np.asarray(keypoints, np.float64).reshape(-1, 2)
+    if J is None:
+        J, _ = pose_jacobians(camera, cam_from_world, X)
+    if r is None:
+        r = camera.project(cam_from_world.transform(X)) - np.asarray(keypoints, np.float64).reshape(-1, 2)
     ok = np.all(np.isfinite(r), axis=1) & np.all(np.isfinite(J), axis=(1, 2))
     if ok.sum() < 3:
         return None
@@ -206,7 +209,8 @@ def _covariance_without_dominant_point(info, max_leverage: float = MAX_LEVERAGE)
     cov = _inverse(H)
     if cov is None:
         return None, False
-    leverage = w * np.einsum("nai,ij,naj->n", J, cov, J)
+    J2 = J.reshape(-1, 6)
+    leverage = w * np.sum((J2 @ cov) * J2, axis=1).reshape(-1, 2).sum(axis=1)
     k = int(np.argmax(leverage))
     if leverage[k] <= max_leverage:
         return cov, False
@@ -244,6 +248,10 @@ def colmap_pose_covariance(covariance, residuals: np.ndarray, covariance_scale: 
     sigma2 = float(np.nansum(residuals**2) / max(2 * len(residuals) - 6, 1))
     cov = S @ np.asarray(covariance, np.float64)[:6, :6] @ S * sigma2 * covariance_scale
     return cov if np.all(np.isfinite(cov)) else None
+
+
+#: the weighted refinement stops at a step this many standard deviations long (Mahalanobis)
+CONVERGED_STEP = 0.1
 
 
 def refine_with_point_uncertainty(
@@ -291,24 +299,30 @@ def refine_with_point_uncertainty(
     # a point whose covariance the map cannot give (one observation left, e.g. a COLMAP
     # model's point whose other images are not keyframes) counts as PnP counts every point
     C = np.where(np.all(np.isfinite(C), axis=(1, 2))[:, None, None], C, 0.0)
-    # the residuals' information matrices (N, 2, 2) at the start: the pose moves by far less
-    # than would change how a point's uncertainty projects
+    # the residuals' covariances (N, 2, 2) at the start (the pose moves by far less than would
+    # change how a point's uncertainty projects), as their Cholesky factors S = L L^T: the
+    # residuals and Jacobians whitened by L^-1 weigh each by S^-1
     _, A = pose_jacobians(camera, cam_from_world, X)
-    S = float(noise_px) ** 2 * np.eye(2) + A @ C @ A.transpose(0, 2, 1)
-    good = np.all(np.isfinite(S), axis=(1, 2))
-    W = np.zeros_like(S)
-    W[good] = np.linalg.inv(S[good])
+    S = (A @ C) @ A.transpose(0, 2, 1)
+    l00 = np.sqrt(S[:, 0, 0] + noise_px**2)
+    l10 = S[:, 1, 0] / l00
+    l11 = np.sqrt(S[:, 1, 1] + noise_px**2 - l10**2)
+    good = np.isfinite(l00) & np.isfinite(l10) & np.isfinite(l11) & (l11 > 0)
+    X, kp, l00, l10, l11 = X[good], kp[good], l00[good, None], l10[good, None], l11[good, None]
+    c2 = float(cauchy_sigma) ** 2
 
     def normal_equations(pose):
         J, _ = pose_jacobians(camera, pose, X)
         r = camera.project(pose.transform(X)) - kp
-        ok = good & np.all(np.isfinite(r), axis=1) & np.all(np.isfinite(J), axis=(1, 2))
-        J, r, Wk = J[ok], r[ok], W[ok]
-        Wr = np.einsum("nab,nb->na", Wk, r)
-        w = 1.0 / (1.0 + np.einsum("na,na->n", r, Wr) / cauchy_sigma**2)  # Cauchy on m^2 = r^T W r
-        WJ = (Wk @ J) * w[:, None, None]
-        H = J.reshape(-1, 6).T @ WJ.reshape(-1, 6)
-        g = J.reshape(-1, 6).T @ (Wr * w[:, None]).reshape(-1)
+        ok = np.all(np.isfinite(r), axis=1) & np.all(np.isfinite(J), axis=(1, 2))
+        J, r = J[ok], r[ok]
+        y0 = r[:, :1] / l00[ok]
+        y1 = (r[:, 1:] - l10[ok] * y0) / l11[ok]
+        J0 = J[:, 0] / l00[ok]
+        J1 = (J[:, 1] - l10[ok] * J0) / l11[ok]
+        w = 1.0 / (1.0 + (y0**2 + y1**2) / c2)  # (n, 1) Cauchy on m^2 = r^T S^-1 r
+        H = J0.T @ (J0 * w) + J1.T @ (J1 * w)
+        g = J0.T @ (y0 * w)[:, 0] + J1.T @ (y1 * w)[:, 0]
         return H, g, int(ok.sum())
 
     pose = cam_from_world
@@ -320,11 +334,22 @@ def refine_with_point_uncertainty(
             step = -np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
             return None
-        pose = Pose(Rotation.from_rotvec(step[:3]).as_matrix() @ pose.R, pose.t + step[3:])
-        if step @ H @ step < 1e-4:  # a step of a hundredth of a standard deviation: converged
+        if not np.all(np.isfinite(step)):
+            return None
+        pose = Pose(_exp_so3(step[:3]) @ pose.R, pose.t + step[3:])
+        if step @ H @ step < CONVERGED_STEP**2:  # the step is a small fraction of a standard deviation
             break
         H, g, used = normal_equations(pose)
     return pose if np.all(np.isfinite(pose.t)) and np.all(np.isfinite(pose.R)) else None
+
+
+def _exp_so3(w: np.ndarray) -> np.ndarray:
+    """The rotation matrix of rotation vector ``w`` (3,) radians (Rodrigues' formula)."""
+    theta = float(np.linalg.norm(w))
+    K = np.array([[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]])
+    if theta < 1e-8:
+        return np.eye(3) + K + 0.5 * (K @ K)
+    return np.eye(3) + np.sin(theta) / theta * K + (1.0 - np.cos(theta)) / theta**2 * (K @ K)
 
 
 def acceptance_problems(pnp: PnPResult, num_matches: int, conf) -> list[str]:

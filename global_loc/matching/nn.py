@@ -116,9 +116,10 @@ def match_descriptors(
     xq = np.ascontiguousarray(query, dtype=np.float32)
     if xq.shape[1] != np.shape(db)[1]:
         raise ValueError(f"descriptor sizes differ: query {xq.shape[1]}, database {np.shape(db)[1]}")
-    # (D, M) float32 in one pass (conversion from float16 and transpose): BLAS then runs the
-    # plain NN product, which is faster than the transposed one
-    xbt = np.asarray(db).T.astype(np.float32, order="C")
+    # (M, D) float32 as stored (a float16 map converted), its transpose a view: BLAS runs the
+    # transposed product as fast as the plain one, and a transposed copy costs 7.6 ms for the
+    # 8297 x 128 observations of a temple place (two thirds of the product itself)
+    xbt = np.ascontiguousarray(db, dtype=np.float32).T
     if groups is not None:
         groups = np.asarray(groups).reshape(-1)
         if len(groups) != m:

@@ -49,10 +49,11 @@ setup(
         # distributed indexing (global-loc index --ray)
         "distributed": ["ray>=2.9"],
         # learned models: install torch first for your machine (CPU-only:
-        # pip install torch --index-url https://download.pytorch.org/whl/cpu), then this extra
-        "learned": ["torch>=2.1", "onnx>=1.15", "onnxruntime>=1.17"],
+        # pip install torch --index-url https://download.pytorch.org/whl/cpu), then this extra;
+        # kornia for DISK and LightGlue (loaded from files by path, never downloaded)
+        "learned": ["torch>=2.1", "onnx>=1.15", "onnxruntime>=1.17", "kornia==0.9.0"],
         # GPU extras are opt-in: they pull CUDA libraries.
-        "gpu": ["torch>=2.1", "onnx>=1.15", "onnxruntime-gpu>=1.18", "faiss-gpu-cu12>=1.8"],
+        "gpu": ["torch>=2.1", "onnx>=1.15", "onnxruntime-gpu>=1.18", "faiss-gpu-cu12>=1.8", "kornia==0.9.0"],
     },
     zip_safe=True,
     maintainer="global_loc maintainers",

@@ -30,9 +30,13 @@ DEFAULT_PRESET = "sift"
 
 @dataclass
 class MatchingConf:
-    """Descriptor matching: mutual nearest neighbour with Lowe's ratio test.
+    """Descriptor matching: mutual nearest neighbour with Lowe's ratio test, or LightGlue.
 
     Attributes:
+        name: ``nn`` (mutual nearest neighbour + ratio test, any features) or ``lightglue``
+            (:mod:`global_loc.matching.lightglue`, ALIKED and DISK features only): the matcher
+            of keyframe pairs when mapping and of the query against each keyframe of a place
+            when localizing. Tracking and the relative-pose fallback match by nearest neighbour.
         ratio_threshold: max ratio of the distances to the best and to the second-best
             candidate (Lowe, IJCV 2004); 1.0 disables the test.
         mutual: keep only mutual nearest neighbours.
@@ -42,12 +46,24 @@ class MatchingConf:
             similarity product, each on single-threaded BLAS; see
             :func:`global_loc.matching.match_descriptors`): 0 one per core, 1 the calling thread
             only. The matches do not depend on it. Map building matches in one thread.
+        lightglue_weights: LightGlue's weight file (default: the published one for the map's
+            features, ``aliked_lightglue.pth`` or ``disk_lightglue.pth``).
+        depth_confidence: LightGlue's early stopping (its layers stop when this share of the
+            points is confident; -1: all layers), the paper's 0.95.
+        width_confidence: LightGlue's point pruning (points confidently unmatchable leave;
+            -1: none), the paper's 0.99.
+        filter_threshold: the score a LightGlue match must exceed.
     """
 
+    name: str = "nn"
     ratio_threshold: float = 0.8
     mutual: bool = True
     max_candidates: int = 16
     threads: int = 0
+    lightglue_weights: str = ""
+    depth_confidence: float = 0.95
+    width_confidence: float = 0.99
+    filter_threshold: float = 0.1
 
 
 @dataclass

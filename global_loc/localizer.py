@@ -43,7 +43,7 @@ from .geometry.covisibility import covisibility_clusters
 from .geometry.pnp import acceptance_problems, estimate_absolute_pose
 from .map.index import MapIndex
 from .map.storage import read_map
-from .matching import match_descriptors
+from .matching.matchers import create_place_matcher
 from .refinement import create_dense_features
 from .refinement.featuremetric import FeatureMetricRefiner
 from .relpose import RelativePoseLocalizer
@@ -200,6 +200,8 @@ class Localizer:
         self.index = RetrievalIndex(map_index.global_descriptors, conf.device, map_index.retrieval_index,
                                     nprobe=lc.retrieval_nprobe, rerank=lc.retrieval_rerank,
                                     ef_search=lc.retrieval_ef_search)
+        self.place_matcher = create_place_matcher(map_index, conf.matching, conf.features, conf.device,
+                                                  conf.models_dir or None)
         self.tracker = LocalMapTracker(map_index, conf.tracking, conf.localization, conf.matching,
                                        self.point_uncertainty)
         self.camera_corrections = _camera_corrections(map_index) if conf.localization.use_map_calibration else {}
@@ -591,13 +593,8 @@ class Localizer:
     def _match_place(self, features: LocalFeatures, place: list[int], timer):
         """2D-3D matches of the query's features to the points observed in ``place``
         (:class:`~global_loc.matching.Matches`, ``db``: point rows)."""
-        mt = self.conf.matching
         with timer("matching"):
-            db_desc, db_points = self.map.gather_observations(place)
-            return match_descriptors(
-                features.descriptors, db_desc, mt.ratio_threshold, mt.mutual,
-                groups=db_points, max_candidates=mt.max_candidates, threads=mt.threads,
-            )
+            return self.place_matcher.match(features, place)
 
     def place_matches(self, image: np.ndarray, camera: Camera, timings: dict[str, float] | None = None,
                       features: LocalFeatures | None = None) -> list[tuple[list[str], np.ndarray, np.ndarray]]:

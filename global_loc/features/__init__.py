@@ -14,6 +14,7 @@ EXTRACTORS: Registry[LocalFeatureExtractor] = Registry(
         "xfeat": "global_loc.features.xfeat",
         "superpoint": "global_loc.features.superpoint",
         "hfnet": "global_loc.features.hfnet",
+        "disk": "global_loc.features.disk",
     },
 )
 

@@ -26,7 +26,7 @@ from ..errors import EmptyMapError, ImageReadError, InputError
 from ..features import LocalFeatureExtractor
 from ..geometry.transforms import Pose, rotation_angle_deg
 from ..geometry.triangulation import build_tracks, epipolar_errors, triangulate_tracks
-from ..matching import match_descriptors
+from ..matching.matchers import create_pair_matcher
 from ..refinement import DenseFeatures
 from ..refinement.reference import robust_mean
 from ..retrieval import GlobalDescriptorModel
@@ -100,6 +100,9 @@ class MapBuilder:
         self.extractor = self.keyframe_extractor.extractor
         self.global_model = self.keyframe_extractor.global_model
         self.dense = self.keyframe_extractor.dense
+        # built now: features LightGlue was not trained on are refused before any extraction
+        self.pair_matcher = create_pair_matcher(self.conf.matching, self.conf.features, self.conf.device,
+                                                self.conf.models_dir or None, getattr(self.extractor, "dim", None))
         self.frame_id = frame_id
         self._entries: list[_Entry] = []
         self._names: set[str] = set()
@@ -241,23 +244,20 @@ class MapBuilder:
         pairs = pairs_from_poses(poses, mc.num_pairs_pose, mc.pair_max_angle_deg, mc.pair_max_distance_m)
         pairs |= pairs_from_retrieval(gdesc, mc.num_pairs_retrieval)
         pairs = sorted(pairs)
-        mt = self.conf.matching
         rays = [c.rays(f.keypoints) for c, f in zip(cams, feats)]
         pair_matches: dict[tuple[int, int], np.ndarray] = {}
         num_raw = num_verified = 0
         for i, j in tqdm(pairs, desc="matching keyframe pairs", disable=not progress, unit="pair"):
-            m = match_descriptors(
-                feats[i].descriptors, feats[j].descriptors, mt.ratio_threshold, mt.mutual
-            )
-            if not len(m):
+            qi, qj = self.pair_matcher.match(feats[i], feats[j])
+            if not len(qi):
                 continue
-            num_raw += len(m)
-            err = epipolar_errors(rays[i][m.query], rays[j][m.db], poses[i], poses[j])
+            num_raw += len(qi)
+            err = epipolar_errors(rays[i][qi], rays[j][qj], poses[i], poses[j])
             thr = mc.epipolar_max_error_px / min(cams[i].focal_length, cams[j].focal_length)
             ok = err <= thr
-            ok &= (assigned[i][m.query] < 0) & (assigned[j][m.db] < 0)
+            ok &= (assigned[i][qi] < 0) & (assigned[j][qj] < 0)
             if ok.any():
-                pair_matches[(i, j)] = np.stack([m.query[ok], m.db[ok]], axis=1)
+                pair_matches[(i, j)] = np.stack([qi[ok], qj[ok]], axis=1)
                 num_verified += int(ok.sum())
 
         stage["matching"] = time.perf_counter() - t0 - sum(stage.values())

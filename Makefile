@@ -11,7 +11,7 @@ DATA ?= ../shared/data
 DEMO_OUT ?= demo_out
 GL := $(VENV)/bin/global-loc -q
 
-.PHONY: install demo demo-live demo-temple test test-fast proto bench bench-live clean
+.PHONY: install demo demo-live demo-temple test test-fast proto bench bench-live bench-gpu clean
 
 # PyTorch first, so that the `learned` extra finds it: TORCH=torch==2.13.0 takes the CPU build
 # that lies on this project's machines; elsewhere pick the build for your machine.
@@ -98,6 +98,12 @@ proto: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/time_query_presets.py --data $(DATA)
 	$(PY) benchmarks/models.py
+
+# The CUDA paths against the CPU, timed, one report (benchmarks/results/gpu_check.md): on a machine
+# with a CUDA build of PyTorch (TORCH=... for its build). For a bare machine without internet, see
+# `bash benchmarks/gpu_check.sh` (prepare here, run there).
+bench-gpu: $(STAMP)
+	PYTHON=$(PY) bash benchmarks/gpu_check.sh local
 
 # The nodes on a live graph: the robot world's query run looped into `ros2 launch global_loc
 # localize.launch.py` at 10 and 30 Hz, 10 minutes each (about 21 min); large images between

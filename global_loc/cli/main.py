@@ -5,6 +5,7 @@ Subcommands mirror the stages of :mod:`global_loc.pipeline`:
 - ``global-loc index``: build a map (image folder + poses + cameras, or a COLMAP model).
 - ``global-loc localize``: localize query images against a map.
 - ``global-loc evaluate``: recall and errors of localization results against ground truth.
+- ``global-loc map info``: what a map file holds.
 
 A mistake in the input (a missing file, an unknown camera model, a map of another version)
 prints one line, ``error: ...``, and exits with status 2.
@@ -188,6 +189,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="list a bag's topics, types, counts, frames and time span")
     p.add_argument("--bag", type=Path, required=True, help="ROS 1 .bag file or ROS 2 bag folder")
     p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("map", help="work on a map file: info")
+    p.set_defaults(func=lambda args, _p=p: (_p.print_help(), 2)[1])
+    map_sub = p.add_subparsers(dest="map_command", metavar="MAP_COMMAND")
+    q = map_sub.add_parser("info", help="what a map holds: models, keyframes, points, cameras, source, build")
+    q.add_argument("map", type=Path, help="map file")
+    q.add_argument("--verify", action="store_true", help="also check the checksum of every array (reads it all)")
+    q.add_argument("--json", action="store_true", help="print JSON instead of text")
+    q.set_defaults(func=_cmd_map_info)
 
     p = sub.add_parser("time-query", help="time each localization stage on the target machine")
     p.add_argument("--map", type=Path, required=True, help="map file")
@@ -631,6 +641,14 @@ def _cmd_inspect(args) -> int:
     from ..io.bags import inspect_bag
 
     print(inspect_bag(args.bag).format_text())
+    return 0
+
+
+def _cmd_map_info(args) -> int:
+    from ..map.info import format_map_info, map_info
+
+    info = map_info(args.map, verify=args.verify)
+    print(json.dumps(info, indent=1) if args.json else format_map_info(info))
     return 0
 
 

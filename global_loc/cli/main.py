@@ -5,7 +5,7 @@ Subcommands mirror the stages of :mod:`global_loc.pipeline`:
 - ``global-loc index``: build a map (image folder + poses + cameras, or a COLMAP model).
 - ``global-loc localize``: localize query images against a map.
 - ``global-loc evaluate``: recall and errors of localization results against ground truth.
-- ``global-loc map info``: what a map file holds.
+- ``global-loc map info``, ``map prune``: what a map file holds; keyframes removed.
 
 A mistake in the input (a missing file, an unknown camera model, a map of another version)
 prints one line, ``error: ...``, and exits with status 2.
@@ -190,14 +190,25 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bag", type=Path, required=True, help="ROS 1 .bag file or ROS 2 bag folder")
     p.set_defaults(func=_cmd_inspect)
 
-    p = sub.add_parser("map", help="work on a map file: info")
+    p = sub.add_parser("map", help="work on a map file: info, prune")
     p.set_defaults(func=lambda args, _p=p: (_p.print_help(), 2)[1])
     map_sub = p.add_subparsers(dest="map_command", metavar="MAP_COMMAND")
     q = map_sub.add_parser("info", help="what a map holds: models, keyframes, points, cameras, source, build")
     q.add_argument("map", type=Path, help="map file")
     q.add_argument("--verify", action="store_true", help="also check the checksum of every array (reads it all)")
+    q.add_argument("--keyframes", action="store_true", help="also list every keyframe: name, id, stamp, camera")
     q.add_argument("--json", action="store_true", help="print JSON instead of text")
     q.set_defaults(func=_cmd_map_info)
+    q = map_sub.add_parser("prune", help="remove keyframes and the 3D points only they observe (ids of the rest "
+                                         "stay)")
+    q.add_argument("map", type=Path, help="map file")
+    q.add_argument("--out", type=Path, required=True, help="the pruned map (may be MAP itself: written atomically)")
+    q.add_argument("--keyframes", nargs="+", default=[], metavar="NAME", help="keyframe names to remove")
+    q.add_argument("--keyframe-list", type=Path, default=None, metavar="FILE",
+                   help="a file of keyframe names to remove, one per line (# comments)")
+    q.add_argument("--before", type=float, default=None, metavar="STAMP",
+                   help="remove the keyframes stamped before STAMP (seconds, the recording's clock)")
+    q.set_defaults(func=_cmd_map_prune)
 
     p = sub.add_parser("time-query", help="time each localization stage on the target machine")
     p.add_argument("--map", type=Path, required=True, help="map file")
@@ -647,8 +658,29 @@ def _cmd_inspect(args) -> int:
 def _cmd_map_info(args) -> int:
     from ..map.info import format_map_info, map_info
 
-    info = map_info(args.map, verify=args.verify)
+    info = map_info(args.map, verify=args.verify, keyframes=args.keyframes)
     print(json.dumps(info, indent=1) if args.json else format_map_info(info))
+    return 0
+
+
+def _cmd_map_prune(args) -> int:
+    from ..errors import InputError
+    from ..map.edit import prune_keyframes, select_keyframes
+    from ..map.storage import read_map, write_map
+
+    names = list(args.keyframes)
+    if args.keyframe_list is not None:
+        try:
+            lines = args.keyframe_list.read_text().splitlines()
+        except OSError as e:
+            raise InputError(f"cannot read --keyframe-list {args.keyframe_list}: {e.strerror}") from None
+        names += [ln.split("#")[0].strip() for ln in lines if ln.split("#")[0].strip()]
+    m = read_map(args.map)
+    rows = select_keyframes(m, names, args.before)
+    pruned, stats = prune_keyframes(m, rows)
+    dtype = "float32" if m.obs_descriptors.dtype.itemsize == 4 else "float16"
+    write_map(pruned, args.out, descriptor_dtype=dtype)
+    print(f"{args.out}: {stats.format_text()}")
     return 0
 
 

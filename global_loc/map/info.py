@@ -15,13 +15,14 @@ import numpy as np
 from .storage import read_map, read_map_header
 
 
-def map_info(path: str | os.PathLike, verify: bool = False) -> dict:
+def map_info(path: str | os.PathLike, verify: bool = False, keyframes: bool = False) -> dict:
     """Describe a map file.
 
     Args:
         path: a map written by ``global-loc index`` (any readable schema version).
         verify: check the checksum of every array now (otherwise only the header, directory
             and footer records are checked, as :func:`read_map` does for large files).
+        keyframes: also list every keyframe (``keyframe_list``: name, id, stamp, camera row).
     Returns:
         A JSON-serialisable dict: ``path``, ``size_bytes``, ``schema_version``, ``created_by``,
         ``created_at``, ``frame_id``, ``preset``, ``local_features`` / ``global_descriptor`` /
@@ -31,7 +32,8 @@ def map_info(path: str | os.PathLike, verify: bool = False) -> dict:
         last keyframe stamp, seconds, or None where the keyframes have none),
         ``camera_centres_min`` / ``_max`` (metres, map frame: the bounding box of the keyframes'
         optical centres), ``source`` and ``build`` (from the build's metadata, as recorded),
-        ``verified`` (whether every array's checksum was checked).
+        ``edits`` (what ``global-loc map`` did to it since the build), ``verified`` (whether
+        every array's checksum was checked).
     Raises:
         MapFormatError: not a map, another schema version, a truncated or corrupt file (with
             ``verify``, also a corrupt array).
@@ -43,9 +45,10 @@ def map_info(path: str | os.PathLike, verify: bool = False) -> dict:
     observed = int(np.unique(np.asarray(m.obs_point_index)).size) if m.num_observations else 0
     centres = _camera_centres(np.asarray(m.q_wxyz, np.float64), np.asarray(m.t, np.float64))
     stamps = np.asarray(m.stamps, np.float64)
+    known = stamps[np.isfinite(stamps)]
     preset = meta.get("preset") or {}
     stats = meta.get("stats") or {}
-    return {
+    info = {
         "path": str(path),
         "size_bytes": path.stat().st_size,
         "schema_version": int(header.schema_version),
@@ -65,14 +68,20 @@ def map_info(path: str | os.PathLike, verify: bool = False) -> dict:
         "observations": int(m.num_observations),
         "mean_track_length": round(m.num_observations / max(observed, 1), 3),
         "free_keypoints": int(m.num_free_features),
-        "stamps": [float(stamps.min()), float(stamps.max())] if stamps.size and np.any(stamps != 0) else None,
+        "stamps": [float(known.min()), float(known.max())] if known.size else None,
         "camera_centres_min": centres.min(axis=0).round(3).tolist() if len(centres) else None,
         "camera_centres_max": centres.max(axis=0).round(3).tolist() if len(centres) else None,
         "source": meta.get("source"),
         "build": {k: stats[k] for k in ("build_seconds", "stage_seconds", "pairs", "tracks", "triangulated_points")
                   if k in stats} or None,
+        "edits": meta.get("edits", []),
         "verified": bool(verify),
     }
+    if keyframes:
+        info["keyframe_list"] = [{"name": n, "id": int(i), "stamp": float(t) if np.isfinite(t) else None,
+                                  "camera": int(c)} for n, i, t, c in zip(m.names, np.asarray(m.keyframe_ids),
+                                                                           stamps, np.asarray(m.camera_index))]
+    return info
 
 
 def _camera_centres(q_wxyz: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -120,6 +129,13 @@ def format_map_info(info: dict) -> str:
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in (b.get("stage_seconds") or {}).items())
         lines.append(f"  build: {b.get('build_seconds', float('nan')):.1f} s" + (f" ({stages})" if stages else "")
                      + (f", {b['pairs']} pairs" if "pairs" in b else ""))
+    for e in info.get("edits", []):
+        lines.append(f"  edit: {e.get('op')} at {e.get('at')} by {e.get('by')}: "
+                     + ", ".join(f"{k.replace('_', ' ')} {len(v) if isinstance(v, list) else v}"
+                                 for k, v in e.items() if k not in ("op", "at", "by")))
+    for k in info.get("keyframe_list", []):
+        stamp = "-" if k["stamp"] is None else f"{k['stamp']:.6f}"
+        lines.append(f"  keyframe {k['name']} id {k['id']} stamp {stamp} camera {k['camera']}")
     lines.append("  checksums: every array verified" if info["verified"] else
                  "  checksums: header, directory and footer verified (--verify checks every array)")
     return "\n".join(lines)

@@ -204,7 +204,7 @@ class Localizer:
                                                   conf.models_dir or None)
         self.tracker = LocalMapTracker(map_index, conf.tracking, conf.localization, conf.matching,
                                        self.point_uncertainty)
-        self.camera_corrections = _camera_corrections(map_index) if conf.localization.use_map_calibration else {}
+        self.camera_corrections = camera_corrections(map_index) if conf.localization.use_map_calibration else {}
         self.flow = FlowTracker(conf.tracking, conf.localization, self.point_uncertainty)
         self._flow_ref = None  # the last call's localized frame, for optical flow
         self._estimate_focal = False  # the query in hand has a guessed focal length
@@ -233,32 +233,7 @@ class Localizer:
         return self.conf.localization
 
     def _check_models(self) -> None:
-        for what, model, theirs in (
-            ("local features", self.extractor, dict(self.map.local_features, conf=_map_features_conf(self.map))),
-            ("global descriptor", self.global_model, self.map.global_descriptor),
-        ):
-            mine = {"name": model.name, "conf": model.identity_conf()}
-            if mine["name"] != theirs["name"]:
-                raise MapMismatchError(
-                    f"the map was built with {what} '{theirs['name']}', this localizer uses "
-                    f"'{mine['name']}'; use the map's preset or rebuild the map"
-                )
-            conf_mine = mine["conf"]
-            if not _same_conf(conf_mine, theirs["conf"]):
-                diff = sorted(
-                    k for k in set(conf_mine) | set(theirs["conf"])
-                    if conf_mine.get(k) != theirs["conf"].get(k)
-                )
-                raise MapMismatchError(
-                    f"the map's {what} '{theirs['name']}' were made with other options "
-                    f"({', '.join(diff)}: map {[theirs['conf'].get(k) for k in diff]}, "
-                    f"now {[conf_mine.get(k) for k in diff]}); use the map's preset or rebuild the map"
-                )
-            if what == "local features" and model.dim != theirs["dim"]:
-                raise MapMismatchError(
-                    f"the map's local descriptors are {theirs['dim']}-d, {model.name} gives "
-                    f"{model.dim}-d ones"
-                )
+        check_map_models(self.map, self.extractor, self.global_model)
 
     def _check_dense(self) -> None:
         theirs = self.map.dense_features
@@ -662,7 +637,42 @@ class Localizer:
 
 
 
-def _camera_corrections(map_index: MapIndex) -> dict[Camera, Camera]:
+def check_map_models(map_index: MapIndex, extractor, global_model) -> None:
+    """Check that ``extractor`` and ``global_model`` make the descriptors ``map_index`` holds
+    (same names and identity options, same local descriptor size).
+
+    Raises:
+        MapMismatchError: naming the model, the options that differ and what to do.
+    """
+    for what, model, theirs in (
+        ("local features", extractor, dict(map_index.local_features, conf=_map_features_conf(map_index))),
+        ("global descriptor", global_model, map_index.global_descriptor),
+    ):
+        mine = {"name": model.name, "conf": model.identity_conf()}
+        if mine["name"] != theirs["name"]:
+            raise MapMismatchError(
+                f"the map was built with {what} '{theirs['name']}', the preset in use makes "
+                f"'{mine['name']}'; use the map's preset or rebuild the map"
+            )
+        conf_mine = mine["conf"]
+        if not _same_conf(conf_mine, theirs["conf"]):
+            diff = sorted(
+                k for k in set(conf_mine) | set(theirs["conf"])
+                if conf_mine.get(k) != theirs["conf"].get(k)
+            )
+            raise MapMismatchError(
+                f"the map's {what} '{theirs['name']}' were made with other options "
+                f"({', '.join(diff)}: map {[theirs['conf'].get(k) for k in diff]}, "
+                f"now {[conf_mine.get(k) for k in diff]}); use the map's preset or rebuild the map"
+            )
+        if what == "local features" and model.dim != theirs["dim"]:
+            raise MapMismatchError(
+                f"the map's local descriptors are {theirs['dim']}-d, {model.name} gives "
+                f"{model.dim}-d ones"
+            )
+
+
+def camera_corrections(map_index: MapIndex) -> dict[Camera, Camera]:
     """Original mapping camera -> the camera the map builder corrected it to (its principal
     point, see :mod:`global_loc.map.calibration`), from the map's metadata."""
     out = {}

@@ -82,6 +82,7 @@ def index_image_folder(
     progress: bool = False,
     workers: int = 1,
     ray_address: str | None = None,
+    base: MapIndex | None = None,
 ) -> MapIndex:
     """Build a map from the images listed in ``poses`` (cam_from_world) with their cameras.
 
@@ -92,10 +93,13 @@ def index_image_folder(
         workers: processes for the per-keyframe work (0: one per core, 1: this one);
             see :func:`global_loc.map.workers.create_workers`.
         ray_address: run that work as Ray tasks instead (``"local"``, ``"auto"`` or an address).
+        base: a map to add these keyframes to (:func:`global_loc.map.update.extend_map`;
+            ``conf`` then the map's preset) instead of building one from them alone.
     Raises:
         InputError: images without a camera, missing images; ImageReadError: an image whose
             size differs from its camera.
         EmptyMapError: no keyframe could be read.
+        MapMismatchError: with ``base``, a preset that makes other descriptors than the map's.
     """
     images = Path(images)
     _list_missing(
@@ -108,7 +112,7 @@ def index_image_folder(
     builder.source = {"type": "image_folder", "images": str(images), "count": len(poses)}
     _add_in_batches(builder, [(Keyframe(n, cameras[n], poses[n]), None) for n in poses], images, True, progress,
                     workers, ray_address)
-    return builder.build(progress=progress)
+    return builder.build(progress=progress) if base is None else builder.extend(base, progress=progress)
 
 
 def _extract_in_order(pool, size: int, frames: Iterable[tuple[object, np.ndarray]],
@@ -310,6 +314,7 @@ def index_bag(
     progress: bool = False,
     workers: int = 1,
     ray_address: str | None = None,
+    base: MapIndex | None = None,
 ) -> MapIndex:
     """Build a map from one or more recorded bags (ROS 1, ROS 2 sqlite3 or MCAP).
 
@@ -333,8 +338,11 @@ def index_bag(
         ray_address: run that work as Ray tasks (``"local"``, ``"auto"`` or a cluster address;
             :class:`global_loc.map.workers.RayWorkers`): one task per chunk of keyframes, the
             bags read here and the images sent with the tasks.
+        base: a map to add the bags' keyframes to (a new run of a mapped place;
+            :func:`global_loc.map.update.extend_map`), ``conf`` then the map's preset.
     Raises:
         InputError: a missing topic or camera information; EmptyMapError: no frame had a pose.
+        MapMismatchError: with ``base``, a preset that makes other descriptors than the map's.
     """
     bags = [bag] if isinstance(bag, (str, os.PathLike)) else list(bag)
     if not bags:
@@ -376,7 +384,7 @@ def index_bag(
     if indexer.counts["no_pose"]:
         logger.warning("%d frames have no pose and were skipped (first: %s)", indexer.counts["no_pose"],
                        indexer.first_no_pose_reason)
-    return indexer.build(progress=progress)
+    return indexer.build(progress=progress, base=base)
 
 
 @dataclass

@@ -97,6 +97,11 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="keyframe selection: rotation (default: the preset's mapping.keyframe_min_rotation_deg, "
                           "10 deg where the preset selects none; wins over --set)")
     p.add_argument("--out", type=Path, required=True, help="map file to write")
+    p.add_argument("--update", type=Path, default=None, metavar="MAP",
+                   help="add these keyframes (--images/--poses/--cameras, --kapture or --bag: a new run) to MAP "
+                        "instead of building a map from them alone: only they are extracted, old keyframes and "
+                        "points keep their ids, old points are extended, new ones triangulated; the map's preset "
+                        "(--out may be MAP itself: written atomically)")
     p.add_argument("--exclude", nargs="+", default=[], metavar="NAME",
                    help="images to leave out of the map (names as the lists or the COLMAP model give them), "
                         "e.g. a query to be localized against the others")
@@ -335,8 +340,26 @@ def _cmd_index(args) -> int:
     settings = {"models_dir": str(args.models_dir) if args.models_dir else None, "device": args.device,
                 "mapping.keyframe_min_distance_m": args.min_distance,
                 "mapping.keyframe_min_rotation_deg": args.min_rotation}
-    conf = resolve_conf(args.preset, args.overrides, settings,
-                        defaults=STREAM_KEYFRAME_DEFAULTS if args.bag is not None else None)
+    base = None
+    if args.update is not None:
+        from ..localizer import conf_for_map
+        from ..map.storage import read_map
+
+        if args.colmap is not None or (args.images is not None and args.poses is None and args.kapture is None):
+            raise InputError("--update adds keyframes with known poses: --images/--poses/--cameras, --kapture or "
+                             "--bag (a COLMAP model or photos alone make a map of their own)")
+        base = read_map(args.update)
+        if args.bag is not None and args.map_frame != base.frame_id:
+            raise InputError(f"the map's frame is '{base.frame_id}', --map-frame is '{args.map_frame}': the new "
+                             f"run's poses must be in the map's frame (--map-frame {base.frame_id})")
+        conf = conf_for_map(base, args.preset, args.overrides, args.models_dir, args.device,
+                            {k: v for k, v in settings.items() if k.startswith("mapping.")})
+        if args.bag is not None and not conf.mapping.keyframe_min_distance_m and not conf.mapping.keyframe_min_rotation_deg:
+            for key, value in STREAM_KEYFRAME_DEFAULTS.items():
+                setattr(conf.mapping, key.split(".", 1)[1], value)
+    else:
+        conf = resolve_conf(args.preset, args.overrides, settings,
+                            defaults=STREAM_KEYFRAME_DEFAULTS if args.bag is not None else None)
     if args.workers < 0:
         raise InputError(f"--workers must be 0 (one per core) or positive, got {args.workers}")
     parallel = {"workers": args.workers, "ray_address": args.ray}
@@ -351,7 +374,7 @@ def _cmd_index(args) -> int:
         topics = args.image_topic if len(args.image_topic) > 1 else args.image_topic[0]
         m = index_bag(args.bag, topics, conf, args.camera_info_topic, _bag_camera(args),
                       args.map_frame, args.camera_frame, args.pose_topic, args.body_frame,
-                      progress=not args.quiet, **parallel)
+                      progress=not args.quiet, base=base, **parallel)
     elif args.kapture is not None:
         from ..io.kapture import read_kapture
 
@@ -367,7 +390,7 @@ def _cmd_index(args) -> int:
             logger.warning("%d of %d camera records have no pose and are left out", len(ks.images) - len(poses),
                            len(ks.images))
         m = index_image_folder(ks.images_dir, poses, ks.cameras(), conf, args.map_frame, progress=not args.quiet,
-                               **parallel)
+                               base=base, **parallel)
     elif args.colmap is not None:
         if args.images is None:
             raise InputError("--colmap needs --images, the folder of the model's images")
@@ -388,7 +411,7 @@ def _cmd_index(args) -> int:
         poses = {n: p for n, p in read_poses(args.poses).items() if n not in set(args.exclude)}
         cameras = read_cameras(args.cameras)
         m = index_image_folder(args.images, poses, cameras, conf, args.map_frame, progress=not args.quiet,
-                               **parallel)
+                               base=base, **parallel)
     m.check_localizable()
     path = write_map(m, args.out, descriptor_dtype=args.descriptor_dtype)
     size = path.stat().st_size / 2**20
@@ -406,6 +429,12 @@ def _cmd_index(args) -> int:
               "queries with that camera are localized with the corrected one "
               "(mapping.refine_principal_point=false keeps the given one)")
     took = time.perf_counter() - t0
+    if base is not None:
+        e = m.metadata["edits"][-1]
+        print(f"  added {e['added_keyframes']} keyframes to {args.update} ({base.num_keyframes} keyframes, "
+              f"{base.num_points3D} points): {e['pairs']} pairs, {e['extended_observations']} observations of old "
+              f"points, {e['new_points']} new points, in {took:.1f} s")
+        return 0
     how = m.metadata.get("source", {}).get("indexing", {})
     how = f", {how['workers']} {how['engine']} worker(s)" if how else ""
     print(f"  built in {took:.1f} s ({m.num_keyframes / max(took, 1e-9):.1f} keyframes/s{how})")

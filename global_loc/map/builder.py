@@ -229,6 +229,20 @@ class MapBuilder:
         logger.info("built map: %s", m.summary())
         return m
 
+    def extend(self, base: MapIndex, progress: bool = False) -> MapIndex:
+        """``base`` with the keyframes added here: a new run of a mapped place, without a
+        rebuild (:func:`global_loc.map.update.extend_map`: old ids, poses, points kept, old
+        points extended, new ones triangulated). This builder must use the map's preset
+        (:func:`global_loc.localizer.conf_for_map`).
+
+        Raises:
+            MapMismatchError: models that make other descriptors than the map's; InputError: a
+                keyframe name the map holds; EmptyMapError: no keyframe added.
+        """
+        from .update import extend_map
+
+        return extend_map(self, base, progress)
+
     def _map_index(self, entries, poses, cams, gdesc, retrieval_index, arrays: dict, stats: dict,
                    calibration: list[dict]) -> MapIndex:
         """The :class:`MapIndex` of the assembled arrays, with the keyframes, models and metadata."""

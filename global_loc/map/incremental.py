@@ -167,8 +167,9 @@ class IncrementalIndexer:
     def num_keyframes(self) -> int:
         return self.builder.num_keyframes
 
-    def build(self, progress: bool = False) -> MapIndex:
-        """Build the map from the keyframes so far.
+    def build(self, progress: bool = False, base: MapIndex | None = None) -> MapIndex:
+        """Build the map from the keyframes so far (with ``base``: ``base`` with them added,
+        :meth:`MapBuilder.extend <global_loc.map.builder.MapBuilder.extend>`).
 
         Raises:
             EmptyMapError: no keyframe yet.
@@ -184,6 +185,8 @@ class IncrementalIndexer:
                 **self.source, "frames": sum(c.values()), "without_pose": c["no_pose"],
                 "not_selected": c["not_selected"], "undecodable": c["bad_image"],
             }
+            if base is not None:
+                return self.builder.extend(base, progress=progress)
             return self.builder.build(progress=progress)
 
     def save(self, progress: bool = False) -> MapIndex:

@@ -94,6 +94,15 @@ def _camera_centres(q_wxyz: np.ndarray, t: np.ndarray) -> np.ndarray:
     return -np.einsum("nji,nj->ni", R, t)
 
 
+def _short(v) -> str:
+    """A list by its length, a source by its type and path."""
+    if isinstance(v, list):
+        return str(len(v))
+    if isinstance(v, dict):
+        return " ".join(str(v[k]) for k in ("type", "bag", "images", "bags") if k in v) or "-"
+    return str(v)
+
+
 def format_map_info(info: dict) -> str:
     """The text ``global-loc map info`` prints for a :func:`map_info` dict."""
     mib = info["size_bytes"] / 2**20
@@ -131,8 +140,7 @@ def format_map_info(info: dict) -> str:
                      + (f", {b['pairs']} pairs" if "pairs" in b else ""))
     for e in info.get("edits", []):
         lines.append(f"  edit: {e.get('op')} at {e.get('at')} by {e.get('by')}: "
-                     + ", ".join(f"{k.replace('_', ' ')} {len(v) if isinstance(v, list) else v}"
-                                 for k, v in e.items() if k not in ("op", "at", "by")))
+                     + ", ".join(f"{k.replace('_', ' ')} {_short(v)}" for k, v in e.items() if k not in ("op", "at", "by")))
     for k in info.get("keyframe_list", []):
         stamp = "-" if k["stamp"] is None else f"{k['stamp']:.6f}"
         lines.append(f"  keyframe {k['name']} id {k['id']} stamp {stamp} camera {k['camera']}")

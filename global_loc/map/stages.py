@@ -173,11 +173,18 @@ def select_pairs(poses: Sequence[Pose], gdesc: np.ndarray, mc: MappingConf) -> l
 
 def match_pairs(matcher, features: Sequence[LocalFeatures], cameras: Sequence[Camera], poses: Sequence[Pose],
                 pairs: Sequence[tuple[int, int]], assigned: Sequence[np.ndarray], mc: MappingConf,
-                progress: bool = False) -> PairMatches:
+                progress: bool = False, extensions: list | None = None) -> PairMatches:
     """Match each pair (``matcher.match(features_i, features_j) -> (idx_i, idx_j)``, a
     :class:`~global_loc.matching.matchers.PairMatcher`) and keep the matches within
     ``mapping.epipolar_max_error_px`` (Sampson distance, pixels of the shorter focal length) of
-    the epipolar geometry of the known poses, on keypoints that no fixed point took."""
+    the epipolar geometry of the known poses, on keypoints that no fixed point took.
+
+    Args:
+        extensions: where given, the verified matches between a keypoint that a fixed point
+            took and one that none took are appended to it as (E, 3) int64 arrays of
+            ``(keyframe, keypoint, fixed point row)`` of the free side: candidates to extend
+            the fixed point's track (:func:`extend_fixed_points`).
+    """
     rays = [c.rays(f.keypoints) for c, f in zip(cameras, features)]
     out = PairMatches({})
     for i, j in tqdm(pairs, desc="matching keyframe pairs", disable=not progress, unit="pair"):
@@ -187,11 +194,57 @@ def match_pairs(matcher, features: Sequence[LocalFeatures], cameras: Sequence[Ca
         out.num_raw += len(qi)
         err = epipolar_errors(rays[i][qi], rays[j][qj], poses[i], poses[j])
         ok = err <= mc.epipolar_max_error_px / min(cameras[i].focal_length, cameras[j].focal_length)
-        ok &= (assigned[i][qi] < 0) & (assigned[j][qj] < 0)
+        ai, aj = assigned[i][qi], assigned[j][qj]
+        if extensions is not None:
+            one = ok & ((ai >= 0) != (aj >= 0))
+            if one.any():
+                on_i = ai[one] >= 0  # the fixed point is in keyframe i: keyframe j's keypoint may join it
+                extensions.append(np.stack([np.where(on_i, j, i), np.where(on_i, qj[one], qi[one]),
+                                            np.where(on_i, ai[one], aj[one])], axis=1).astype(np.int64))
+        ok &= (ai < 0) & (aj < 0)
         if ok.any():
             out.matches[(i, j)] = np.stack([qi[ok], qj[ok]], axis=1)
             out.num_verified += int(ok.sum())
     return out
+
+
+def extend_fixed_points(candidates: Sequence[np.ndarray], xyz: np.ndarray, features: Sequence[LocalFeatures],
+                        cameras: Sequence[Camera], poses: Sequence[Pose], assigned: Sequence[np.ndarray],
+                        max_px: float) -> int:
+    """Give fixed points the free keypoints matched to one of their observations, where the
+    point, as it is, projects within ``max_px`` pixels of the keypoint (in front of the camera):
+    each keypoint takes at most one point, each point at most one keypoint per keyframe, the
+    smallest reprojection errors first. ``assigned`` is changed in place.
+
+    Args:
+        candidates: (E, 3) int64 ``(keyframe, keypoint, point row)`` arrays
+            (:func:`match_pairs` ``extensions``).
+        xyz: (P, 3) float64 the fixed points, metres, world frame.
+    Returns:
+        The observations added.
+    """
+    if not len(candidates) or not sum(len(c) for c in candidates):
+        return 0
+    cand = np.unique(np.concatenate(candidates), axis=0)
+    err = np.full(len(cand), np.inf)
+    for k in np.unique(cand[:, 0]):
+        rows = np.flatnonzero(cand[:, 0] == k)
+        pc = poses[k].transform(xyz[cand[rows, 2]])
+        front = pc[:, 2] > 1e-6
+        uv = cameras[k].project(pc[front])
+        err[rows[front]] = np.linalg.norm(uv - features[k].keypoints[cand[rows[front], 1]], axis=1)
+    added, taken_kp, taken_pt = 0, set(), set()
+    for e in np.argsort(err, kind="stable"):
+        if not err[e] <= max_px:
+            break
+        k, kp, pt = (int(v) for v in cand[e])
+        if (k, kp) in taken_kp or (k, pt) in taken_pt or assigned[k][kp] >= 0:
+            continue
+        assigned[k][kp] = pt
+        taken_kp.add((k, kp))
+        taken_pt.add((k, pt))
+        added += 1
+    return added
 
 
 def triangulate(features: Sequence[LocalFeatures], cameras: Sequence[Camera], poses: Sequence[Pose],

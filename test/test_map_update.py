@@ -108,3 +108,29 @@ def test_temple_second_run_added_localizes_as_a_joint_build(temple_split, tmp_pa
     within = lambda e: int(np.sum((e[:, 0] < 0.01) & (e[:, 1] < 1.0)))  # noqa: E731
     assert within(eu) == within(ej) == 24 > within(e1)
     assert np.median(eu[:, 0]) <= np.median(ej[:, 0]) + 2e-4
+
+
+@pytest.mark.slow
+def test_a_second_recorded_run_added_from_its_bag(mini_world, mini_world_map, tmp_path, capsys):
+    """The mini world's query run (another lane, other lighting) added to its mapping run's map,
+    its poses from the ground-truth odometry: the new keyframes come after the old ones, which
+    are unchanged; the same run a second time is refused by name."""
+    world = mini_world[("mcap", False)]
+    out = tmp_path / "both.glmap"
+    assert main(["-q", "index", "--bag", str(world.query.bag), "--image-topic", world.query.image_topic,
+                 "--pose-topic", "/ground_truth/odom", "--update", str(mini_world_map), "--out", str(out)]) == 0
+    assert "keyframes to" in capsys.readouterr().out
+    old, both = read_map(mini_world_map), read_map(out)
+    k = old.num_keyframes
+    assert both.num_keyframes > k and both.names[:k] == old.names
+    assert np.array_equal(both.points_xyz[:old.num_points3D], old.points_xyz)
+    edit = both.metadata["edits"][-1]
+    assert edit["source"]["type"] == "bag" and edit["added_keyframes"] == both.num_keyframes - k
+    assert edit["new_points"] > 0
+    from global_loc.localizer import conf_for_map
+    from global_loc.pipeline import index_bag
+
+    with pytest.raises(InputError, match="already holds keyframe"):  # the same run twice
+        conf = conf_for_map(both)
+        conf.mapping.keyframe_min_distance_m, conf.mapping.keyframe_min_rotation_deg = 0.2, 10.0
+        index_bag(world.query.bag, world.query.image_topic, conf, pose_topic="/ground_truth/odom", base=both)

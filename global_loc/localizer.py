@@ -262,6 +262,7 @@ class Localizer:
         prior: PosePrior | None = None,
         global_first: bool = False,
         focal_unknown: bool = False,
+        global_descriptor: np.ndarray | None = None,
     ) -> LocalizationResult:
         """Localize one query image: a global query, or tracking from a pose prior.
 
@@ -285,6 +286,10 @@ class Localizer:
             focal_unknown: ``camera``'s focal length is a guess (a photo without calibration or
                 EXIF focal length): PnP estimates it (result ``camera``); no tracking and no
                 feature-metric refinement for such a query.
+            global_descriptor: (D,) float32, the query's global descriptor in this map's space
+                where already known (a keyframe of another map made with the same model,
+                :mod:`global_loc.map.merge`); used by the global query's first orientation
+                instead of describing ``image``.
         Returns:
             A :class:`LocalizationResult`: ``LOCALIZED`` with ``cam_from_world`` and its
             covariance, or ``NOT_LOCALIZED`` with the reason; ``mode`` says what produced it
@@ -327,7 +332,7 @@ class Localizer:
                 features = track_features
             if track and features is None:
                 features = self._extract(image, 0, timer)
-            result = self._global_query(image, camera, features, timer, prior if track else None)
+            result = self._global_query(image, camera, features, timer, prior if track else None, global_descriptor)
             if track and global_first and not result.success and not result.prior_rejected:
                 tracked = self.tracker.track(features, camera, prior, timer)  # full-resolution features
                 if tracked.success:
@@ -366,12 +371,14 @@ class Localizer:
         if outcome.accepted:
             result.cam_from_world = outcome.cam_from_world
 
-    def _global_query(self, image, camera, features, timer, prior: PosePrior | None = None) -> LocalizationResult:
+    def _global_query(self, image, camera, features, timer, prior: PosePrior | None = None,
+                      global_descriptor: np.ndarray | None = None) -> LocalizationResult:
         """The hierarchical query, over ``query_rotations`` until one localizes."""
         result = LocalizationResult(status=Status.NOT_LOCALIZED, reason="no query orientation was tried")
         for k, rotation in enumerate(self.loc_conf.query_rotations):
             attempt = self._localize_oriented(image, camera, int(rotation), features if k == 0 else None, timer,
-                                              prior if rotation == 0 else None)
+                                              prior if rotation == 0 else None,
+                                              global_descriptor if k == 0 else None)
             if k == 0 or attempt.success or attempt.num_inliers > result.num_inliers:
                 result = attempt
             if attempt.success:
@@ -404,7 +411,8 @@ class Localizer:
         return features
 
     def _localize_oriented(self, image, camera, rotation: int, features, timer,
-                           prior: PosePrior | None = None) -> LocalizationResult:
+                           prior: PosePrior | None = None, global_descriptor: np.ndarray | None = None
+                           ) -> LocalizationResult:
         """One attempt with the image turned ``rotation`` degrees counter-clockwise (a multiple
         of 90) before extraction; keypoints are mapped back to the original image. ``prior``
         settles places that look alike (:meth:`_choose`)."""
@@ -416,7 +424,7 @@ class Localizer:
         view = np.ascontiguousarray(np.rot90(image, turns)) if turns else image
         if features is None:
             features = self._extract(image, turns, timer)
-        retrieved, places = self._places(view, features, timer)
+        retrieved, places = self._places(view, features, timer, global_descriptor)
         result.retrieved = [self.map.names[i] for i in retrieved]
         if len(features) < 4:
             result.reason = f"the query has {len(features)} local features"
@@ -550,12 +558,16 @@ class Localizer:
         cov = self.map.point_covariances(rows, lc.map_point_noise_px if lc.map_point_noise_px > 0 else None)
         return cov, self.map.point_noise_px, lc.weigh_map_points
 
-    def _places(self, view: np.ndarray, features: LocalFeatures, timer) -> tuple[list[int], list[list[int]]]:
+    def _places(self, view: np.ndarray, features: LocalFeatures, timer,
+                gdesc: np.ndarray | None = None) -> tuple[list[int], list[list[int]]]:
         """Retrieval and covisibility clustering: ``(retrieved keyframe rows, best first;
-        places)``, places empty when the map has no points or the query fewer than 4 features."""
+        places)``, places empty when the map has no points or the query fewer than 4 features;
+        ``gdesc``: the query's global descriptor where known."""
         lc = self.loc_conf
         with timer("global_descriptor"):
-            gdesc = self.global_model(view, features)
+            if gdesc is None:
+                gdesc = self.global_model(view, features)
+            gdesc = np.asarray(gdesc, np.float32).reshape(-1)
         with timer("retrieval"):
             _, idx = self.index.search(gdesc, lc.num_retrieved)
             retrieved = [int(i) for i in idx[0] if i >= 0]

@@ -5,7 +5,8 @@ Subcommands mirror the stages of :mod:`global_loc.pipeline`:
 - ``global-loc index``: build a map (image folder + poses + cameras, or a COLMAP model).
 - ``global-loc localize``: localize query images against a map.
 - ``global-loc evaluate``: recall and errors of localization results against ground truth.
-- ``global-loc map info``, ``map prune``: what a map file holds; keyframes removed.
+- ``global-loc map info``, ``map prune``, ``map merge``: what a map file holds; keyframes removed;
+  two maps of one place made one.
 
 A mistake in the input (a missing file, an unknown camera model, a map of another version)
 prints one line, ``error: ...``, and exits with status 2.
@@ -195,7 +196,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bag", type=Path, required=True, help="ROS 1 .bag file or ROS 2 bag folder")
     p.set_defaults(func=_cmd_inspect)
 
-    p = sub.add_parser("map", help="work on a map file: info, prune")
+    p = sub.add_parser("map", help="work on a map file: info, prune, merge")
     p.set_defaults(func=lambda args, _p=p: (_p.print_help(), 2)[1])
     map_sub = p.add_subparsers(dest="map_command", metavar="MAP_COMMAND")
     q = map_sub.add_parser("info", help="what a map holds: models, keyframes, points, cameras, source, build")
@@ -214,6 +215,26 @@ def _build_parser() -> argparse.ArgumentParser:
     q.add_argument("--before", type=float, default=None, metavar="STAMP",
                    help="remove the keyframes stamped before STAMP (seconds, the recording's clock)")
     q.set_defaults(func=_cmd_map_prune)
+    q = map_sub.add_parser("merge", help="add map B's keyframes to map A: B's frame aligned to A's by localizing B's "
+                                         "keyframes in A, then B added as a new run")
+    q.add_argument("a", type=Path, metavar="A", help="the map to add to (its frame, ids and points stay)")
+    q.add_argument("b", type=Path, metavar="B", help="the map to add (same preset as A)")
+    q.add_argument("--out", type=Path, required=True, help="the merged map (may be A itself: written atomically)")
+    q.add_argument("--rigid", action="store_true",
+                   help="a rigid alignment (scale 1), for maps whose poses are metric (odometry, tf, ground truth); "
+                        "default: a similarity, whose scale is printed")
+    q.add_argument("--max-error-m", type=float, default=None, metavar="M",
+                   help="a keyframe of B agrees with the alignment when its camera centre localized in A lies within "
+                        "M metres of the aligned one (default: 2%% of the extent of those localized)")
+    q.add_argument("--max-error-deg", type=float, default=2.0, metavar="DEG",
+                   help="... and its orientation within DEG degrees (default 2)")
+    q.add_argument("--min-agreeing", type=int, default=3, metavar="N",
+                   help="refuse the merge when fewer than N keyframes of B agree (default 3, at least 3)")
+    q.add_argument("--prefix", default="", help="put before B's keyframe names (names must be unique)")
+    q.add_argument("--align-only", action="store_true", help="print the alignment and write nothing")
+    q.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override A's localization options while B's keyframes are localized in it")
+    q.set_defaults(func=_cmd_map_merge)
 
     p = sub.add_parser("time-query", help="time each localization stage on the target machine")
     p.add_argument("--map", type=Path, required=True, help="map file")
@@ -710,6 +731,28 @@ def _cmd_map_prune(args) -> int:
     dtype = "float32" if m.obs_descriptors.dtype.itemsize == 4 else "float16"
     write_map(pruned, args.out, descriptor_dtype=dtype)
     print(f"{args.out}: {stats.format_text()}")
+    return 0
+
+
+def _cmd_map_merge(args) -> int:
+    from ..localizer import conf_for_map
+    from ..map.merge import align_maps, merge_maps
+    from ..map.storage import read_map, write_map
+
+    a, b = read_map(args.a), read_map(args.b)
+    conf = conf_for_map(a, None, args.overrides)
+    alignment = align_maps(a, b, conf, rigid=args.rigid, max_error_m=args.max_error_m,
+                           max_error_deg=args.max_error_deg, min_agreeing=args.min_agreeing,
+                           progress=not args.quiet)
+    print(alignment.format_text())
+    if args.align_only:
+        return 0
+    merged = merge_maps(a, b, alignment, conf_for_map(a), prefix=args.prefix, progress=not args.quiet)
+    dtype = "float32" if a.obs_descriptors.dtype.itemsize == 4 else "float16"
+    write_map(merged, args.out, descriptor_dtype=dtype)
+    edit = merged.metadata["edits"][-1]
+    print(f"{args.out}: added {edit['added_keyframes']} keyframes of B: {edit['extended_observations']} observations "
+          f"added to A's points, {edit['new_points']} new points; {merged.summary()}")
     return 0
 
 

@@ -134,3 +134,37 @@ def test_a_second_recorded_run_added_from_its_bag(mini_world, mini_world_map, tm
         conf = conf_for_map(both)
         conf.mapping.keyframe_min_distance_m, conf.mapping.keyframe_min_rotation_deg = 0.2, 10.0
         index_bag(world.query.bag, world.query.image_topic, conf, pose_topic="/ground_truth/odom", base=both)
+
+
+def test_map_indexer_saves_add_only_the_keyframes_since_the_last_save(scene, tmp_path):
+    """Once the saved map holds ``incremental_after`` keyframes, a save extends it: the first
+    save's keyframes and points keep their ids and positions, the edit is recorded, a save with
+    nothing new writes nothing, and the result localizes a view only the later keyframes saw."""
+    from global_loc.map.incremental import IncrementalIndexer
+
+    path = tmp_path / "drive.glmap"
+    idx = IncrementalIndexer(synthetic_conf(), path, incremental_after=6)
+    keyframes = scene.keyframes(12)
+    for kf, feats in keyframes[:6]:
+        idx.builder.add_keyframe(kf, features=feats, select=False)
+    first = idx.save()
+    assert "edits" not in first.metadata  # built: below incremental_after
+    for kf, feats in keyframes[6:]:
+        idx.builder.add_keyframe(kf, features=feats, select=False)
+    second = idx.save()
+    assert second.num_keyframes == 12 and second.metadata["edits"][-1]["added_keyframes"] == 6
+    assert np.array_equal(second.point_ids[:first.num_points3D], first.point_ids)
+    assert np.array_equal(second.points_xyz[:first.num_points3D], first.points_xyz)
+    written = path.stat().st_mtime_ns
+    assert idx.save() is second and path.stat().st_mtime_ns == written  # nothing new: nothing written
+    assert read_map(path).num_keyframes == 12
+    rebuilt = IncrementalIndexer(synthetic_conf(), incremental_after=0)
+    for kf, feats in keyframes:
+        rebuilt.builder.add_keyframe(kf, features=feats, select=False)
+    assert "edits" not in rebuilt.save().metadata  # 0: every save builds the whole map
+    loc = Localizer(second, synthetic_conf())
+    pose = scene.pose_on_ring(2 * np.pi * 9.5 / 12)
+    r = loc.localize(np.zeros((480, 640), np.uint8), scene.camera, features=scene.observe(pose)[0])
+    assert r.status == Status.LOCALIZED, r.reason
+    dt, dr = pose_error(r.cam_from_world, pose)
+    assert dt < 0.01 and dr < 0.1

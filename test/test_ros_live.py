@@ -22,6 +22,7 @@ from global_loc.map.storage import read_map
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
+ROOT = Path(__file__).resolve().parent.parent
 GLOBAL_LOC = str(Path(sys.executable).parent / "global-loc")
 BOUNDS = (0.25, 2.0)
 CLEAN = "process has finished cleanly"
@@ -177,14 +178,19 @@ def test_ctrl_c_finishes_the_localizer_cleanly_every_time(colcon_env, mini_world
 
 # --- the map indexer ---------------------------------------------------------------------------------
 def test_index_map_launch_saves_what_it_indexed(colcon_env, mini_world, recorder, tmp_path, capsys):
-    """``index_map.launch.py`` while the mapping run plays (3x its rate): ``~/save_map`` writes
-    the map on request; a double Ctrl-C during the save at shutdown loses nothing; the map it
-    writes localizes the query run."""
+    """``index_map.launch.py`` while the mapping run plays (3x its rate): autosaves every 15
+    keyframes, extending the saved map once it holds 20; ``~/save_map`` writes the map on
+    request; a double Ctrl-C during the save at shutdown loses nothing; the map it writes (built,
+    then extended save by save) localizes the query run."""
     from global_loc.ros.workspace import ros2_launch
 
     world = mini_world[("mcap", False)]
     map_path = tmp_path / "live.glmap"
-    args = {"map": str(map_path), "camera": "/camera", "use_sim_time": "true"}
+    params = tmp_path / "map_indexer.yaml"
+    params.write_text((ROOT / "config" / "map_indexer.yaml").read_text()
+                      .replace("autosave_every: 50", "autosave_every: 15")
+                      .replace("incremental_save_after: 100", "incremental_save_after: 20"))
+    args = {"map": str(map_path), "camera": "/camera", "use_sim_time": "true", "params_file": str(params)}
     with ros2_launch(colcon_env, "index_map.launch.py", args) as launch:
         launch.wait_for(r"indexing /camera/image_raw", 60)
         replay(colcon_env, world.mapping.bag, "--rate", "3", "--wait-for", "/camera/image_raw:2",
@@ -199,6 +205,8 @@ def test_index_map_launch_saves_what_it_indexed(colcon_env, mini_world, recorder
     n = int(at_shutdown.group(1))
     m = read_map(map_path)
     assert m.num_keyframes == n >= 50
+    extended = [e for e in m.metadata.get("edits", []) if e["op"] == "update"]
+    assert len(extended) >= 2 and sum(e["added_keyframes"] for e in extended) < n  # saves after the first build
     out = tmp_path / "query.tum"
     assert cli(["-q", "localize", "--map", str(map_path), "--bag", str(world.query.bag), "--image-topic",
                 world.query.image_topic, "--out", str(out)]) == 0
@@ -538,7 +546,7 @@ def _stamped(msg, stamp_ns):
 
 # --- the ros2 command lines the README shows ------------------------------------------------------------
 def _readme_ros2_lines():
-    from test_docs import ROOT, shown_commands
+    from test_docs import shown_commands
 
     return [c for c in shown_commands(ROOT / "README.md") if c.startswith("ros2 ") and not c.startswith("ros2 launch")
             and not c.startswith("ros2 bag")]

@@ -1,6 +1,13 @@
 """Indexing while a robot drives: keyframes are offered one by one, the map is written on
 request, at shutdown, and every few keyframes, so that stopping loses nothing indexed.
 
+A save builds the whole map from every keyframe while the map is small; once the saved map
+holds ``incremental_after`` keyframes, a save adds only the keyframes since the last one to the
+map it wrote then (:func:`~global_loc.map.update.extend_map`: the vocabulary, the principal
+point corrections, old points and ids fixed), so that it costs time in proportion to what was
+added, not to the map's size (``benchmarks/save_time.py``). ``global-loc index`` builds once,
+from all keyframes (:meth:`IncrementalIndexer.build`).
+
 The map indexer node and ``global-loc index --bag`` both feed frames through
 :class:`IncrementalIndexer`.
 """
@@ -47,6 +54,8 @@ class IncrementalIndexer:
         autosave_every: write the map after every N added keyframes (0: never by itself).
         source: what the frames come from, recorded in the map's metadata with the counts of
             frames offered, without pose, not selected and undecodable.
+        incremental_after: once a saved map holds this many keyframes, later saves extend it
+            with the keyframes added since (0: every save rebuilds the whole map).
 
     Thread-safe: a node may offer frames from a worker thread while a service saves;
     :meth:`select` never waits for a build (it has a lock of its own), so selection keeps up
@@ -54,7 +63,8 @@ class IncrementalIndexer:
     """
 
     def __init__(self, conf: PipelineConf, map_path: str | os.PathLike | None = None,
-                 frame_id: str = "map", autosave_every: int = 0, source: dict | None = None):
+                 frame_id: str = "map", autosave_every: int = 0, source: dict | None = None,
+                 incremental_after: int = 0):
         self.builder = MapBuilder(conf, frame_id=frame_id)
         self.source = dict(source or {})
         self.map_path = None if map_path is None else Path(map_path)
@@ -63,6 +73,9 @@ class IncrementalIndexer:
         self._lock = threading.RLock()  # the builder
         self._select_lock = threading.Lock()  # counts and the last selected pose
         self._added_since_save = 0
+        self.incremental_after = int(incremental_after)
+        self._saved: MapIndex | None = None  # the last map written, and how many keyframes it holds
+        self._saved_count = 0
         self._last_selected: Pose | None = None
         self.first_no_pose_reason = ""
 
@@ -174,33 +187,55 @@ class IncrementalIndexer:
         Raises:
             EmptyMapError: no keyframe yet.
         """
-        with self._select_lock:
-            c = dict(self.counts)
         with self._lock:
-            if self.builder.num_keyframes == 0:
-                offered = sum(c.values())
-                extra = (f": {c['no_pose']} have no pose ({self.first_no_pose_reason})" if c["no_pose"] else "")
-                raise EmptyMapError(f"none of the {offered} frames offered could be indexed{extra}")
-            self.builder.source = {
-                **self.source, "frames": sum(c.values()), "without_pose": c["no_pose"],
-                "not_selected": c["not_selected"], "undecodable": c["bad_image"],
-            }
+            self._record_source()
             if base is not None:
                 return self.builder.extend(base, progress=progress)
             return self.builder.build(progress=progress)
 
+    def _record_source(self) -> None:
+        """The builder's source record with the counts so far (call with ``_lock`` held).
+
+        Raises:
+            EmptyMapError: no keyframe yet."""
+        with self._select_lock:
+            c = dict(self.counts)
+        if self.builder.num_keyframes == 0:
+            offered = sum(c.values())
+            extra = (f": {c['no_pose']} have no pose ({self.first_no_pose_reason})" if c["no_pose"] else "")
+            raise EmptyMapError(f"none of the {offered} frames offered could be indexed{extra}")
+        self.builder.source = {
+            **self.source, "frames": sum(c.values()), "without_pose": c["no_pose"],
+            "not_selected": c["not_selected"], "undecodable": c["bad_image"],
+        }
+
     def save(self, progress: bool = False) -> MapIndex:
-        """Build the map and write it to ``map_path`` (atomically).
+        """Write the map to ``map_path`` (atomically): the whole map built again, or, once the
+        last saved map holds ``incremental_after`` keyframes, that map with the keyframes added
+        since (the same map when none was).
 
         Raises:
             EmptyMapError: the map would hold no 3D point (:meth:`MapIndex.check_localizable`):
                 nothing is written, an earlier file stays.
         """
-        m = self.build(progress)
+        from .update import extend_map
+
+        with self._lock:
+            self._record_source()
+            count = self.builder.num_keyframes
+            base = self._saved if (self._saved is not None and self.incremental_after
+                                   and self._saved.num_keyframes >= self.incremental_after) else None
+            if base is None:
+                m = self.builder.build(progress=progress)
+            elif count == self._saved_count:
+                m = base
+            else:
+                m = extend_map(self.builder, base, progress, entries=self.builder._entries[self._saved_count:])
         m.check_localizable()
-        if self.map_path is not None:
+        if self.map_path is not None and m is not self._saved:
             write_map(m, self.map_path)
             logger.info("wrote %s: %s", self.map_path, m.summary())
         with self._lock:
             self._added_since_save = 0
+            self._saved, self._saved_count = (m if self.incremental_after else None), count
         return m

@@ -185,7 +185,8 @@ def match_pairs(matcher, features: Sequence[LocalFeatures], cameras: Sequence[Ca
             ``(keyframe, keypoint, fixed point row)`` of the free side: candidates to extend
             the fixed point's track (:func:`extend_fixed_points`).
     """
-    rays = [c.rays(f.keypoints) for c, f in zip(cameras, features)]
+    used = sorted({k for pair in pairs for k in pair})  # only the keyframes in pairs (an update: few)
+    rays = {k: cameras[k].rays(features[k].keypoints) for k in used}
     out = PairMatches({})
     for i, j in tqdm(pairs, desc="matching keyframe pairs", disable=not progress, unit="pair"):
         qi, qj = matcher.match(features[i], features[j])

@@ -8,7 +8,8 @@ pose in the map frame at its stamp and selects keyframes by travelled distance a
 keyframes from a queue of ``keyframe_queue_size``, so that a slow computer delays keyframes
 rather than losing them. The map is written on
 ``~/save_map`` (``std_srvs/Trigger``; served by a helper node on a thread of its own, since a
-build takes seconds), every ``autosave_every`` keyframes, and at shutdown:
+build takes seconds), every ``autosave_every`` keyframes, and at shutdown; once the saved map
+holds ``incremental_save_after`` keyframes, a save adds only the keyframes since the last one:
 SIGINT or SIGTERM, however often repeated, let the last save finish (see
 :func:`~global_loc.ros.node_utils.spin`), so stopping the node loses nothing already indexed.
 ``/diagnostics`` says how many keyframes are indexed and what keeps frames from being indexed
@@ -53,7 +54,8 @@ class MapIndexerNode(Node):
                             {**preset_settings(MAP_INDEXER_PARAMS, p), "models_dir": p["models_dir"] or None},
                             defaults=STREAM_KEYFRAME_DEFAULTS)
         self.indexer = IncrementalIndexer(conf, p["map_path"], p["map_frame"], p["autosave_every"],
-                                          source={"type": "ros2", "node": self.get_fully_qualified_name()})
+                                          source={"type": "ros2", "node": self.get_fully_qualified_name()},
+                                          incremental_after=p["incremental_save_after"])
         self.diagnostics = Diagnostics(log=problem_log(self))
         self._save_lock = threading.Lock()
         self.tf_buffer = Buffer()

@@ -136,6 +136,10 @@ MAP_INDEXER_PARAMS: list[ParamSpec] = [
               range=(1, 10000)),
     ParamSpec("autosave_every", "int", 50, "write the map every N new keyframes (0: only on "
               "~/save_map and at shutdown), so a crash loses at most N", range=(0, 100000)),
+    ParamSpec("incremental_save_after", "int", 100, "once the saved map holds N keyframes, a save adds only "
+              "the keyframes since the last save (its time grows with those, not with the map; the "
+              "vocabulary and camera corrections stay those of that save); before, and with 0 always, a save "
+              "builds the whole map", range=(0, 1000000), read_only=True),
 ]
 
 

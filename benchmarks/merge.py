@@ -98,10 +98,9 @@ def main() -> None:
             lines.append(f"| {name} | {read_map(path).num_keyframes} | {r['localized']}/{r['queries']} | {r['right']} "
                          f"| {r['wrong']} | {r['median_mm']:.1f} / {r['median_deg']:.3f} |")
             print(lines[-1], flush=True)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    from global_loc.benchmarking import write_table
+
+    write_table(lines, args.out)
 
 
 if __name__ == "__main__":

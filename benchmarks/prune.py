@@ -93,10 +93,9 @@ def main() -> None:
                              f"| {r['right']} | {r['wrong']} | {r['median_mm']:.1f} / {r['median_deg']:.3f} "
                              f"| {r['max_right_std']:.2f} | {r['min_wrong_std']:.2f} |")
                 print(lines[-1], flush=True)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    from global_loc.benchmarking import write_table
+
+    write_table(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -119,10 +119,9 @@ def main() -> None:
         lines.append(f"| {n} | {t1 - t0:.2f} | {t2 - t1:.2f} | {(t1 - t0) / (t2 - t1):.1f} | "
                      f"{m_full.num_points3D} / {m_inc.num_points3D} |")
         print(lines[-1], flush=True)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    from global_loc.benchmarking import write_table
+
+    write_table(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -141,6 +141,15 @@ def run_time_query(map_path, images, queries, preset=None, overrides=(), models_
     }
 
 
+def write_table(lines: list[str], out: Path) -> None:
+    """Print a benchmark's markdown ``lines`` and write them to ``out`` (its folder made)."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
 def ensure_robot_world(world_dir: Path, map_path: Path, textures: Path | None = None,
                        query_rate_hz: float = 10.0) -> None:
     """Make ``make demo``'s robot world in ``world_dir`` and its map at ``map_path`` where they

@@ -72,6 +72,16 @@ def temple_split(temple_dir, tmp_path_factory):
     }
 
 
+@pytest.fixture
+def temple_runs(temple_split, tmp_path):
+    """The temple's map views as two recording runs: even views 2-22 and 24-46 (poses files)."""
+    lines = temple_split["map_poses"].read_text().splitlines()
+    run1, run2 = tmp_path / "run1.txt", tmp_path / "run2.txt"
+    run1.write_text("\n".join(ln for ln in lines if int(ln[7:11]) <= 23) + "\n")
+    run2.write_text("\n".join(ln for ln in lines if int(ln[7:11]) > 23) + "\n")
+    return run1, run2
+
+
 @pytest.fixture(scope="session")
 def temple_map(temple_split):
     """The temple map, built once per session with ``global-loc index`` (default preset)."""

@@ -91,17 +91,14 @@ def test_merge_refuses_what_it_cannot_align(scene):
 
 
 @pytest.mark.slow
-def test_temple_halves_built_apart_and_merged(temple_split, tmp_path, capsys):
+def test_temple_halves_built_apart_and_merged(temple_split, temple_runs, tmp_path, capsys):
     """Run 1: even views 2-22; run 2: even views 24-46, its map moved by a known similarity; the
     merge puts run 2's keyframes within 1 mm of the truth and localizes every odd view within
     (1 cm, 1 deg). Measured: 8 of 12 keyframes of B localized in A, all agreeing, residuals
     0.85 mm median; B's centres 0.66 mm median / 0.74 mm max from the truth; queries median
     0.47 mm (run 1 alone: 22/24 localized; the joint build: 0.205 mm)."""
     gt = read_poses(temple_split["gt"])
-    lines = temple_split["map_poses"].read_text().splitlines()
-    run1, run2 = tmp_path / "run1.txt", tmp_path / "run2.txt"
-    run1.write_text("\n".join(ln for ln in lines if int(ln[7:11]) <= 23) + "\n")
-    run2.write_text("\n".join(ln for ln in lines if int(ln[7:11]) > 23) + "\n")
+    run1, run2 = temple_runs
     common = ["--images", str(temple_split["images"]), "--cameras", str(temple_split["cameras"])]
     a, b, moved, c = (tmp_path / f"{n}.glmap" for n in ("a", "b", "moved", "c"))
     assert main(["-q", "index", *common, "--poses", str(run1), "--out", str(a)]) == 0

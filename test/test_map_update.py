@@ -74,15 +74,12 @@ def test_update_needs_posed_keyframes(temple_map, temple_split, tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_temple_second_run_added_localizes_as_a_joint_build(temple_split, tmp_path, capsys):
+def test_temple_second_run_added_localizes_as_a_joint_build(temple_split, temple_runs, tmp_path, capsys):
     """Run 1: even views 2-22; run 2: even views 24-46, added with --update; queries: the odd
     views. The updated map: every query within (1 cm, 1 deg) (run 1 alone misses some), its
     median error within 0.2 mm of the joint build's (measured: 0.32 against 0.205 mm)."""
     gt = read_poses(temple_split["gt"])
-    lines = temple_split["map_poses"].read_text().splitlines()
-    run1, run2 = tmp_path / "run1.txt", tmp_path / "run2.txt"
-    run1.write_text("\n".join(ln for ln in lines if int(ln[7:11]) <= 23) + "\n")
-    run2.write_text("\n".join(ln for ln in lines if int(ln[7:11]) > 23) + "\n")
+    run1, run2 = temple_runs
     common = ["--images", str(temple_split["images"]), "--cameras", str(temple_split["cameras"])]
     m = tmp_path / "m.glmap"
 

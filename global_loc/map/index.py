@@ -357,3 +357,17 @@ def _matchable(descriptors: np.ndarray) -> np.ndarray:
     if bad.any():
         descriptors[bad] = 0
     return descriptors
+
+
+def kept_features(m: MapIndex, i: int):
+    """What map ``m`` keeps of keyframe row ``i`` as
+    :class:`~global_loc.types.LocalFeatures` (its observations, then its free keypoints;
+    descriptors float32, scores 1, the image size of its camera) and the point row each
+    keypoint observes ((N,) int64, -1: free): the input of an update or a merge, which have
+    no images."""
+    from ..types import LocalFeatures
+
+    kp, desc, point = m.keyframe_features(i)
+    cam = m.camera(i)
+    return (LocalFeatures(np.asarray(kp, np.float32), np.asarray(desc, np.float32), np.ones(len(kp), np.float32),
+                          (cam.width, cam.height)), np.asarray(point, np.int64))

@@ -32,8 +32,8 @@ import numpy as np
 
 from ..errors import InputError, MapMismatchError
 from ..geometry.transforms import Pose, rotation_angle_deg
-from ..types import Keyframe, LocalFeatures, Status
-from .index import MapIndex
+from ..types import Keyframe, Status
+from .index import MapIndex, kept_features
 
 logger = logging.getLogger(__name__)
 
@@ -145,15 +145,6 @@ class Alignment:
         return "\n".join(lines)
 
 
-def keyframe_features(m: MapIndex, i: int) -> tuple[LocalFeatures, np.ndarray]:
-    """What map ``m`` keeps of keyframe row ``i`` as local features (its observations, then its
-    free keypoints; scores 1) and the point row each observes (-1: free)."""
-    kp, desc, point = m.keyframe_features(i)
-    cam = m.camera(i)
-    return (LocalFeatures(np.asarray(kp, np.float32), np.asarray(desc, np.float32), np.ones(len(kp), np.float32),
-                          (cam.width, cam.height)), np.asarray(point, np.int64))
-
-
 def _descriptors_from_b(a: MapIndex, b: MapIndex, global_model) -> bool:
     """Whether B's stored global descriptors can be searched in A (True) or must be made again
     from B's local features with A's model state (False).
@@ -214,7 +205,7 @@ def align_maps(a: MapIndex, b: MapIndex, conf=None, rigid: bool = False, max_err
 
         rows = tqdm(rows, desc="localizing B's keyframes in A", unit="keyframe")
     for i in rows:
-        features, _ = keyframe_features(b, i)
+        features, _ = kept_features(b, i)
         cam = b.camera(i)
         blank = np.zeros((cam.height, cam.width), np.uint8)  # aggregation descriptors use the features only
         res = loc.localize(blank, cam, features=features,
@@ -293,7 +284,7 @@ def merge_maps(a: MapIndex, b: MapIndex, alignment: Alignment, conf=None, prefix
                          f"{f' (and {len(clash) - 5} more)' if len(clash) > 5 else ''}: give B's names a prefix "
                          "(--prefix B/)")
     for i in range(b.num_keyframes):
-        features, point = keyframe_features(b, i)
+        features, point = kept_features(b, i)
         samples = None
         if dense:  # each observation takes its point's reference feature; free keypoints none
             pf = np.asarray(b.point_features)

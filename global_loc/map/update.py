@@ -41,9 +41,8 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
-from ..types import LocalFeatures
 from . import stages
-from .index import MapIndex
+from .index import MapIndex, kept_features
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ def extend_map(builder, base: MapIndex, progress: bool = False, entries=None) ->
     mc = builder.conf.mapping
     t0 = time.perf_counter()
     n_old = base.num_keyframes
-    old = [_kept_features(base, i) for i in range(n_old)]
+    old = [kept_features(base, i) for i in range(n_old)]
     corrected = camera_corrections(base)
     feats = [f for f, _ in old] + [e.features for e in entries]
     poses = [base.cam_from_world(i) for i in range(n_old)] + [e.keyframe.cam_from_world for e in entries]
@@ -194,12 +193,3 @@ def _point_covariances(base: MapIndex, m: MapIndex) -> None:
             noise)
         cov[changed] = sub
     m.restore_point_covariances(cov, noise)
-
-
-def _kept_features(m: MapIndex, i: int) -> tuple[LocalFeatures, np.ndarray]:
-    """The local features the map keeps of keyframe ``i`` (its observations, then its free
-    keypoints) and the point row each observes (-1: free)."""
-    kp, desc, point = m.keyframe_features(i)
-    cam = m.camera(i)
-    return LocalFeatures(kp, np.asarray(desc, np.float32), np.ones(len(kp), np.float32), (cam.width, cam.height)), \
-        np.asarray(point, np.int64)

@@ -5,14 +5,13 @@
    query only: no tracking, refinement, relative pose or query rotations). Its global
    descriptor is made again from those features with A's vocabulary (VLAD), or taken from B
    where both maps' descriptors come from the same network with no map-fitted PCA. Every
-   localized keyframe gives a camera centre in both frames; a similarity ``a_from_b``
-   (``X_a = s R X_b + t``; rigid with ``rigid=True``, ``s = 1``: maps whose poses are metric,
-   from odometry, tf or ground truth) is fitted to them by LO-RANSAC
-   (:func:`pycolmap.estimate_sim3d_robust` / :func:`pycolmap.estimate_rigid3d_robust`,
-   Umeyama 1991 for the minimal and refined fits). A localized keyframe agrees when its centre
-   lies within ``max_error_m`` of the transformed one and its orientation within
-   ``max_error_deg``; the fit is refined over those that agree. Too few that agree, or centres
-   on a line (the rotation about it would be a guess), and the merge is refused.
+   localized keyframe gives a camera centre and an orientation in both frames; a similarity
+   ``a_from_b`` (``X_a = s R X_b + t``; rigid with ``rigid=True``, ``s = 1``: maps whose poses
+   are metric, from odometry, tf or ground truth) is fitted to them by RANSAC over pairs of
+   keyframes (:func:`_fit_robust`), then by least squares over the agreeing keyframes' centres
+   and camera axes (Umeyama 1991, :func:`pycolmap.estimate_sim3d`). A localized keyframe agrees
+   when its centre lies within ``max_error_m`` of the transformed one and its orientation within
+   ``max_error_deg``. Too few that agree, and the merge is refused.
 2. **Addition.** B's keyframes, their poses carried into A's frame, are added to A as a new run
    is by ``global-loc index --update`` (:func:`global_loc.map.update.extend_map`): A's ids,
    poses and points stay; pairs between B's keyframes and between B's and A's are matched; B's
@@ -102,6 +101,7 @@ class Alignment:
             order): distance between its centre localized in A and its centre in B carried
             into A (metres of A), and the angle between the two orientations (degrees).
         tried: B's keyframes tried; ``max_error_m``, ``max_error_deg``: the agreement bounds.
+        not_localized: B's keyframes not localized in A, with the localizer's reason.
     """
 
     a_from_b: Similarity
@@ -185,7 +185,7 @@ def align_maps(a: MapIndex, b: MapIndex, conf=None, rigid: bool = False, max_err
         The :class:`Alignment`.
     Raises:
         MapMismatchError: maps of other local features, or descriptors that cannot be compared.
-        InputError: fewer than ``min_agreeing`` keyframes agree, or their centres lie on a line.
+        InputError: fewer than ``min_agreeing`` keyframes localize in A, or agree on one transform.
     """
     from ..localizer import Localizer, conf_for_map
     from ..config import resolve_conf, to_dict
@@ -283,11 +283,11 @@ def merge_maps(a: MapIndex, b: MapIndex, alignment: Alignment, conf=None, prefix
         raise InputError(f"A already holds keyframe(s) named {', '.join(clash[:5])}"
                          f"{f' (and {len(clash) - 5} more)' if len(clash) > 5 else ''}: give B's names a prefix "
                          "(--prefix B/)")
+    pf = np.asarray(b.point_features) if dense else None
     for i in range(b.num_keyframes):
         features, point = kept_features(b, i)
         samples = None
         if dense:  # each observation takes its point's reference feature; free keypoints none
-            pf = np.asarray(b.point_features)
             samples = np.full((len(point), pf.shape[1]), np.nan, np.float16)
             samples[point >= 0] = pf[point[point >= 0]]
         kf = Keyframe(prefix + b.names[i], b.camera(i), alignment.a_from_b.transform_pose(b.cam_from_world(i)),
@@ -309,16 +309,17 @@ def _unpack(est, rigid: bool) -> tuple[float, np.ndarray, np.ndarray]:
 
 
 def _fit_robust(ca, cb, rot_a, rot_b, rigid: bool, max_m: float, max_deg: float, seed: int, trials: int = 2000):
-    """RANSAC over pairs of keyframes: the rotation from one keyframe's two orientations, the
-    scale from the pair's distance in both maps (1 when ``rigid``), the translation from the
-    first centre; the hypothesis most keyframes agree with (then the smallest summed position
-    residual of those) wins. Returns ``((s, R, t), agree mask)`` or ``(None, None)``.
+    """RANSAC over pairs of keyframes (rigid: each keyframe alone): the rotation from one
+    keyframe's two orientations, the scale from the pair's distance in both maps (1 when
+    ``rigid``), the translation from the first centre; the hypothesis most keyframes agree with
+    (then the smallest summed position residual of those) wins. Returns ``((s, R, t), agree mask)`` or ``(None, None)``.
 
     Centres alone (:func:`pycolmap.estimate_sim3d_robust`) leave the rotation loose where the
     centres lie near a line or an arc (6 deg off on a synthetic ring of 4 keyframes); each
     keyframe's orientation pins it."""
     n = len(ca)
-    pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+    # rigid: one keyframe makes a hypothesis (its partner would only set the scale)
+    pairs = [(i, i) for i in range(n)] if rigid else [(i, j) for i in range(n) for j in range(n) if i != j]
     rng = np.random.default_rng(seed)
     if len(pairs) > trials:
         pairs = [pairs[k] for k in rng.choice(len(pairs), trials, replace=False)]
